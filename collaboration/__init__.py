@@ -1,0 +1,1 @@
+"""Collaboration: trips, members and roles (edits, conflicts, chat and notifications follow)."""

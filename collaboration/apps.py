@@ -1,0 +1,7 @@
+"""App config for collaboration."""
+
+from django.apps import AppConfig
+
+
+class CollaborationConfig(AppConfig):
+    name = "collaboration"

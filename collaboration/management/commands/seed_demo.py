@@ -1,0 +1,63 @@
+"""Creates the demo users (alice, bob, carol) and one trip they share."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from collaboration import services
+from collaboration.models import Trip, TripMember
+
+DEMO_PASSWORD = "tripsage-demo"  # documented in the README; demo data only
+DEMO_TRIP = "Lisbon long weekend"
+ROLES = {
+    "alice": TripMember.Role.OWNER,
+    "bob": TripMember.Role.EDITOR,
+    "carol": TripMember.Role.VIEWER,
+}
+
+
+class Command(BaseCommand):
+    help = "Create demo users alice (owner), bob (editor), carol (viewer) and their shared trip."
+
+    @transaction.atomic
+    def handle(self, *args: Any, **options: Any) -> None:
+        user_model = get_user_model()
+        users = {}
+        for username in ROLES:
+            user, created = user_model.objects.get_or_create(
+                username=username, defaults={"email": f"{username}@example.com"}
+            )
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.save()
+            users[username] = user
+        admin, created = user_model.objects.get_or_create(
+            username="admin", defaults={"is_staff": True, "is_superuser": True}
+        )
+        if created:
+            admin.set_password(DEMO_PASSWORD)
+            admin.save()
+
+        trip = Trip.objects.filter(name=DEMO_TRIP, created_by=users["alice"]).first()
+        if trip is None:
+            trip = services.trip_create(
+                owner=users["alice"],
+                name=DEMO_TRIP,
+                destination="Lisbon, Portugal",
+                start_date=date(2027, 5, 14),
+                end_date=date(2027, 5, 17),
+                budget=Decimal("1200.00"),
+                currency="EUR",
+            )
+        for username, role in ROLES.items():
+            services.trip_member_set(trip=trip, user=users[username], role=role)
+        self.stdout.write(
+            f"Demo data ready: trip {trip.pk} '{trip.name}' shared by alice (owner), bob (editor), "
+            f"carol (viewer); password '{DEMO_PASSWORD}'. Admin: admin / {DEMO_PASSWORD}."
+        )

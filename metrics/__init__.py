@@ -1,0 +1,1 @@
+"""Metrics: every instrument declared once, in instruments.py."""

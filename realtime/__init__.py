@@ -1,0 +1,1 @@
+"""Realtime: the WebSocket protocol, auth, fan-out and consumers."""

@@ -1,0 +1,280 @@
+"""JWT verification and the WebSocket auth middleware: the token comes in the first message."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import jwt
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+
+from realtime import protocol
+from realtime.protocol import AuthFailureReason, CloseCode, ErrorCode
+
+logger = logging.getLogger(__name__)
+
+# Query-string parameters that look like credentials; a socket carrying one is refused.
+_CREDENTIAL_PARAMS = {"token", "access", "access_token", "jwt", "auth", "authorization"}
+
+
+class AuthFailure(Exception):
+    """A token or user that must not open (or keep) a socket. Never carries the token itself."""
+
+    def __init__(
+        self, reason: AuthFailureReason, message: str, *, expires_at: datetime | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.expires_at = expires_at
+
+    def envelope(self, request_id: str | None = None) -> dict[str, Any]:
+        return protocol.auth_error(
+            self.reason, self.message, expires_at=self.expires_at, request_id=request_id
+        ).envelope()
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    user_id: str
+    expires_at: datetime
+    claims: dict[str, Any]
+
+
+def _unverified_expiry(token: str) -> datetime | None:
+    """For the error details only: when an (already rejected) token said it expires."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+        return datetime.fromtimestamp(int(exp), UTC) if exp is not None else None
+    except (jwt.PyJWTError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def verify_access_token(token: str) -> VerifiedToken:
+    """Check signature (one pinned algorithm), expiry, audience, issuer and token type."""
+    verifying_key = jwt_settings.VERIFYING_KEY or jwt_settings.SIGNING_KEY
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise AuthFailure(AuthFailureReason.MALFORMED, "Token is not a well-formed JWT.") from None
+    if header.get("alg") != jwt_settings.ALGORITHM:
+        # Refuses `none` and HS/RS confusion before any key is used.
+        raise AuthFailure(
+            AuthFailureReason.INVALID_ALGORITHM,
+            f"Token algorithm {str(header.get('alg'))[:16]!r} is not accepted.",
+        )
+    try:
+        claims = jwt.decode(
+            token,
+            verifying_key,
+            algorithms=[jwt_settings.ALGORITHM],
+            audience=jwt_settings.AUDIENCE,
+            issuer=jwt_settings.ISSUER,
+            leeway=jwt_settings.LEEWAY,
+            options={
+                "require": ["exp", jwt_settings.USER_ID_CLAIM, jwt_settings.TOKEN_TYPE_CLAIM],
+                "verify_aud": jwt_settings.AUDIENCE is not None,
+                "verify_iss": jwt_settings.ISSUER is not None,
+            },
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthFailure(
+            AuthFailureReason.EXPIRED,
+            "Invalid or expired token",
+            expires_at=_unverified_expiry(token),
+        ) from None
+    except jwt.InvalidSignatureError:
+        raise AuthFailure(
+            AuthFailureReason.INVALID_SIGNATURE, "Token signature is invalid."
+        ) from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthFailure(
+            AuthFailureReason.MISSING_CLAIM, f"Token has no {exc.claim!r} claim."
+        ) from None
+    except jwt.InvalidAudienceError:
+        raise AuthFailure(AuthFailureReason.INVALID_AUDIENCE, "Token audience is wrong.") from None
+    except jwt.InvalidIssuerError:
+        raise AuthFailure(AuthFailureReason.INVALID_ISSUER, "Token issuer is wrong.") from None
+    except jwt.InvalidAlgorithmError:
+        raise AuthFailure(
+            AuthFailureReason.INVALID_ALGORITHM, "Token algorithm is not accepted."
+        ) from None
+    except (jwt.InvalidKeyError, jwt.DecodeError, jwt.InvalidTokenError):
+        raise AuthFailure(AuthFailureReason.MALFORMED, "Token could not be decoded.") from None
+
+    if claims.get(jwt_settings.TOKEN_TYPE_CLAIM) != "access":
+        raise AuthFailure(AuthFailureReason.WRONG_TOKEN_TYPE, "An access token is required here.")
+    return VerifiedToken(
+        user_id=str(claims[jwt_settings.USER_ID_CLAIM]),
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        claims=claims,
+    )
+
+
+def authenticate_token(token: str) -> tuple[AbstractBaseUser, VerifiedToken]:
+    """Verify the token and load its active user. Synchronous: touches the database."""
+    verified = verify_access_token(token)
+    user_model = get_user_model()
+    try:
+        user = user_model.objects.get(**{jwt_settings.USER_ID_FIELD: verified.user_id})
+    except (user_model.DoesNotExist, ValueError):
+        raise AuthFailure(AuthFailureReason.USER_NOT_FOUND, "Token user does not exist.") from None
+    if not user.is_active:
+        raise AuthFailure(AuthFailureReason.USER_INACTIVE, "User account is disabled.")
+    return user, verified
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """What the middleware puts in `scope["auth"]` for the consumer."""
+
+    connection_id: str
+    token: VerifiedToken
+    request_id: str | None  # the `id` of the client's auth message, answered by the consumer
+
+
+def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+    """Browsers always send Origin; other clients cannot be protected by it, so none is allowed."""
+    if origin is None:
+        return True
+    return "*" in allowed or origin.rstrip("/") in {item.rstrip("/") for item in allowed}
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _text_frame(message: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "websocket.send", "text": protocol.encode(message)}
+
+
+class JWTAuthMiddleware:
+    """Accepts the socket, waits for `{"token": ...}` as the first message, and only then hands
+    the connection to the consumer with `scope["user"]` and `scope["auth"]` set.
+
+    The consumer sees an ordinary `websocket.connect`; its own `accept` is absorbed here because
+    the socket is already open. Tokens in the query string are refused, because URLs end up in
+    logs. Origins are checked before accept.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return await self.app(scope, receive, send)
+
+        connect = await receive()
+        if connect["type"] != "websocket.connect":
+            return None
+
+        if not origin_allowed(_header(scope, b"origin"), settings.REALTIME_ALLOWED_ORIGINS):
+            # Before accept: the browser sees the handshake refused (HTTP 403).
+            await send({"type": "websocket.close", "code": int(CloseCode.AUTHORIZATION_FAILED)})
+            return None
+
+        await send({"type": "websocket.accept"})
+
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if _CREDENTIAL_PARAMS & {key.lower() for key in query}:
+            failure = AuthFailure(
+                AuthFailureReason.TOKEN_IN_QUERY_STRING,
+                "Tokens in the URL are refused (they end up in logs): send "
+                '{"token": "<access token>"} as the first message.',
+            )
+            return await self._refuse(send, failure.envelope())
+
+        result = await self._await_auth(receive, send)
+        if result is None:
+            return None
+        user, verified, request_id = result
+        auth_scope = dict(
+            scope,
+            user=user,
+            auth=AuthContext(
+                connection_id=protocol.new_id(), token=verified, request_id=request_id
+            ),
+        )
+        return await self.app(auth_scope, _replay_connect(receive), _absorb_accept(send))
+
+    async def _await_auth(
+        self, receive: Any, send: Any
+    ) -> tuple[AbstractBaseUser, VerifiedToken, str | None] | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.REALTIME_AUTH_TIMEOUT_SECONDS
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                failure = AuthFailure(
+                    AuthFailureReason.TIMEOUT,
+                    f"No authentication within {settings.REALTIME_AUTH_TIMEOUT_SECONDS:g} s.",
+                )
+                await self._refuse(send, failure.envelope())
+                return None
+            if message["type"] == "websocket.disconnect":
+                return None
+            if message["type"] != "websocket.receive":
+                continue
+            request_id = None
+            try:
+                data = protocol.parse_json(
+                    message.get("text"),
+                    message.get("bytes"),
+                    max_bytes=max(settings.REALTIME_MAX_MESSAGE_BYTES.values()),
+                )
+                request_id = protocol.request_id_of(data)
+                auth = protocol.parse_auth(data)
+            except protocol.ProtocolError as error:
+                # Anything but a well-formed auth message is refused; the clock keeps running.
+                if error.code is ErrorCode.AUTHENTICATION_FAILED and (
+                    error.details.get("reason") != AuthFailureReason.NOT_AUTHENTICATED
+                ):
+                    await self._refuse(send, error.envelope())
+                    return None
+                await send(_text_frame(error.envelope()))
+                continue
+            try:
+                user, verified = await sync_to_async(authenticate_token)(auth.token)
+            except AuthFailure as failure:
+                logger.info("websocket auth refused: %s", failure.reason)
+                await self._refuse(send, failure.envelope(request_id))
+                return None
+            return user, verified, request_id
+
+    async def _refuse(self, send: Any, envelope: dict[str, Any]) -> None:
+        await send(_text_frame(envelope))
+        await send({"type": "websocket.close", "code": int(CloseCode.AUTHENTICATION_FAILED)})
+
+
+def _replay_connect(receive: Any) -> Any:
+    replayed = False
+
+    async def wrapped() -> dict[str, Any]:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "websocket.connect"}
+        return await receive()
+
+    return wrapped
+
+
+def _absorb_accept(send: Any) -> Any:
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.accept":
+            return None
+        return await send(message)
+
+    return wrapped

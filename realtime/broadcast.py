@@ -1,0 +1,34 @@
+"""The one fan-out path: every event for many sockets leaves through here, after commit."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+
+def user_group(user_id: int | str) -> str:
+    """Every socket of one user, on every server process. (Group names may not contain ':'.)"""
+    return f"user-{user_id}"
+
+
+def trip_group(trip_id: int | str) -> str:
+    return f"trip-{trip_id}"
+
+
+def _group_send(group: str, event: dict[str, Any]) -> None:
+    async_to_sync(get_channel_layer().group_send)(group, event)
+
+
+def broadcast_on_commit(group: str, event: dict[str, Any]) -> None:
+    """Send `event` to `group` once the current transaction commits: a rolled-back change is
+    never seen by anyone. Outside a transaction it is sent at once."""
+    transaction.on_commit(partial(_group_send, group, event))
+
+
+def revoke_user_sockets(user_id: int) -> None:
+    """Close every socket of a user (deactivated or deleted) on every server process."""
+    broadcast_on_commit(user_group(user_id), {"type": "realtime.user_revoked"})

@@ -1,0 +1,1 @@
+"""One consumer per connection type, all on the base consumer."""

@@ -1,0 +1,274 @@
+"""The base consumer: protocol parsing, error envelopes, heartbeat, token expiry and refresh.
+
+A connection type subclasses it, names its `connection_type` and `client_messages`, and writes one
+`on_<type>` handler per message type (`trip.update` -> `on_trip_update`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, ClassVar
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from metrics import instruments
+from realtime import protocol
+from realtime.auth import AuthContext, AuthFailure, authenticate_token
+from realtime.broadcast import user_group
+from realtime.protocol import (
+    AuthFailureReason,
+    ClientMessage,
+    CloseCode,
+    ConnectionType,
+    ErrorCode,
+    ProtocolError,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class RealtimeConsumer(AsyncWebsocketConsumer):
+    connection_type: ClassVar[ConnectionType]
+    client_messages: ClassVar[tuple[type[ClientMessage], ...]] = ()
+    _registry: ClassVar[dict[str, type[ClientMessage]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._registry = protocol.message_registry(
+            protocol.COMMON_CLIENT_MESSAGES + cls.client_messages
+        )
+
+    # -- hooks for connection types -----------------------------------------------------------
+
+    async def authorize(self) -> None:
+        """Raise ProtocolError(AUTHORIZATION_FAILED) to refuse this user on this resource."""
+
+    async def on_connected(self) -> None:
+        """After `connection.established` has been sent: join groups, send a snapshot."""
+
+    async def on_disconnected(self, code: int) -> None:
+        """After the socket closed: leave presence, flush counters."""
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def send_event(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=protocol.encode(message))
+
+    async def send_error(self, error: ProtocolError) -> None:
+        instruments.ERRORS.labels(self.connection_type, error.code).inc()
+        await self.send_event(error.envelope())
+
+    async def close_with(self, envelope: dict[str, Any], code: CloseCode) -> None:
+        """Tell the client why, then close: a client never has to guess from a bare code."""
+        if self._closing:
+            return
+        self._closing = True
+        await self.send_event(envelope)
+        await self.close(code=int(code))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels 4.2+ awaits aclose_old_connections() (a thread hop) before every event,
+        # group messages included. Our database work all goes through database_sync_to_async,
+        # which closes stale connections itself, so the per-event hop is pure cost.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        auth: AuthContext | None = self.scope.get("auth")
+        if auth is None:
+            raise RuntimeError(
+                f"{type(self).__name__} must be routed behind realtime.auth.JWTAuthMiddleware."
+            )
+        self.user = self.scope["user"]
+        self.auth = auth
+        self.connection_id = auth.connection_id
+        self.token_expires_at = auth.token.expires_at
+        self.max_message_bytes = settings.REALTIME_MAX_MESSAGE_BYTES[self.connection_type]
+        self.last_heard = time.monotonic()
+        self.latency_ms: float | None = None
+        self._ping: tuple[str, float] | None = None
+        self._closing = False
+        self._timer: asyncio.Task[None] | None = None
+        self._joined: list[str] = []
+
+        try:
+            await self.authorize()
+        except ProtocolError as error:
+            await self.close_with(error.envelope(), CloseCode.AUTHORIZATION_FAILED)
+            return
+
+        await self.join(user_group(self.user.pk))
+        await self.accept()
+        instruments.CONNECTIONS_OPEN.labels(self.connection_type).inc()
+        self._counted = True
+        await self.send_event(
+            protocol.server_message(
+                "connection.established",
+                request_id=auth.request_id,
+                connection_id=self.connection_id,
+                connection_type=str(self.connection_type),
+                user={"id": self.user.pk, "username": self.user.get_username()},
+                heartbeat_interval=settings.REALTIME_HEARTBEAT_SECONDS,
+                token_expires_at=protocol.iso(self.token_expires_at),
+                limits={
+                    "max_message_bytes": self.max_message_bytes,
+                    "heartbeat_timeout_seconds": settings.REALTIME_HEARTBEAT_TIMEOUT_SECONDS,
+                    "token_grace_seconds": settings.REALTIME_TOKEN_GRACE_SECONDS,
+                },
+            )
+        )
+        self._timer = asyncio.create_task(self._keepalive())
+        await self.on_connected()
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if getattr(self, "_counted", False):
+            instruments.CONNECTIONS_OPEN.labels(self.connection_type).dec()
+            self._counted = False
+        for group in getattr(self, "_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if hasattr(self, "auth"):
+            await self.on_disconnected(message.get("code", CloseCode.NORMAL))
+        raise StopConsumer()
+
+    async def join(self, group: str) -> None:
+        await self.channel_layer.group_add(group, self.channel_name)
+        self._joined.append(group)
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        self.last_heard = time.monotonic()
+        if self._closing:
+            return
+        request_id = None
+        try:
+            data = protocol.parse_json(
+                message.get("text"), message.get("bytes"), max_bytes=self.max_message_bytes
+            )
+            request_id = protocol.request_id_of(data)
+            parsed = protocol.validate(data, self._registry)
+            instruments.MESSAGES_RECEIVED.labels(self.connection_type, parsed.type).inc()
+            handler = getattr(self, "on_" + parsed.type.replace(".", "_"))
+            await handler(parsed)
+        except ProtocolError as error:
+            if error.request_id is None:
+                error.request_id = request_id
+            await self.send_error(error)
+        except Exception:
+            # A fault of ours: say so, keep the socket, never 1011 for one bad message.
+            logger.exception("handler failed on %s connection", self.connection_type)
+            await self.send_error(
+                ProtocolError(
+                    ErrorCode.SERVER_ERROR,
+                    "The server failed to process this message.",
+                    details={"retryable": True},
+                    request_id=request_id,
+                )
+            )
+
+    async def on_ping(self, message: protocol.Ping) -> None:
+        await self.send_event(protocol.server_message("pong", request_id=message.id))
+
+    async def on_pong(self, message: protocol.Pong) -> None:
+        if self._ping is not None and message.request_id == self._ping[0]:
+            rtt = time.monotonic() - self._ping[1]
+            self.latency_ms = rtt * 1000
+            self._ping = None
+            instruments.HEARTBEAT_LATENCY.labels(self.connection_type).observe(rtt)
+
+    async def on_auth_refresh(self, message: protocol.AuthRefresh) -> None:
+        try:
+            user, verified = await database_sync_to_async(authenticate_token)(message.token)
+        except AuthFailure as failure:
+            if failure.reason in (
+                AuthFailureReason.USER_INACTIVE,
+                AuthFailureReason.USER_NOT_FOUND,
+            ):
+                await self.close_with(failure.envelope(message.id), CloseCode.AUTHENTICATION_FAILED)
+                return
+            # The socket lives on under the token it already has, until that one expires.
+            instruments.ERRORS.labels(self.connection_type, ErrorCode.AUTHENTICATION_FAILED).inc()
+            await self.send_event(failure.envelope(message.id))
+            return
+        if user.pk != self.user.pk:
+            failure = AuthFailure(
+                AuthFailureReason.USER_MISMATCH, "A refreshed token must belong to the same user."
+            )
+            await self.close_with(failure.envelope(message.id), CloseCode.AUTHENTICATION_FAILED)
+            return
+        self.user = user
+        self.token_expires_at = verified.expires_at
+        await self.send_event(
+            protocol.server_message(
+                "auth.refreshed",
+                request_id=message.id,
+                token_expires_at=protocol.iso(verified.expires_at),
+            )
+        )
+
+    # -- group events -------------------------------------------------------------------------
+
+    async def realtime_user_revoked(self, event: dict[str, Any]) -> None:
+        failure = AuthFailure(AuthFailureReason.USER_INACTIVE, "User account is disabled.")
+        await self.close_with(failure.envelope(), CloseCode.AUTHENTICATION_FAILED)
+
+    # -- heartbeat and token expiry -----------------------------------------------------------
+
+    async def _keepalive(self) -> None:
+        """Ping every interval, measure the round trip, close silent sockets and sockets whose
+        token expired without a refresh. One task per connection does all three."""
+        interval = settings.REALTIME_HEARTBEAT_SECONDS
+        silence_limit = settings.REALTIME_HEARTBEAT_TIMEOUT_SECONDS
+        grace = settings.REALTIME_TOKEN_GRACE_SECONDS
+        next_ping = time.monotonic() + interval
+        try:
+            while not self._closing:
+                expires_in = self.token_expires_at.timestamp() + grace - time.time()
+                silent_for = time.monotonic() - self.last_heard
+                if expires_in <= 0:
+                    failure = AuthFailure(
+                        AuthFailureReason.EXPIRED,
+                        "Invalid or expired token",
+                        expires_at=self.token_expires_at,
+                    )
+                    await self.close_with(failure.envelope(), CloseCode.AUTHENTICATION_FAILED)
+                    return
+                if silent_for >= silence_limit:
+                    await self.close_with(
+                        protocol.error_message(
+                            ErrorCode.NETWORK_ERROR,
+                            f"Nothing heard from the client for {silent_for:.0f} s.",
+                            details={"reason": "heartbeat_timeout"},
+                        ),
+                        CloseCode.HEARTBEAT_TIMEOUT,
+                    )
+                    return
+                if time.monotonic() >= next_ping:
+                    ping = protocol.server_message("ping")
+                    self._ping = (ping["id"], time.monotonic())
+                    await self.send_event(ping)
+                    next_ping = time.monotonic() + interval
+                await asyncio.sleep(
+                    max(
+                        0.01,
+                        min(
+                            next_ping - time.monotonic(),
+                            expires_in,
+                            silence_limit - silent_for,
+                        ),
+                    )
+                )
+        except Exception:
+            logger.exception("keepalive failed on %s connection", self.connection_type)

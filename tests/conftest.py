@@ -1,0 +1,158 @@
+"""Shared fixtures: real daphne processes on loopback, sharing the test database and Redis."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def require_redis_url() -> str:
+    """Tests that need Redis fail loudly without it; they never skip."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        pytest.fail(
+            "REDIS_URL is not set: run the suite with `make test`, which finds or starts Redis.",
+            pytrace=False,
+        )
+    return url
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    credentials = db["USER"] or ""
+    if db["PASSWORD"]:
+        credentials += f":{db['PASSWORD']}"
+    host = db["HOST"] or "127.0.0.1"
+    return f"postgres://{credentials}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@dataclass
+class DaphneServer:
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_daphne(tmp_dir: Path, name: str, **overrides: str) -> DaphneServer:
+    """A real daphne process running the project's ASGI app against the test database."""
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tripsage.settings.test",
+        DATABASE_URL=_database_url(),
+        REDIS_URL=require_redis_url(),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    log_path = tmp_dir / f"daphne-{name}-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "tripsage.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = DaphneServer(port=port, process=process, log_path=log_path, env=overrides)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"daphne {name} exited at start-up:\n{server.log()}", pytrace=False)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    pytest.fail(f"daphne {name} did not listen within 30 s:\n{server.log()}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def daphne_factory(
+    django_db_setup: None, django_db_blocker: object, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., DaphneServer]]:
+    started: list[DaphneServer] = []
+    tmp_dir = tmp_path_factory.mktemp("daphne")
+
+    def factory(name: str, **overrides: str) -> DaphneServer:
+        with django_db_blocker.unblock():  # type: ignore[attr-defined]
+            server = start_daphne(tmp_dir, name, **overrides)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
+    """The default server: production-like timings, Redis channel layer."""
+    return daphne_factory("default")
+
+
+@pytest.fixture(scope="session")
+def fast_server(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
+    """A second process with short timers, for auth timeout, heartbeat and token expiry."""
+    return daphne_factory(
+        "fast",
+        REALTIME_AUTH_TIMEOUT_SECONDS="1",
+        REALTIME_HEARTBEAT_SECONDS="0.5",
+        REALTIME_HEARTBEAT_TIMEOUT_SECONDS="4",
+        REALTIME_TOKEN_GRACE_SECONDS="1",
+    )
+
+
+@pytest.fixture
+def live(transactional_db: None, server: DaphneServer) -> DaphneServer:
+    """The default server, with test data committed so that it can see it."""
+    return server

@@ -1,0 +1,100 @@
+"""REST auth: token endpoints, JWT hardening, the error envelope, the OpenAPI schema."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def alice():
+    return factories.make_user("alice")
+
+
+def test_token_pair_for_valid_credentials(client, alice):
+    response = client.post(
+        "/api/auth/token/", {"username": "alice", "password": factories.PASSWORD}, format="json"
+    )
+    assert response.status_code == 200
+    assert set(response.json()) == {"access", "refresh"}
+    me = client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")
+    assert me.json()["username"] == "alice"
+
+
+def test_wrong_password_gets_authentication_failed_envelope(client, alice):
+    response = client.post(
+        "/api/auth/token/", {"username": "alice", "password": "nope"}, format="json"
+    )
+    assert response.status_code == 401
+    body = response.json()
+    assert body["type"] == "error"
+    assert body["error"]["code"] == "AUTHENTICATION_FAILED"
+    assert {"id", "timestamp"} <= set(body)
+
+
+def test_missing_fields_get_invalid_message_format_naming_them(client):
+    response = client.post("/api/auth/token/", {}, format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"]["code"] == "INVALID_MESSAGE_FORMAT"
+    assert set(body["error"]["details"]["fields"]) == {"username", "password"}
+
+
+def test_refresh_and_verify(client, alice):
+    pair = client.post(
+        "/api/auth/token/", {"username": "alice", "password": factories.PASSWORD}, format="json"
+    ).json()
+    refreshed = client.post("/api/auth/token/refresh/", {"refresh": pair["refresh"]}, format="json")
+    assert refreshed.status_code == 200 and "access" in refreshed.json()
+    assert (
+        client.post("/api/auth/token/verify/", {"token": pair["access"]}, format="json").status_code
+        == 200
+    )
+    bad = client.post("/api/auth/token/verify/", {"token": "garbage"}, format="json")
+    assert bad.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        lambda user: factories.refresh_token(user),
+        lambda user: factories.unsigned_none_token(factories.claims_for(user)),
+        lambda user: factories.hs_confused_token(factories.claims_for(user)),
+        lambda user: factories.signed(factories.claims_for(user, exp=None)),
+        lambda user: factories.signed(factories.claims_for(user, exp=1_600_000_000)),
+    ],
+    ids=["refresh-as-access", "alg-none", "hs-rs-confusion", "no-exp", "expired"],
+)
+def test_rest_refuses_bad_tokens(client, alice, make_token):
+    response = client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {make_token(alice)}")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "AUTHENTICATION_FAILED"
+
+
+def test_rest_refuses_inactive_user(client, alice):
+    token = factories.access_token(alice)
+    alice.is_active = False
+    alice.save()
+    assert client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+
+
+def test_openapi_schema_lists_the_api(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    assert {
+        "/api/auth/token/",
+        "/api/auth/token/refresh/",
+        "/api/auth/token/verify/",
+        "/api/me/",
+    } <= set(schema["paths"])

@@ -1,0 +1,64 @@
+"""A real WebSocket client for tests, speaking the protocol like the seed's client does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+TIMEOUT = 10.0
+
+
+async def open_socket(
+    base_url: str, path: str, *, origin: str | None = None, query: str = ""
+) -> ClientConnection:
+    url = f"{base_url}{path}" + (f"?{query}" if query else "")
+    headers = {"Origin": origin} if origin else None
+    return await websockets.connect(url, additional_headers=headers, open_timeout=TIMEOUT)
+
+
+async def recv_json(ws: ClientConnection, timeout: float = TIMEOUT) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def recv_type(ws: ClientConnection, type_: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+    """The next message of `type_`, answering the server's pings on the way."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await recv_json(ws, timeout)
+            if message["type"] == type_:
+                return message
+            if message["type"] == "ping":
+                await send_json(ws, {"type": "pong", "request_id": message["id"]})
+
+
+async def send_json(ws: ClientConnection, message: dict[str, Any]) -> None:
+    await ws.send(json.dumps(message))
+
+
+async def connect(
+    base_url: str, path: str, token: str, *, request_id: str = "auth-1"
+) -> tuple[ClientConnection, dict[str, Any]]:
+    """Open, authenticate as the seed's client does, and return the `connection.established`."""
+    ws = await open_socket(base_url, path)
+    await send_json(ws, {"token": token, "id": request_id})
+    established = await recv_json(ws)
+    assert established["type"] == "connection.established", established
+    return ws, established
+
+
+async def closed_with(ws: ClientConnection, timeout: float = TIMEOUT) -> tuple[int, list[dict]]:
+    """Read until the server closes; return the close code and the messages before it."""
+    messages = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                messages.append(json.loads(await ws.recv()))
+    except ConnectionClosed:
+        pass
+    assert ws.close_code is not None, "server did not close the socket"
+    return ws.close_code, messages

@@ -1,0 +1,1 @@
+"""TripSage Realtime: a real-time collaboration backend on Django Channels."""

@@ -1,0 +1,26 @@
+"""ASGI entry point: HTTP through Django, WebSockets through the auth middleware to consumers."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tripsage.settings.base")
+
+from django.core.asgi import get_asgi_application
+
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from realtime.auth import JWTAuthMiddleware  # noqa: E402
+from realtime.checks import require_channel_layer  # noqa: E402
+from realtime.routing import websocket_urlpatterns  # noqa: E402
+
+require_channel_layer()
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": JWTAuthMiddleware(URLRouter(websocket_urlpatterns)),
+    }
+)

@@ -1,0 +1,224 @@
+"""Base settings: embedded defaults (SQLite, in-memory channel layer), everything overridable
+from the environment. Production hardening lives in production.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+from tripsage.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+# A development-only key so that `make run` works on a fresh machine; production.py requires
+# DJANGO_SECRET_KEY and has no default.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "collaboration",
+    "realtime",
+    "metrics",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "tripsage.urls"
+ASGI_APPLICATION = "tripsage.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: SQLite by default, DATABASE_URL (PostgreSQL in production and CI) when set.
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+else:
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Daphne's worker threads, other server processes and management commands write
+    # concurrently: wait for the lock instead of failing, and take it at BEGIN so that lock
+    # upgrades never deadlock.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve from the app folders directly when collectstatic has not run (development, tests).
+WHITENOISE_USE_FINDERS = True
+
+# --- Channel layer: Redis when REDIS_URL is set (several processes behave as one), otherwise the
+# in-process layer (one process only; fine for `make run` and nothing else).
+REDIS_URL = env_str("REDIS_URL")
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 1000)
+CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # Explicit, so no client default can race the layer's blocking reads
+                        # (channels_redis issue 422) or cap the pool below our connection count.
+                        "socket_timeout": None,
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        "max_connections": REDIS_MAX_CONNECTIONS,
+                    }
+                ],
+                "prefix": env_str("CHANNEL_LAYER_PREFIX", "tripsage"),
+                "capacity": CHANNEL_LAYER_CAPACITY,
+                "expiry": 60,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- REST API.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "realtime.rest.error_envelope_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "TripSage Realtime API",
+    "DESCRIPTION": "REST beside the WebSocket protocol (docs/protocol.md).",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- JWT: one pinned algorithm. HS* signs with JWT_SIGNING_KEY (default: SECRET_KEY); RS*/ES*
+# sign with JWT_PRIVATE_KEY and verify with JWT_PUBLIC_KEY (PEM text, or *_FILE paths).
+JWT_ALGORITHM = env_str("JWT_ALGORITHM", "HS256")
+
+
+def _pem(name: str) -> str:
+    value = env_str(name)
+    if value:
+        return value.replace("\\n", "\n")
+    path = env_str(f"{name}_FILE")
+    if path:
+        return Path(path).read_text()
+    return ""
+
+
+if JWT_ALGORITHM.startswith("HS"):
+    _JWT_SIGNING_KEY = env_str("JWT_SIGNING_KEY", SECRET_KEY)
+    _JWT_VERIFYING_KEY = ""
+else:
+    _JWT_SIGNING_KEY = _pem("JWT_PRIVATE_KEY")
+    _JWT_VERIFYING_KEY = _pem("JWT_PUBLIC_KEY")
+
+SIMPLE_JWT = {
+    "ALGORITHM": JWT_ALGORITHM,
+    "SIGNING_KEY": _JWT_SIGNING_KEY,
+    "VERIFYING_KEY": _JWT_VERIFYING_KEY,
+    "AUDIENCE": env_str("JWT_AUDIENCE"),
+    "ISSUER": env_str("JWT_ISSUER"),
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_ACCESS_LIFETIME_SECONDS", 15 * 60)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_REFRESH_LIFETIME_SECONDS", 86400)),
+    "LEEWAY": env_int("JWT_LEEWAY_SECONDS", 0),
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+    "TOKEN_TYPE_CLAIM": "token_type",
+    "UPDATE_LAST_LOGIN": False,
+    "CHECK_USER_IS_ACTIVE": True,
+}
+
+# --- Realtime (WebSocket) behaviour. Each constant says why its default is what it is.
+# Browsers send Origin; a socket with an unlisted Origin is refused before accept. "*" allows all.
+REALTIME_ALLOWED_ORIGINS = env_list(
+    "REALTIME_ALLOWED_ORIGINS",
+    ["http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"],
+)
+# The seed's client authenticates in its first message; 10 s covers slow mobile handshakes.
+REALTIME_AUTH_TIMEOUT_SECONDS = env_float("REALTIME_AUTH_TIMEOUT_SECONDS", 10.0)
+# The seed's 30 s interval: under the common 60 s proxy idle timeouts.
+REALTIME_HEARTBEAT_SECONDS = env_float("REALTIME_HEARTBEAT_SECONDS", 30.0)
+# Two missed heartbeats plus slack before a silent socket is declared dead.
+REALTIME_HEARTBEAT_TIMEOUT_SECONDS = env_float(
+    "REALTIME_HEARTBEAT_TIMEOUT_SECONDS", 2 * REALTIME_HEARTBEAT_SECONDS + 10
+)
+# Time a socket may outlive its access token while the client fetches a new one.
+REALTIME_TOKEN_GRACE_SECONDS = env_float("REALTIME_TOKEN_GRACE_SECONDS", 30.0)
+REALTIME_CONNECTION_TYPES = ("trip_collaboration", "chat", "agent_status", "notifications")
+_DEFAULT_MAX_MESSAGE_BYTES = env_int("REALTIME_MAX_MESSAGE_BYTES", 64 * 1024)
+REALTIME_MAX_MESSAGE_BYTES = {
+    kind: env_int(f"REALTIME_MAX_MESSAGE_BYTES_{kind.upper()}", _DEFAULT_MAX_MESSAGE_BYTES)
+    for kind in REALTIME_CONNECTION_TYPES
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.server": {"level": "WARNING"}},
+}

@@ -1,0 +1,28 @@
+"""Test settings: the base settings with fast hashing, RS256 JWTs from test-only keys, and a
+file-backed SQLite test database so real server processes can share it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tripsage.settings.base import *  # noqa: F403
+from tripsage.settings.base import BASE_DIR, DATABASES, SIMPLE_JWT
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Asymmetric keys in the suite, so the HS/RS confusion attack can be tried for real.
+_KEYS = Path(BASE_DIR) / "tests" / "keys"
+JWT_ALGORITHM = "RS256"
+SIMPLE_JWT = {
+    **SIMPLE_JWT,
+    "ALGORITHM": "RS256",
+    "SIGNING_KEY": (_KEYS / "test-only-private.pem").read_text(),
+    "VERIFYING_KEY": (_KEYS / "test-only-public.pem").read_text(),
+}
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so the daphne processes the tests start see the same rows.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("TRIPSAGE_TEST_SQLITE", str(BASE_DIR / ".pytest-db.sqlite3"))
+    }
