@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from asgiref.sync import SyncToAsync
+from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,6 +115,14 @@ def start_daphne(tmp_dir: Path, name: str, **overrides: str) -> DaphneServer:
             time.sleep(0.1)
     server.stop()
     pytest.fail(f"daphne {name} did not listen within 30 s:\n{server.log()}", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connections_of_async_tests(django_db_setup: None) -> Iterator[None]:
+    """ORM calls from async tests run on asgiref's one sync thread, whose connections the test
+    database teardown cannot see: close them first, or PostgreSQL refuses to drop the database."""
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
 
 
 @pytest.fixture(scope="session")

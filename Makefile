@@ -1,0 +1,39 @@
+# The two commands: `make run` (demo service on embedded defaults) and `make test` (the suite).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint format
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required: set PYTHON=/path/to/python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py seed_demo
+	@echo
+	@echo "TripSage Realtime on http://127.0.0.1:8000/ (admin: /admin/, schema: /api/schema/)"
+	@echo "Get a token:  curl -s -X POST -H 'Content-Type: application/json' \\"
+	@echo "  -d '{\"username\": \"alice\", \"password\": \"tripsage-demo\"}' http://127.0.0.1:8000/api/auth/token/"
+	@echo "Then open ws://127.0.0.1:8000/ws/trips/1/ and send {\"token\": \"<access>\"} first."
+	@echo
+	$(BIN)/daphne -b 127.0.0.1 -p 8000 tripsage.asgi:application
+
+test: install
+	$(BIN)/python scripts/run_tests.py $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
