@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt import settings as simplejwt_settings
 
 from realtime import protocol
 from realtime.protocol import AuthFailureReason, CloseCode, ErrorCode
@@ -60,6 +60,8 @@ def _unverified_expiry(token: str) -> datetime | None:
 
 def verify_access_token(token: str) -> VerifiedToken:
     """Check signature (one pinned algorithm), expiry, audience, issuer and token type."""
+    # Looked up on each call: SimpleJWT rebinds api_settings when SIMPLE_JWT changes.
+    jwt_settings = simplejwt_settings.api_settings
     verifying_key = jwt_settings.VERIFYING_KEY or jwt_settings.SIGNING_KEY
     try:
         header = jwt.get_unverified_header(token)
@@ -123,8 +125,9 @@ def authenticate_token(token: str) -> tuple[AbstractBaseUser, VerifiedToken]:
     """Verify the token and load its active user. Synchronous: touches the database."""
     verified = verify_access_token(token)
     user_model = get_user_model()
+    id_field = simplejwt_settings.api_settings.USER_ID_FIELD
     try:
-        user = user_model.objects.get(**{jwt_settings.USER_ID_FIELD: verified.user_id})
+        user = user_model.objects.get(**{id_field: verified.user_id})
     except (user_model.DoesNotExist, ValueError):
         raise AuthFailure(AuthFailureReason.USER_NOT_FOUND, "Token user does not exist.") from None
     if not user.is_active:
