@@ -1,4 +1,4 @@
-"""Trips and their members."""
+"""Trips, members, the durable per-trip event log, client mutations and conflicts."""
 
 from __future__ import annotations
 
@@ -19,7 +19,13 @@ class Trip(models.Model):
     )
     currency = models.CharField(max_length=3, default="EUR")
     notes = models.TextField(blank=True)
-    version = models.PositiveIntegerField(default=1)
+    # Bumped by every change of an editable field; the base of optimistic concurrency.
+    version = models.PositiveBigIntegerField(default=1)
+    # field name -> the trip version at which that field last changed.
+    field_versions = models.JSONField(default=dict, blank=True)
+    # The last event's sequence number, and the highest one pruned from the log.
+    seq = models.PositiveBigIntegerField(default=0)
+    log_floor = models.PositiveBigIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="created_trips"
     )
@@ -53,3 +59,92 @@ class TripMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.role}) on {self.trip}"
+
+
+class TripEvent(models.Model):
+    """The durable log clients replay from: one row per fanned-out event, numbered per trip in the
+    same transaction as the change it records. `message` is exactly what was sent live."""
+
+    trip = models.ForeignKey(Trip, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveBigIntegerField()
+    type = models.CharField(max_length=40)
+    field = models.CharField(max_length=40, blank=True)
+    version = models.PositiveBigIntegerField(null=True, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    message = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["trip", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["trip", "seq"], name="unique_trip_event_seq"),
+        ]
+        indexes = [models.Index(fields=["trip", "field", "version"], name="trip_event_field")]
+
+    def __str__(self) -> str:
+        return f"{self.trip_id}#{self.seq} {self.type}"
+
+
+class ClientMutation(models.Model):
+    """An idempotency record: the answer given to a client's `update_id`, replayed on retry."""
+
+    trip = models.ForeignKey(Trip, on_delete=models.CASCADE, related_name="mutations")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    update_id = models.UUIDField()
+    request = models.JSONField()
+    result = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trip", "actor", "update_id"], name="unique_client_mutation"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.update_id} on {self.trip_id}"
+
+
+class Conflict(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open"
+        RESOLVED = "resolved"
+
+    class Choice(models.TextChoices):
+        MINE = "mine"
+        THEIRS = "theirs"
+        VALUE = "value"
+
+    trip = models.ForeignKey(Trip, on_delete=models.CASCADE, related_name="conflicts")
+    field = models.CharField(max_length=40)
+    base_version = models.PositiveBigIntegerField()
+    # The value in force when the proposal arrived, and who set it.
+    applied_value = models.JSONField(null=True)
+    applied_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    applied_version = models.PositiveBigIntegerField()
+    # The refused proposal, and who made it.
+    proposed_value = models.JSONField(null=True)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    update_id = models.UUIDField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    resolution = models.CharField(max_length=10, choices=Choice.choices, blank=True)
+    resolved_value = models.JSONField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["trip", "status"], name="conflict_trip_status")]
+
+    def __str__(self) -> str:
+        return f"conflict {self.pk} on {self.trip_id}.{self.field} ({self.status})"

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from collaboration.models import TripMember
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Q, QuerySet
+
+from collaboration import wire
+from collaboration.errors import NotFound
+from collaboration.models import Conflict, Trip, TripEvent, TripMember
 
 
 def trip_role(*, trip_id: int, user_id: int) -> str | None:
@@ -11,4 +19,68 @@ def trip_role(*, trip_id: int, user_id: int) -> str | None:
         TripMember.objects.filter(trip_id=trip_id, user_id=user_id)
         .values_list("role", flat=True)
         .first()
+    )
+
+
+def trip_for_member(*, trip_id: int, user: AbstractBaseUser) -> Trip:
+    trip = Trip.objects.filter(pk=trip_id, members__user=user).first()
+    if trip is None:
+        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
+    return trip
+
+
+def trips_for_user(*, user: AbstractBaseUser) -> QuerySet[Trip]:
+    return Trip.objects.filter(members__user=user).distinct()
+
+
+def members(*, trip: Trip) -> list[dict[str, Any]]:
+    return [
+        {"user": wire.user_ref(member.user), "role": member.role}
+        for member in TripMember.objects.filter(trip=trip).select_related("user").order_by("id")
+    ]
+
+
+def conflicts(*, trip: Trip, status: str | None = None, user: AbstractBaseUser | None = None):
+    queryset = Conflict.objects.filter(trip=trip).select_related(
+        "applied_by", "proposed_by", "resolved_by"
+    )
+    if status:
+        queryset = queryset.filter(status=status)
+    if user is not None:
+        queryset = queryset.filter(Q(applied_by=user) | Q(proposed_by=user))
+    return queryset.order_by("id")
+
+
+def trip_snapshot(*, trip_id: int, user: AbstractBaseUser) -> dict[str, Any]:
+    """The trip as a client starts from: fields, versions, `seq`, and open conflicts that
+    involve the user."""
+    trip = trip_for_member(trip_id=trip_id, user=user)
+    return {
+        "trip": wire.trip_state(trip),
+        "seq": trip.seq,
+        "role": trip_role(trip_id=trip_id, user_id=user.pk),
+        "conflicts": [
+            wire.conflict_dict(c) for c in conflicts(trip=trip, status="open", user=user)
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class EventPage:
+    messages: list[dict[str, Any]]  # the logged messages, exactly as sent live
+    current_seq: int
+    complete: bool  # False when events after `after` were pruned: resync instead
+
+
+def events_after(*, trip_id: int, after: int, limit: int | None = None) -> EventPage:
+    trip = Trip.objects.only("seq", "log_floor").get(pk=trip_id)
+    if after < trip.log_floor or after > trip.seq:
+        return EventPage(messages=[], current_seq=trip.seq, complete=False)
+    queryset = TripEvent.objects.filter(trip_id=trip_id, seq__gt=after).order_by("seq")
+    if limit is not None:
+        queryset = queryset[:limit]
+    return EventPage(
+        messages=list(queryset.values_list("message", flat=True)),
+        current_seq=trip.seq,
+        complete=True,
     )

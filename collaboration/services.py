@@ -1,21 +1,421 @@
-"""Writes for collaboration: every change to trips and members goes through here."""
+"""Writes for collaboration: every change to trips, members and conflicts goes through here.
+
+Each change takes the trip's row lock, so changes to one trip are serialized; gets the next `seq`
+and a row in the event log in the same transaction; and is fanned out only after commit.
+"""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Min
+from django.utils import timezone
 
-from collaboration.models import Trip, TripMember
+from collaboration import fields, wire
+from collaboration.errors import InvalidChange, NotAllowed, NotFound
+from collaboration.models import ClientMutation, Conflict, Trip, TripEvent, TripMember
+from realtime import protocol
+from realtime.broadcast import broadcast_on_commit, trip_group
+
+Role = TripMember.Role
+EDIT_ROLES = (Role.OWNER, Role.EDITOR)
+
+
+@dataclass(frozen=True)
+class MutationResult:
+    """The answer to a `trip.update` or `conflict.resolve`, stored for idempotent retries."""
+
+    status: str  # applied | conflict | duplicate | already_resolved
+    original_status: str  # what the first attempt did (equals status on a first attempt)
+    update_id: str | None
+    field: str
+    value: Any  # the field's wire value in force after this mutation
+    version: int  # the trip version after this mutation
+    seq: int  # the event this mutation recorded (0 when it recorded none)
+    conflict_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _lock_trip(trip_id: int) -> Trip:
+    try:
+        return Trip.objects.select_for_update().get(pk=trip_id)
+    except Trip.DoesNotExist:
+        raise NotFound("No such trip.", trip_id=trip_id) from None
+
+
+def _role(trip: Trip, user: AbstractBaseUser) -> str:
+    role = TripMember.objects.filter(trip=trip, user=user).values_list("role", flat=True).first()
+    if role is None:
+        raise NotFound("You are not a member of this trip.", trip_id=trip.pk)
+    return role
+
+
+def _require_editor(trip: Trip, user: AbstractBaseUser) -> str:
+    role = _role(trip, user)
+    if role not in EDIT_ROLES:
+        raise NotAllowed("Viewers cannot edit this trip.", role=role, trip_id=trip.pk)
+    return role
+
+
+def record_event(
+    trip: Trip,
+    type_: str,
+    *,
+    actor: AbstractBaseUser | None,
+    field: str = "",
+    version: int | None = None,
+    payload: dict[str, Any],
+) -> dict[str, Any]:
+    """Give the event the trip's next `seq`, log it, and fan it out after commit. The caller
+    holds the trip's row lock and saves the trip."""
+    trip.seq += 1
+    message = protocol.server_message(type_, seq=trip.seq, trip_id=trip.pk, **payload)
+    TripEvent.objects.create(
+        trip=trip,
+        seq=trip.seq,
+        type=type_,
+        field=field,
+        version=version,
+        actor=actor,
+        message=message,
+    )
+    broadcast_on_commit(trip_group(trip.pk), {"type": "trip.event", "message": message})
+    _prune_log(trip)
+    return message
+
+
+def _prune_log(trip: Trip) -> None:
+    """Keep the last TRIP_EVENT_RETENTION events; prune in batches, not on every write."""
+    keep = settings.TRIP_EVENT_RETENTION
+    if trip.seq - trip.log_floor <= keep + max(1, keep // 10):
+        return
+    floor = trip.seq - keep
+    TripEvent.objects.filter(trip=trip, seq__lte=floor).delete()
+    trip.log_floor = floor
+
+
+def _changed_by_others_since(
+    trip: Trip, field: str, base_version: int, actor: AbstractBaseUser
+) -> bool:
+    if trip.field_versions.get(field, 0) <= base_version:
+        return False
+    changes = TripEvent.objects.filter(
+        trip=trip, type="trip.updated", field=field, version__gt=base_version
+    )
+    if changes.exclude(actor=actor).exists():
+        return True
+    if trip.log_floor:
+        # Part of the history after base_version may be pruned: unknown changes are treated
+        # as someone else's, so nothing is overwritten blindly.
+        oldest = TripEvent.objects.filter(trip=trip, version__isnull=False).aggregate(
+            Min("version")
+        )["version__min"]
+        return oldest is None or oldest > base_version + 1
+    return False
+
+
+def _last_change(trip: Trip, field: str) -> TripEvent | None:
+    return (
+        TripEvent.objects.filter(trip=trip, type="trip.updated", field=field)
+        .select_related("actor")
+        .order_by("-version")
+        .first()
+    )
+
+
+def _check_dates(trip: Trip, field: str, value: Any) -> None:
+    start = value if field == "start_date" else trip.start_date
+    end = value if field == "end_date" else trip.end_date
+    fields.check_dates_in_order(start, end, field)
+
+
+def _apply(
+    trip: Trip, *, field: str, value: Any, actor: AbstractBaseUser, update_id: str | None
+) -> dict[str, Any]:
+    setattr(trip, field, value)
+    trip.version += 1
+    trip.field_versions = {**trip.field_versions, field: trip.version}
+    return record_event(
+        trip,
+        "trip.updated",
+        actor=actor,
+        field=field,
+        version=trip.version,
+        payload={
+            "update_id": update_id,
+            "field": field,
+            "value": fields.to_wire(field, value),
+            "version": trip.version,
+            "by": wire.user_ref(actor),
+        },
+    )
+
+
+def _previous(
+    trip: Trip, actor: AbstractBaseUser, update_id: uuid.UUID, request: dict[str, Any]
+) -> MutationResult | None:
+    existing = ClientMutation.objects.filter(trip=trip, actor=actor, update_id=update_id).first()
+    if existing is None:
+        return None
+    if existing.request != request:
+        raise InvalidChange(
+            "update_id was already used for a different change: use a new update_id.",
+            field="update_id",
+        )
+    return MutationResult(**{**existing.result, "status": "duplicate"})
+
+
+def _remember(
+    trip: Trip,
+    actor: AbstractBaseUser,
+    update_id: uuid.UUID,
+    request: dict[str, Any],
+    result: MutationResult,
+) -> None:
+    ClientMutation.objects.create(
+        trip=trip, actor=actor, update_id=update_id, request=request, result=result.as_dict()
+    )
+
+
+# -- trips -----------------------------------------------------------------------------------
 
 
 @transaction.atomic
-def trip_create(*, owner: AbstractBaseUser, name: str, **fields: object) -> Trip:
-    trip = Trip.objects.create(name=name, created_by=owner, **fields)
-    TripMember.objects.create(trip=trip, user=owner, role=TripMember.Role.OWNER)
+def trip_create(*, owner: AbstractBaseUser, name: str, **values: Any) -> Trip:
+    """A new trip with `owner` as its owner. Values are wire values, validated like edits."""
+    cleaned = {"name": fields.clean("name", name)}
+    for field, value in values.items():
+        cleaned[field] = fields.clean(field, value)
+    fields.check_dates_in_order(cleaned.get("start_date"), cleaned.get("end_date"), "end_date")
+    trip = Trip.objects.create(created_by=owner, **cleaned)
+    TripMember.objects.create(trip=trip, user=owner, role=Role.OWNER)
     return trip
 
 
 @transaction.atomic
-def trip_member_set(*, trip: Trip, user: AbstractBaseUser, role: str) -> TripMember:
+def trip_update(
+    *,
+    trip_id: int,
+    actor: AbstractBaseUser,
+    update_id: uuid.UUID,
+    field: str,
+    value: Any,
+    base_version: int,
+) -> MutationResult:
+    """Change one field, unless someone else changed it after `base_version`: then record a
+    conflict instead and apply nothing. A retried `update_id` gets the first answer again."""
+    trip = _lock_trip(trip_id)
+    _require_editor(trip, actor)
+    request = {"kind": "update", "field": field, "value": value, "base_version": base_version}
+    previous = _previous(trip, actor, update_id, request)
+    if previous is not None:
+        return previous
+
+    cleaned = fields.clean(field, value)
+    if base_version < 0 or base_version > trip.version:
+        raise InvalidChange(
+            f"base_version {base_version} is not a version of this trip (current: {trip.version}).",
+            field="base_version",
+        )
+    _check_dates(trip, field, cleaned)
+
+    if _changed_by_others_since(trip, field, base_version, actor):
+        last = _last_change(trip, field)
+        conflict = Conflict.objects.create(
+            trip=trip,
+            field=field,
+            base_version=base_version,
+            applied_value=fields.to_wire(field, getattr(trip, field)),
+            applied_by=last.actor if last else None,
+            applied_version=trip.field_versions.get(field, 0),
+            proposed_value=fields.to_wire(field, cleaned),
+            proposed_by=actor,
+            update_id=update_id,
+        )
+        message = record_event(
+            trip,
+            "conflict.detected",
+            actor=actor,
+            field=field,
+            payload={"conflict": wire.conflict_dict(conflict)},
+        )
+        result = MutationResult(
+            status="conflict",
+            original_status="conflict",
+            update_id=str(update_id),
+            field=field,
+            value=fields.to_wire(field, getattr(trip, field)),
+            version=trip.version,
+            seq=message["seq"],
+            conflict_id=conflict.pk,
+        )
+    else:
+        message = _apply(trip, field=field, value=cleaned, actor=actor, update_id=str(update_id))
+        result = MutationResult(
+            status="applied",
+            original_status="applied",
+            update_id=str(update_id),
+            field=field,
+            value=fields.to_wire(field, cleaned),
+            version=trip.version,
+            seq=message["seq"],
+        )
+    trip.save()
+    _remember(trip, actor, update_id, request, result)
+    return result
+
+
+@transaction.atomic
+def conflict_resolve(
+    *,
+    trip_id: int,
+    conflict_id: int,
+    actor: AbstractBaseUser,
+    choice: str,
+    value: Any = None,
+    update_id: uuid.UUID | None = None,
+) -> MutationResult:
+    """Settle an open conflict: `mine` and `theirs` are relative to the resolver; `value` sets an
+    explicit value. The chosen value is applied as a normal change (unless it is already in
+    force) and the conflict is closed for both editors."""
+    trip = _lock_trip(trip_id)
+    role = _require_editor(trip, actor)
+    try:
+        conflict = Conflict.objects.select_related("applied_by", "proposed_by").get(
+            pk=conflict_id, trip=trip
+        )
+    except Conflict.DoesNotExist:
+        raise NotFound("No such conflict on this trip.", conflict_id=conflict_id) from None
+    involved = actor.pk in (conflict.applied_by_id, conflict.proposed_by_id)
+    if not involved and role != Role.OWNER:
+        raise NotAllowed("Only the two editors in the conflict or an owner can resolve it.")
+
+    update_id = update_id or uuid.uuid5(uuid.NAMESPACE_URL, f"conflict-{conflict.pk}-{actor.pk}")
+    request = {"kind": "resolve", "conflict_id": conflict_id, "choice": choice, "value": value}
+    previous = _previous(trip, actor, update_id, request)
+    if previous is not None:
+        return previous
+
+    field = conflict.field
+    if conflict.status == Conflict.Status.RESOLVED:
+        return MutationResult(
+            status="already_resolved",
+            original_status="already_resolved",
+            update_id=str(update_id),
+            field=field,
+            value=fields.to_wire(field, getattr(trip, field)),
+            version=trip.version,
+            seq=0,
+            conflict_id=conflict.pk,
+        )
+
+    if choice == Conflict.Choice.VALUE:
+        chosen = value
+    elif choice in (Conflict.Choice.MINE, Conflict.Choice.THEIRS):
+        if value is not None:
+            raise InvalidChange("`value` goes only with choice 'value'.", field="value")
+        if not involved:
+            raise InvalidChange(
+                "You are not one of the two editors: choose 'value' with the value to keep.",
+                field="choice",
+            )
+        mine_is_proposed = actor.pk == conflict.proposed_by_id
+        take_proposed = (choice == Conflict.Choice.MINE) == mine_is_proposed
+        chosen = conflict.proposed_value if take_proposed else conflict.applied_value
+    else:
+        raise InvalidChange("choice must be 'mine', 'theirs' or 'value'.", field="choice")
+
+    cleaned = fields.clean(field, chosen)
+    _check_dates(trip, field, cleaned)
+    seq = 0
+    if fields.to_wire(field, getattr(trip, field)) != fields.to_wire(field, cleaned):
+        seq = _apply(trip, field=field, value=cleaned, actor=actor, update_id=str(update_id))["seq"]
+
+    conflict.status = Conflict.Status.RESOLVED
+    conflict.resolution = choice
+    conflict.resolved_value = fields.to_wire(field, cleaned)
+    conflict.resolved_by = actor
+    conflict.resolved_at = timezone.now()
+    conflict.save()
+    message = record_event(
+        trip,
+        "conflict.resolved",
+        actor=actor,
+        field=field,
+        payload={"conflict": wire.conflict_dict(conflict)},
+    )
+    trip.save()
+    result = MutationResult(
+        status="applied",
+        original_status="applied",
+        update_id=str(update_id),
+        field=field,
+        value=fields.to_wire(field, cleaned),
+        version=trip.version,
+        seq=seq or message["seq"],
+        conflict_id=conflict.pk,
+    )
+    _remember(trip, actor, update_id, request, result)
+    return result
+
+
+# -- members ---------------------------------------------------------------------------------
+
+
+def _require_owner(trip: Trip, actor: AbstractBaseUser | None) -> None:
+    if actor is not None and _role(trip, actor) != Role.OWNER:
+        raise NotAllowed("Only an owner can manage the members of this trip.")
+
+
+@transaction.atomic
+def trip_member_set(
+    *, trip_id: int, actor: AbstractBaseUser | None, user: AbstractBaseUser, role: str
+) -> TripMember:
+    """Add a member or change a role. `actor=None` is for trusted code (management commands)."""
+    trip = _lock_trip(trip_id)
+    _require_owner(trip, actor)
+    if role not in Role.values:
+        raise InvalidChange(f"role must be one of {', '.join(Role.values)}.", field="role")
+    current = TripMember.objects.filter(trip=trip, user=user).first()
+    if current is not None and current.role == role:
+        return current
+    if current is not None and current.role == Role.OWNER and role != Role.OWNER:
+        _keep_an_owner(trip, user)
     member, _ = TripMember.objects.update_or_create(trip=trip, user=user, defaults={"role": role})
+    record_event(
+        trip, "member.updated", actor=actor, payload={"user": wire.user_ref(user), "role": role}
+    )
+    trip.save(update_fields=["seq", "log_floor", "updated_at"])
     return member
+
+
+@transaction.atomic
+def trip_member_remove(*, trip_id: int, actor: AbstractBaseUser, user: AbstractBaseUser) -> None:
+    """Remove a member (an owner may remove anyone; anyone may leave). The last owner stays."""
+    trip = _lock_trip(trip_id)
+    if actor.pk != user.pk:
+        _require_owner(trip, actor)
+    member = TripMember.objects.filter(trip=trip, user=user).first()
+    if member is None:
+        raise NotFound("No such member.", user_id=user.pk)
+    if member.role == Role.OWNER:
+        _keep_an_owner(trip, user)
+    member.delete()
+    record_event(trip, "member.removed", actor=actor, payload={"user": wire.user_ref(user)})
+    trip.save(update_fields=["seq", "log_floor", "updated_at"])
+
+
+def _keep_an_owner(trip: Trip, leaving: AbstractBaseUser) -> None:
+    others = TripMember.objects.filter(trip=trip, role=Role.OWNER).exclude(user=leaving)
+    if not others.exists():
+        raise InvalidChange("A trip must keep at least one owner.", field="role")

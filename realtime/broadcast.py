@@ -29,6 +29,11 @@ def broadcast_on_commit(group: str, event: dict[str, Any]) -> None:
     transaction.on_commit(partial(_group_send, group, event))
 
 
+async def broadcast_now(group: str, event: dict[str, Any]) -> None:
+    """Send an ephemeral event (presence, editing indicators) that has no transaction."""
+    await get_channel_layer().group_send(group, event)
+
+
 def revoke_user_sockets(user_id: int) -> None:
     """Close every socket of a user (deactivated or deleted) on every server process."""
     broadcast_on_commit(user_group(user_id), {"type": "realtime.user_revoked"})

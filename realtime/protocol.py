@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, ValidationError
 
 
 class ErrorCode(StrEnum):
@@ -201,6 +201,49 @@ class Echo(ClientMessage):
 
     type: Literal["echo"]
     data: JsonValue = None
+
+
+TripField = Literal["name", "destination", "start_date", "end_date", "budget", "currency", "notes"]
+
+
+class TripUpdate(ClientMessage):
+    """Change one field, based on the trip version the client last saw that field at."""
+
+    type: Literal["trip.update"]
+    update_id: uuid.UUID  # idempotency key: a retry never applies twice
+    field: TripField
+    value: JsonValue
+    base_version: StrictInt = Field(ge=0)
+
+
+class EditingStart(ClientMessage):
+    """Show others that this user is editing `field`; renew within 30 s to keep showing it."""
+
+    type: Literal["editing.start"]
+    field: TripField
+
+
+class EditingStop(ClientMessage):
+    type: Literal["editing.stop"]
+    field: TripField
+
+
+class ConflictResolve(ClientMessage):
+    """Settle a conflict: `mine` / `theirs` (relative to the sender) or `value` with `value`."""
+
+    type: Literal["conflict.resolve"]
+    conflict_id: StrictInt = Field(ge=1)
+    choice: Literal["mine", "theirs", "value"]
+    value: JsonValue = None
+    update_id: uuid.UUID | None = None
+
+
+class Resume(ClientMessage):
+    """After a reconnect: the last `seq` seen. Answered with the missed events in order and
+    `resume.complete`, or with `resync.required` and a fresh snapshot."""
+
+    type: Literal["resume"]
+    last_seq: StrictInt = Field(ge=0)
 
 
 # Every connection type accepts these once authenticated.

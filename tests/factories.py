@@ -31,7 +31,7 @@ def make_user(username: str, *, is_active: bool = True, **fields: Any) -> Abstra
 def make_trip(owner: AbstractBaseUser, members: dict[AbstractBaseUser, str] | None = None) -> Trip:
     trip = services.trip_create(owner=owner, name=f"{owner.get_username()}'s trip")
     for user, role in (members or {}).items():
-        services.trip_member_set(trip=trip, user=user, role=role)
+        services.trip_member_set(trip_id=trip.pk, actor=None, user=user, role=role)
     return trip
 
 

@@ -43,11 +43,15 @@ async def send_json(ws: ClientConnection, message: dict[str, Any]) -> None:
 async def connect(
     base_url: str, path: str, token: str, *, request_id: str = "auth-1"
 ) -> tuple[ClientConnection, dict[str, Any]]:
-    """Open, authenticate as the seed's client does, and return the `connection.established`."""
+    """Open, authenticate as the seed's client does, and return the `connection.established`.
+    On a trip socket the `trip.snapshot` that follows is read too, as `ws.snapshot`."""
     ws = await open_socket(base_url, path)
     await send_json(ws, {"token": token, "id": request_id})
     established = await recv_json(ws)
     assert established["type"] == "connection.established", established
+    if path.startswith("/ws/trips/"):
+        ws.snapshot = await recv_json(ws)
+        assert ws.snapshot["type"] == "trip.snapshot", ws.snapshot
     return ws, established
 
 

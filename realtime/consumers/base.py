@@ -17,6 +17,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from collaboration.errors import CollaborationError, InvalidChange
 from metrics import instruments
 from realtime import protocol
 from realtime.auth import AuthContext, AuthFailure, authenticate_token
@@ -31,6 +32,20 @@ from realtime.protocol import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def domain_error(error: CollaborationError, request_id: str | None) -> ProtocolError:
+    """A service's refusal as the seed's envelope: the same codes REST uses."""
+    if isinstance(error, InvalidChange):
+        return ProtocolError(
+            ErrorCode.INVALID_MESSAGE_FORMAT,
+            error.message,
+            details={"reason": "invalid_value", **error.details},
+            request_id=request_id,
+        )
+    return ProtocolError(
+        ErrorCode.AUTHORIZATION_FAILED, error.message, details=error.details, request_id=request_id
+    )
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
@@ -166,6 +181,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             if error.request_id is None:
                 error.request_id = request_id
             await self.send_error(error)
+        except CollaborationError as error:
+            await self.send_error(domain_error(error, request_id))
         except Exception:
             # A fault of ours: say so, keep the socket, never 1011 for one bad message.
             logger.exception("handler failed on %s connection", self.connection_type)

@@ -222,3 +222,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.server": {"level": "WARNING"}},
 }
+
+# --- Collaboration.
+# Events kept per trip for replay; a client further behind gets a fresh snapshot instead.
+TRIP_EVENT_RETENTION = env_int("TRIP_EVENT_RETENTION", 10_000)
+# Presence entries expire unless renewed, so a dead process's sockets drop out by themselves.
+PRESENCE_TTL_SECONDS = env_float("PRESENCE_TTL_SECONDS", 30.0)
+PRESENCE_REFRESH_SECONDS = env_float("PRESENCE_REFRESH_SECONDS", 10.0)
+# The editing-indicator lifetime without renewal.
+EDITING_TTL_SECONDS = env_float("EDITING_TTL_SECONDS", 30.0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -50,13 +48,13 @@ class Command(BaseCommand):
                 owner=users["alice"],
                 name=DEMO_TRIP,
                 destination="Lisbon, Portugal",
-                start_date=date(2027, 5, 14),
-                end_date=date(2027, 5, 17),
-                budget=Decimal("1200.00"),
+                start_date="2027-05-14",
+                end_date="2027-05-17",
+                budget="1200",
                 currency="EUR",
             )
         for username, role in ROLES.items():
-            services.trip_member_set(trip=trip, user=users[username], role=role)
+            services.trip_member_set(trip_id=trip.pk, actor=None, user=users[username], role=role)
         self.stdout.write(
             f"Demo data ready: trip {trip.pk} '{trip.name}' shared by alice (owner), bob (editor), "
             f"carol (viewer); password '{DEMO_PASSWORD}'. Admin: admin / {DEMO_PASSWORD}."

@@ -1,0 +1,58 @@
+"""How collaboration objects look on the wire (WebSocket events, REST bodies, the event log)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from collaboration import fields
+from collaboration.models import Conflict, Trip
+from realtime.protocol import iso
+
+
+def user_ref(user: AbstractBaseUser | None) -> dict[str, Any] | None:
+    if user is None:
+        return None
+    return {"id": user.pk, "username": user.get_username()}
+
+
+def trip_fields(trip: Trip) -> dict[str, Any]:
+    return {name: fields.to_wire(name, getattr(trip, name)) for name in fields.EDITABLE_FIELDS}
+
+
+def trip_state(trip: Trip) -> dict[str, Any]:
+    return {
+        "id": trip.pk,
+        "fields": trip_fields(trip),
+        "field_versions": {
+            name: trip.field_versions.get(name, 0) for name in fields.EDITABLE_FIELDS
+        },
+        "version": trip.version,
+        "seq": trip.seq,
+    }
+
+
+def conflict_dict(conflict: Conflict) -> dict[str, Any]:
+    return {
+        "id": conflict.pk,
+        "trip_id": conflict.trip_id,
+        "field": conflict.field,
+        "base_version": conflict.base_version,
+        "status": conflict.status,
+        "applied": {
+            "value": conflict.applied_value,
+            "by": user_ref(conflict.applied_by),
+            "version": conflict.applied_version,
+        },
+        "proposed": {
+            "value": conflict.proposed_value,
+            "by": user_ref(conflict.proposed_by),
+            "update_id": str(conflict.update_id),
+        },
+        "resolution": conflict.resolution or None,
+        "resolved_value": conflict.resolved_value,
+        "resolved_by": user_ref(conflict.resolved_by),
+        "resolved_at": iso(conflict.resolved_at),
+        "created_at": iso(conflict.created_at),
+    }

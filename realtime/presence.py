@@ -1,0 +1,288 @@
+"""Presence and editing indicators, right across server processes.
+
+Each socket is an entry with an expiry in a per-trip sorted set (Redis when REDIS_URL is set,
+process memory otherwise). One keeper task per process renews its own sockets' entries and sweeps
+expired ones, so a process that dies drops out of presence by itself within the TTL; disconnect
+handlers only make it faster. Every change bumps a per-trip version, read in the same atomic step
+as the state, so clients (and consumers) can drop a state older than one they have already seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+from realtime import protocol
+from realtime.broadcast import broadcast_now, trip_group
+
+logger = logging.getLogger(__name__)
+
+PRESENCE = "presence"
+EDITING = "editing"
+
+
+@dataclass(frozen=True)
+class TripPresence:
+    version: int
+    collaborators: list[dict[str, Any]]  # [{"user": {id, username}, "connections": n}]
+    editing: list[dict[str, Any]]  # [{"user": {id, username}, "field": f, "expires_at": iso}]
+
+    def presence_message(self) -> dict[str, Any]:
+        return protocol.server_message(
+            "presence.update",
+            version=self.version,
+            collaborators=self.collaborators,
+            collaborator_count=len(self.collaborators),
+        )
+
+    def editing_message(self) -> dict[str, Any]:
+        return protocol.server_message("editing.update", version=self.version, editing=self.editing)
+
+
+def _presence_member(connection_id: str, user: Any) -> str:
+    return json.dumps([connection_id, user.pk, user.get_username()])
+
+
+def _editing_member(connection_id: str, user: Any, field: str) -> str:
+    return json.dumps([connection_id, user.pk, user.get_username(), field])
+
+
+def _summarize(
+    version: int, presence: list[tuple[str, float]], editing: list[tuple[str, float]]
+) -> TripPresence:
+    counts: dict[tuple[int, str], int] = defaultdict(int)
+    for member, _ in presence:
+        _, user_id, username = json.loads(member)
+        counts[(user_id, username)] += 1
+    collaborators = [
+        {"user": {"id": user_id, "username": username}, "connections": n}
+        for (user_id, username), n in sorted(counts.items())
+    ]
+    latest: dict[tuple[int, str, str], float] = {}
+    for member, expires in editing:
+        _, user_id, username, field = json.loads(member)
+        key = (user_id, username, field)
+        latest[key] = max(latest.get(key, 0.0), expires)
+    editing_list = [
+        {
+            "user": {"id": user_id, "username": username},
+            "field": field,
+            "expires_at": _iso_epoch(expires),
+        }
+        for (user_id, username, field), expires in sorted(latest.items())
+    ]
+    return TripPresence(version=version, collaborators=collaborators, editing=editing_list)
+
+
+def _iso_epoch(epoch: float) -> str:
+    return protocol.iso(datetime.fromtimestamp(epoch, UTC))
+
+
+class MemoryBackend:
+    """One process only (the embedded defaults)."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, dict[str, float]] = defaultdict(dict)
+        self.versions: dict[int, int] = defaultdict(int)
+
+    async def touch(self, trip_id: int, kind: str, members: dict[str, float]) -> None:
+        self.sets[f"{kind}-{trip_id}"].update(members)
+
+    async def remove(self, trip_id: int, kind: str, members: list[str]) -> int:
+        entries = self.sets[f"{kind}-{trip_id}"]
+        return sum(entries.pop(member, None) is not None for member in members)
+
+    async def members(self, trip_id: int, kind: str) -> list[str]:
+        return list(self.sets[f"{kind}-{trip_id}"])
+
+    async def sweep(self, trip_id: int, now: float) -> int:
+        removed = 0
+        for kind in (PRESENCE, EDITING):
+            entries = self.sets[f"{kind}-{trip_id}"]
+            for member in [m for m, expires in entries.items() if expires <= now]:
+                del entries[member]
+                removed += 1
+        return removed
+
+    async def state(self, trip_id: int, now: float, *, bump: bool) -> TripPresence:
+        if bump:
+            self.versions[trip_id] += 1
+        pick = lambda kind: [  # noqa: E731
+            (m, e) for m, e in self.sets[f"{kind}-{trip_id}"].items() if e > now
+        ]
+        return _summarize(self.versions[trip_id], pick(PRESENCE), pick(EDITING))
+
+
+class RedisBackend:
+    """Shared by every process on the same Redis. One client per event loop."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        self._clients: dict[int, Any] = {}
+
+    def _client(self) -> Any:
+        import redis.asyncio as aioredis
+
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            client = aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=5, socket_timeout=5, max_connections=50
+            )
+            self._clients[loop_id] = client
+        return client
+
+    def _key(self, trip_id: int, kind: str) -> str:
+        return f"{self.prefix}-{kind}-trip-{trip_id}"
+
+    async def touch(self, trip_id: int, kind: str, members: dict[str, float]) -> None:
+        key = self._key(trip_id, kind)
+        async with self._client().pipeline(transaction=False) as pipe:
+            pipe.zadd(key, members)
+            # Abandoned keys vanish on their own.
+            pipe.expire(key, int(settings.PRESENCE_TTL_SECONDS + settings.EDITING_TTL_SECONDS) * 2)
+            await pipe.execute()
+
+    async def remove(self, trip_id: int, kind: str, members: list[str]) -> int:
+        if not members:
+            return 0
+        return int(await self._client().zrem(self._key(trip_id, kind), *members))
+
+    async def members(self, trip_id: int, kind: str) -> list[str]:
+        raw = await self._client().zrange(self._key(trip_id, kind), 0, -1)
+        return [m.decode() for m in raw]
+
+    async def sweep(self, trip_id: int, now: float) -> int:
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(self._key(trip_id, PRESENCE), "-inf", now)
+            pipe.zremrangebyscore(self._key(trip_id, EDITING), "-inf", now)
+            removed = await pipe.execute()
+        return int(sum(removed))
+
+    async def state(self, trip_id: int, now: float, *, bump: bool) -> TripPresence:
+        version_key = self._key(trip_id, "version")
+        async with self._client().pipeline(transaction=True) as pipe:
+            if bump:
+                pipe.incr(version_key)
+            else:
+                pipe.get(version_key)
+            pipe.expire(version_key, 86400)
+            pipe.zrangebyscore(self._key(trip_id, PRESENCE), f"({now}", "+inf", withscores=True)
+            pipe.zrangebyscore(self._key(trip_id, EDITING), f"({now}", "+inf", withscores=True)
+            version, _, presence, editing = await pipe.execute()
+        decode = lambda rows: [(m.decode(), float(s)) for m, s in rows]  # noqa: E731
+        return _summarize(int(version or 0), decode(presence), decode(editing))
+
+
+class PresenceTracker:
+    """This process's view: which local sockets are on which trip, and the keeper task."""
+
+    def __init__(self, backend: MemoryBackend | RedisBackend) -> None:
+        self.backend = backend
+        self.local: dict[int, dict[str, Any]] = defaultdict(dict)  # trip -> connection -> user
+        self.editing: dict[tuple[int, str], set[str]] = defaultdict(set)  # (trip, conn) -> fields
+        self._keeper: asyncio.Task[None] | None = None
+
+    # -- changes ------------------------------------------------------------------------------
+
+    async def join(self, trip_id: int, connection_id: str, user: Any) -> TripPresence:
+        self.local[trip_id][connection_id] = user
+        self._ensure_keeper()
+        expires = time.time() + settings.PRESENCE_TTL_SECONDS
+        await self.backend.touch(
+            trip_id, PRESENCE, {_presence_member(connection_id, user): expires}
+        )
+        return await self._publish(trip_id, presence=True, editing=False)
+
+    async def leave(self, trip_id: int, connection_id: str, user: Any) -> None:
+        self.local[trip_id].pop(connection_id, None)
+        if not self.local[trip_id]:
+            del self.local[trip_id]
+        fields = self.editing.pop((trip_id, connection_id), set())
+        await self.backend.remove(trip_id, PRESENCE, [_presence_member(connection_id, user)])
+        if fields:
+            await self.backend.remove(
+                trip_id, EDITING, [_editing_member(connection_id, user, f) for f in fields]
+            )
+        await self._publish(trip_id, presence=True, editing=bool(fields))
+
+    async def editing_start(self, trip_id: int, connection_id: str, user: Any, field: str) -> None:
+        self.editing[(trip_id, connection_id)].add(field)
+        expires = time.time() + settings.EDITING_TTL_SECONDS
+        await self.backend.touch(
+            trip_id, EDITING, {_editing_member(connection_id, user, field): expires}
+        )
+        await self._publish(trip_id, presence=False, editing=True)
+
+    async def editing_stop(self, trip_id: int, connection_id: str, user: Any, field: str) -> None:
+        self.editing[(trip_id, connection_id)].discard(field)
+        await self.backend.remove(trip_id, EDITING, [_editing_member(connection_id, user, field)])
+        await self._publish(trip_id, presence=False, editing=True)
+
+    async def current(self, trip_id: int) -> TripPresence:
+        return await self.backend.state(trip_id, time.time(), bump=False)
+
+    async def _publish(self, trip_id: int, *, presence: bool, editing: bool) -> TripPresence:
+        state = await self.backend.state(trip_id, time.time(), bump=True)
+        group = trip_group(trip_id)
+        if presence:
+            await broadcast_now(
+                group, {"type": "trip.presence", "message": state.presence_message()}
+            )
+        if editing:
+            await broadcast_now(
+                group, {"type": "trip.presence", "message": state.editing_message()}
+            )
+        return state
+
+    # -- keeper -------------------------------------------------------------------------------
+
+    def _ensure_keeper(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._keeper is None or self._keeper.done() or self._keeper.get_loop() is not loop:
+            self._keeper = loop.create_task(self._keep())
+
+    async def _keep(self) -> None:
+        while self.local:
+            await asyncio.sleep(settings.PRESENCE_REFRESH_SECONDS)
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("presence keeper tick failed; retrying next interval")
+
+    async def tick(self) -> None:
+        """Renew this process's entries, then sweep expired ones (any process's) on its trips."""
+        now = time.time()
+        for trip_id, connections in list(self.local.items()):
+            presence = {
+                _presence_member(conn, user): now + settings.PRESENCE_TTL_SECONDS
+                for conn, user in connections.items()
+            }
+            await self.backend.touch(trip_id, PRESENCE, presence)
+            if await self.backend.sweep(trip_id, now):
+                await self._publish(trip_id, presence=True, editing=True)
+
+
+_tracker: PresenceTracker | None = None
+
+
+def tracker() -> PresenceTracker:
+    global _tracker
+    if _tracker is None:
+        if settings.REDIS_URL:
+            backend: MemoryBackend | RedisBackend = RedisBackend(
+                settings.REDIS_URL, settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+            )
+        else:
+            backend = MemoryBackend()
+        _tracker = PresenceTracker(backend)
+    return _tracker
