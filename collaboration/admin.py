@@ -1,17 +1,38 @@
-"""Admin for trips and members."""
+"""Admin for trips, members, the event log and conflicts."""
 
 from django.contrib import admin
 
-from collaboration.models import Trip, TripMember
+from collaboration.models import Conflict, Trip, TripEvent, TripMember
 
 
 class TripMemberInline(admin.TabularInline):
     model = TripMember
     extra = 0
+    raw_id_fields = ("user",)
 
 
 @admin.register(Trip)
 class TripAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "destination", "start_date", "end_date", "version")
+    list_display = ("id", "name", "destination", "start_date", "end_date", "version", "seq")
     search_fields = ("name", "destination")
+    readonly_fields = ("version", "field_versions", "seq", "log_floor")
     inlines = [TripMemberInline]
+
+
+@admin.register(Conflict)
+class ConflictAdmin(admin.ModelAdmin):
+    list_display = ("id", "trip", "field", "status", "proposed_by", "applied_by", "created_at")
+    list_filter = ("status", "field", "resolution")
+    search_fields = ("trip__name", "proposed_by__username", "applied_by__username")
+    raw_id_fields = ("trip", "applied_by", "proposed_by", "resolved_by")
+    date_hierarchy = "created_at"
+
+
+@admin.register(TripEvent)
+class TripEventAdmin(admin.ModelAdmin):
+    list_display = ("trip", "seq", "type", "field", "version", "actor", "created_at")
+    list_filter = ("type",)
+    raw_id_fields = ("trip", "actor")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # the log is history: never edited by hand

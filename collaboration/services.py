@@ -133,10 +133,10 @@ def _last_change(trip: Trip, field: str) -> TripEvent | None:
     )
 
 
-def _check_dates(trip: Trip, field: str, value: Any) -> None:
-    start = value if field == "start_date" else trip.start_date
-    end = value if field == "end_date" else trip.end_date
-    fields.check_dates_in_order(start, end, field)
+def _check_dates(trip: Trip, field: str) -> None:
+    """On the trip as it would be saved: the whole transaction rolls back if the dates cross."""
+    if field in ("start_date", "end_date"):
+        fields.check_dates_in_order(trip.start_date, trip.end_date, field)
 
 
 def _apply(
@@ -216,6 +216,51 @@ def trip_update(
     conflict instead and apply nothing. A retried `update_id` gets the first answer again."""
     trip = _lock_trip(trip_id)
     _require_editor(trip, actor)
+    result = _update_field(trip, actor, update_id, field, value, base_version)
+    _check_dates(trip, field)
+    trip.save()
+    return result
+
+
+@transaction.atomic
+def trip_update_fields(
+    *,
+    trip_id: int,
+    actor: AbstractBaseUser,
+    idempotency_key: str,
+    changes: dict[str, Any],
+    base_version: int,
+) -> list[MutationResult]:
+    """Several fields from one base version, all or nothing (REST PATCH). Each field is its own
+    mutation, keyed by `idempotency_key` and the field name; dates are checked on the result."""
+    trip = _lock_trip(trip_id)
+    _require_editor(trip, actor)
+    for field, value in changes.items():
+        fields.clean(field, value)  # every value is valid before anything changes
+    results = [
+        _update_field(
+            trip,
+            actor,
+            uuid.uuid5(uuid.NAMESPACE_URL, f"{idempotency_key}/{field}"),
+            field,
+            value,
+            base_version,
+        )
+        for field, value in changes.items()
+    ]
+    _check_dates(trip, "end_date" if "end_date" in changes else "start_date")
+    trip.save()
+    return results
+
+
+def _update_field(
+    trip: Trip,
+    actor: AbstractBaseUser,
+    update_id: uuid.UUID,
+    field: str,
+    value: Any,
+    base_version: int,
+) -> MutationResult:
     request = {"kind": "update", "field": field, "value": value, "base_version": base_version}
     previous = _previous(trip, actor, update_id, request)
     if previous is not None:
@@ -227,7 +272,6 @@ def trip_update(
             f"base_version {base_version} is not a version of this trip (current: {trip.version}).",
             field="base_version",
         )
-    _check_dates(trip, field, cleaned)
 
     if _changed_by_others_since(trip, field, base_version, actor):
         last = _last_change(trip, field)
@@ -270,7 +314,6 @@ def trip_update(
             version=trip.version,
             seq=message["seq"],
         )
-    trip.save()
     _remember(trip, actor, update_id, request, result)
     return result
 
@@ -336,10 +379,10 @@ def conflict_resolve(
         raise InvalidChange("choice must be 'mine', 'theirs' or 'value'.", field="choice")
 
     cleaned = fields.clean(field, chosen)
-    _check_dates(trip, field, cleaned)
     seq = 0
     if fields.to_wire(field, getattr(trip, field)) != fields.to_wire(field, cleaned):
         seq = _apply(trip, field=field, value=cleaned, actor=actor, update_id=str(update_id))["seq"]
+        _check_dates(trip, field)
 
     conflict.status = Conflict.Status.RESOLVED
     conflict.resolution = choice

@@ -165,3 +165,18 @@ def fast_server(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
 def live(transactional_db: None, server: DaphneServer) -> DaphneServer:
     """The default server, with test data committed so that it can see it."""
     return server
+
+
+PRESENCE_TIMINGS = {
+    "PRESENCE_TTL_SECONDS": "2",
+    "PRESENCE_REFRESH_SECONDS": "0.5",
+    "EDITING_TTL_SECONDS": "2",
+}
+
+
+@pytest.fixture(scope="session")
+def pair(daphne_factory: Callable[..., DaphneServer]) -> tuple[DaphneServer, DaphneServer]:
+    """Two server processes sharing the database and Redis, with short presence timings."""
+    return daphne_factory("pair-a", **PRESENCE_TIMINGS), daphne_factory(
+        "pair-b", **PRESENCE_TIMINGS
+    )

@@ -66,3 +66,25 @@ async def closed_with(ws: ClientConnection, timeout: float = TIMEOUT) -> tuple[i
         pass
     assert ws.close_code is not None, "server did not close the socket"
     return ws.close_code, messages
+
+
+async def recv_until(
+    ws: ClientConnection, predicate: Any, timeout: float = TIMEOUT
+) -> dict[str, Any]:
+    """The first message for which `predicate(message)` is true, answering pings on the way."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await recv_json(ws, timeout)
+            if message["type"] == "ping":
+                await send_json(ws, {"type": "pong", "request_id": message["id"]})
+            if predicate(message):
+                return message
+
+
+def collaborators(message: dict[str, Any]) -> dict[str, int]:
+    """username -> connections, from a snapshot or a presence.update."""
+    return {c["user"]["username"]: c["connections"] for c in message["collaborators"]}
+
+
+def editing(message: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(e["user"]["username"], e["field"]) for e in message["editing"]}

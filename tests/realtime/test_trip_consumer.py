@@ -1,42 +1,422 @@
-"""The trip endpoint: members only (the full collaboration protocol arrives with issue 3)."""
+"""The trip endpoint over the network: real daphne processes (two where it crosses processes),
+real Redis and database, real WebSocket clients acting as the seed's two users."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import pytest
 from asgiref.sync import sync_to_async
+from rest_framework.test import APIClient
 
+from collaboration import services
+from collaboration.models import Conflict, Trip
+from realtime import broadcast
 from tests import factories
-from tests.wsclient import closed_with, connect, open_socket, recv_json, send_json
+from tests.conftest import PRESENCE_TIMINGS
+from tests.wsclient import (
+    closed_with,
+    collaborators,
+    connect,
+    editing,
+    open_socket,
+    recv_json,
+    recv_type,
+    recv_until,
+    send_json,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+make_user = sync_to_async(factories.make_user)
+make_trip = sync_to_async(factories.make_trip)
+token_for = sync_to_async(factories.access_token)
+get_trip = sync_to_async(lambda pk: Trip.objects.get(pk=pk))
+
+
+@pytest.fixture
+def crew(transactional_db):
+    """The seed's roles: alice owns, bob edits, carol views."""
+    alice = factories.make_user("alice")
+    bob = factories.make_user("bob")
+    carol = factories.make_user("carol")
+    trip = factories.make_trip(alice, {bob: "editor", carol: "viewer"})
+    return alice, bob, carol, trip
+
+
+async def join(server, trip, user):
+    ws, _ = await connect(server.ws_url, f"/ws/trips/{trip.pk}/", await token_for(user))
+    return ws, ws.snapshot
+
+
+def update_msg(field, value, base_version, update_id=None, id_="u"):
+    return {
+        "type": "trip.update",
+        "id": id_,
+        "update_id": str(update_id or uuid.uuid4()),
+        "field": field,
+        "value": value,
+        "base_version": base_version,
+    }
+
+
+def is_type(type_, **fields):
+    return lambda m: m["type"] == type_ and all(m.get(k) == v for k, v in fields.items())
+
 
 @pytest.mark.parametrize("role", ["owner", "editor", "viewer"])
-async def test_members_of_every_role_connect(live, role):
-    owner = await sync_to_async(factories.make_user)("owner")
-    member = await sync_to_async(factories.make_user)("member")
-    trip = await sync_to_async(factories.make_trip)(
-        owner, {member: role} if role != "owner" else {}
-    )
+async def test_members_of_every_role_connect_and_get_the_snapshot(live, role):
+    owner = await make_user("owner")
+    member = await make_user("member")
+    trip = await make_trip(owner, {member: role} if role != "owner" else {})
     user = owner if role == "owner" else member
-    ws, _ = await connect(
-        live.ws_url, f"/ws/trips/{trip.pk}/", await sync_to_async(factories.access_token)(user)
-    )
-    await send_json(ws, {"type": "echo", "id": "e", "data": {"role": role}})
-    assert (await recv_json(ws))["data"] == {"role": role}
+    ws, snapshot = await join(live, trip, user)
+    assert snapshot["role"] == role
+    assert snapshot["trip"]["fields"]["name"] == "owner's trip"
+    assert snapshot["trip"]["version"] == 1
+    assert set(snapshot["trip"]["field_versions"]) == set(snapshot["trip"]["fields"])
+    assert snapshot["seq"] == snapshot["trip"]["seq"]
+    assert collaborators(snapshot) == {user.username: 1}
+    assert snapshot["collaborator_count"] == 1 and snapshot["conflicts"] == []
     await ws.close()
 
 
 @pytest.mark.parametrize("which", ["not-a-member", "no-such-trip"])
 async def test_non_member_and_unknown_trip_are_refused_alike(live, which):
-    owner = await sync_to_async(factories.make_user)("owner")
-    stranger = await sync_to_async(factories.make_user)("stranger")
-    trip = await sync_to_async(factories.make_trip)(owner)
+    owner = await make_user("owner")
+    stranger = await make_user("stranger")
+    trip = await make_trip(owner)
     trip_id = trip.pk if which == "not-a-member" else trip.pk + 1000
     ws = await open_socket(live.ws_url, f"/ws/trips/{trip_id}/")
-    await send_json(ws, {"token": await sync_to_async(factories.access_token)(stranger), "id": "a"})
+    await send_json(ws, {"token": await token_for(stranger), "id": "a"})
     code, messages = await closed_with(ws)
     assert code == 4003
     assert messages[-1]["error"]["code"] == "AUTHORIZATION_FAILED"
     assert messages[-1]["request_id"] == "a"
     assert messages[-1]["error"]["message"] == "You are not a member of this trip."
+
+
+async def test_seed_scenario_two_users_on_two_processes_see_count_indicator_and_edits(pair, crew):
+    """The seed's 'multiple users can edit trip simultaneously', as two users on two servers."""
+    alice, bob, _, trip = crew
+    a, _ = await join(pair[0], trip, alice)
+    b, b_snapshot = await join(pair[1], trip, bob)
+    assert b_snapshot["collaborator_count"] == 2
+    seen_by_alice = await recv_until(a, is_type("presence.update", collaborator_count=2))
+    assert collaborators(seen_by_alice) == {"alice": 1, "bob": 1}
+
+    await send_json(a, {"type": "editing.start", "field": "name"})
+    indicator = await recv_until(b, lambda m: m["type"] == "editing.update" and m["editing"])
+    assert editing(indicator) == {("alice", "name")}
+
+    await send_json(a, update_msg("name", "European Adventure", 1, id_="save-name"))
+    ack = await recv_until(a, is_type("ack", request_id="save-name"))
+    assert ack["status"] == "applied" and ack["version"] == 2
+    for ws in (a, b):
+        updated = await recv_until(ws, is_type("trip.updated", field="name"))
+        assert updated["value"] == "European Adventure"
+        assert updated["by"]["username"] == "alice" and updated["seq"] == ack["seq"]
+
+    await send_json(b, update_msg("budget", "3500", b_snapshot["trip"]["version"]))
+    budget = await recv_until(a, is_type("trip.updated", field="budget"))
+    assert budget["value"] == "3500" and budget["by"]["username"] == "bob"
+    await send_json(a, {"type": "editing.stop", "field": "name"})
+    cleared = await recv_until(b, lambda m: m["type"] == "editing.update" and not m["editing"])
+    assert cleared["editing"] == []
+    await a.close()
+    await b.close()
+
+
+async def test_seed_scenario_conflicting_budget_edits_resolved_with_use_mine(pair, crew):
+    """The seed's 'should resolve edit conflicts': both type a budget from the same version."""
+    alice, bob, _, trip = crew
+    a, _ = await join(pair[0], trip, alice)
+    b, _ = await join(pair[1], trip, bob)
+    await asyncio.gather(
+        send_json(a, update_msg("budget", "3000", 1, id_="a-budget")),
+        send_json(b, update_msg("budget", "3500", 1, id_="b-budget")),
+    )
+    acks = [
+        await recv_until(a, is_type("ack", request_id="a-budget")),
+        await recv_until(b, is_type("ack", request_id="b-budget")),
+    ]
+    assert sorted(ack["status"] for ack in acks) == ["applied", "conflict"]
+    conflict_id = next(ack["conflict_id"] for ack in acks if ack["status"] == "conflict")
+    for ws in (a, b):
+        detected = await recv_until(ws, is_type("conflict.detected"))
+        assert detected["conflict"]["id"] == conflict_id
+        values = {
+            detected["conflict"]["applied"]["value"],
+            detected["conflict"]["proposed"]["value"],
+        }
+        assert values == {"3000", "3500"}
+
+    await send_json(
+        a, {"type": "conflict.resolve", "id": "r", "conflict_id": conflict_id, "choice": "mine"}
+    )
+    assert (await recv_until(a, is_type("ack", request_id="r")))["value"] == "3000"
+    for ws in (a, b):
+        resolved = await recv_until(ws, is_type("conflict.resolved"))
+        assert resolved["conflict"]["status"] == "resolved"
+        assert resolved["conflict"]["resolved_value"] == "3000"
+    assert str((await get_trip(trip.pk)).budget) == "3000.00"
+    await a.close()
+    await b.close()
+
+
+async def test_killing_a_process_clears_its_users_from_presence(pair, daphne_factory, crew):
+    alice, bob, _, trip = crew
+    victim = await asyncio.to_thread(daphne_factory, "victim", **PRESENCE_TIMINGS)
+    a, _ = await join(pair[0], trip, alice)
+    b, _ = await join(victim, trip, bob)
+    await recv_until(a, is_type("presence.update", collaborator_count=2))
+    await send_json(b, {"type": "editing.start", "field": "notes"})
+    await recv_until(a, lambda m: m["type"] == "editing.update" and m["editing"])
+
+    victim.process.kill()  # no disconnect handler runs
+    gone = await recv_until(a, is_type("presence.update", collaborator_count=1), timeout=15)
+    assert collaborators(gone) == {"alice": 1}
+    await recv_until(a, lambda m: m["type"] == "editing.update" and not m["editing"], timeout=15)
+    await a.close()
+
+
+async def test_editing_indicator_expires_without_renewal_and_clears_on_disconnect(pair, crew):
+    alice, bob, _, trip = crew
+    a, _ = await join(pair[0], trip, alice)
+    b, _ = await join(pair[1], trip, bob)
+    await send_json(b, {"type": "editing.start", "field": "destination"})
+    await recv_until(a, lambda m: m["type"] == "editing.update" and m["editing"])
+    # EDITING_TTL_SECONDS is 2 on these servers: no renewal, so it goes by itself.
+    await recv_until(a, lambda m: m["type"] == "editing.update" and not m["editing"], timeout=10)
+
+    await send_json(b, {"type": "editing.start", "field": "destination"})
+    await recv_until(a, lambda m: m["type"] == "editing.update" and m["editing"])
+    await b.close()
+    await recv_until(a, lambda m: m["type"] == "editing.update" and not m["editing"], timeout=5)
+    await a.close()
+
+
+async def test_twenty_concurrent_updates_of_one_field_one_applied_nineteen_conflicts(pair, crew):
+    alice, _, _, trip = crew
+    editors = [await make_user(f"editor{i}") for i in range(20)]
+    for user in editors:
+        await sync_to_async(services.trip_member_set)(
+            trip_id=trip.pk, actor=alice, user=user, role="editor"
+        )
+    sockets = [(await join(pair[i % 2], trip, user))[0] for i, user in enumerate(editors)]
+    base = (await get_trip(trip.pk)).version
+    await asyncio.gather(
+        *(
+            send_json(ws, update_msg("notes", f"from editor{i}", base, id_=f"n{i}"))
+            for i, ws in enumerate(sockets)
+        )
+    )
+    acks = [
+        await recv_until(ws, is_type("ack", request_id=f"n{i}")) for i, ws in enumerate(sockets)
+    ]
+    statuses = sorted(ack["status"] for ack in acks)
+    assert statuses == ["applied"] + ["conflict"] * 19
+    trip_now = await get_trip(trip.pk)
+    assert trip_now.version == base + 1
+    winner = next(i for i, ack in enumerate(acks) if ack["status"] == "applied")
+    assert trip_now.notes == f"from editor{winner}"
+    assert await sync_to_async(Conflict.objects.filter(trip=trip, status="open").count)() == 19
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_same_update_id_five_times_in_sequence_and_at_once_has_one_effect(pair, crew):
+    alice, _, _, trip = crew
+    update_id = uuid.uuid4()
+    ws, _ = await join(pair[0], trip, alice)
+    for i in range(5):
+        await send_json(ws, update_msg("name", "Once", 1, update_id, id_=f"s{i}"))
+    in_sequence = [
+        (await recv_until(ws, is_type("ack", request_id=f"s{i}")))["status"] for i in range(5)
+    ]
+    assert in_sequence == ["applied"] + ["duplicate"] * 4
+
+    at_once_id = uuid.uuid4()
+    sockets = [(await join(pair[i % 2], trip, alice))[0] for i in range(5)]
+    base = (await get_trip(trip.pk)).version
+    await asyncio.gather(
+        *(
+            send_json(s, update_msg("destination", "Porto", base, at_once_id, id_="x"))
+            for s in sockets
+        )
+    )
+    acks = [await recv_until(s, is_type("ack", request_id="x")) for s in sockets]
+    assert sorted(a["status"] for a in acks) == ["applied"] + ["duplicate"] * 4
+    assert {(a["seq"], a["version"]) for a in acks} == {(acks[0]["seq"], acks[0]["version"])}
+    trip_now = await get_trip(trip.pk)
+    assert trip_now.version == base + 1 and trip_now.destination == "Porto"
+    for s in [ws, *sockets]:
+        await s.close()
+
+
+async def test_client_away_for_fifty_edits_resumes_with_exactly_the_missed_events(pair, crew):
+    _, bob, carol, trip = crew
+    c, snapshot = await join(pair[1], trip, carol)
+    state = dict(snapshot["trip"]["fields"])
+    last_seq = snapshot["seq"]
+    await c.close()
+
+    b, _ = await join(pair[0], trip, bob)
+    version = snapshot["trip"]["version"]
+    for i in range(50):
+        field = ("name", "destination", "notes", "budget")[i % 4]
+        value = str(100 + i) if field == "budget" else f"{field} {i}"
+        await send_json(b, update_msg(field, value, version, id_=f"e{i}"))
+        version = (await recv_until(b, is_type("ack", request_id=f"e{i}")))["version"]
+    await b.close()
+
+    c, _ = await join(pair[0], trip, carol)  # back, on the other process
+    await send_json(c, {"type": "resume", "id": "back", "last_seq": last_seq})
+    replayed = []
+    while True:
+        message = await recv_until(c, lambda m: m["type"] in ("trip.updated", "resume.complete"))
+        if message["type"] == "resume.complete":
+            break
+        replayed.append(message)
+    assert [m["seq"] for m in replayed] == list(range(last_seq + 1, last_seq + 51))
+    assert message["request_id"] == "back" and message["replayed"] == 50
+    for event in replayed:
+        state[event["field"]] = event["value"]
+    rest = await sync_to_async(_rest_get)(carol, trip.pk)
+    assert state == rest["fields"]
+    await c.close()
+
+
+def _rest_get(user, trip_id):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client.get(f"/api/trips/{trip_id}/").json()
+
+
+async def test_resume_from_a_pruned_seq_gets_a_fresh_snapshot_and_the_flag(live, crew, settings):
+    settings.TRIP_EVENT_RETENTION = 5
+    alice, _, _, trip = crew
+    for i in range(20):
+        await sync_to_async(services.trip_update)(
+            trip_id=trip.pk, actor=alice, update_id=uuid.uuid4(), field="notes",
+            value=f"n{i}", base_version=i + 1,
+        )  # fmt: skip
+    ws, _ = await join(live, trip, alice)
+    await send_json(ws, {"type": "resume", "id": "old", "last_seq": 1})
+    resync = await recv_until(ws, is_type("resync.required"))
+    assert resync["request_id"] == "old" and resync["reason"] == "too_old"
+    assert resync["snapshot"]["trip"]["fields"]["notes"] == "n19"
+    assert resync["snapshot"]["seq"] == (await get_trip(trip.pk)).seq
+    await ws.close()
+
+
+async def test_an_event_the_layer_dropped_is_filled_in_from_the_log(live, crew, monkeypatch):
+    alice, bob, _, trip = crew
+    ws, snapshot = await join(live, trip, bob)
+    sends = []
+    real = broadcast._group_send
+    monkeypatch.setattr(
+        broadcast, "_group_send", lambda g, e: sends.append(e) if not sends else real(g, e)
+    )  # the first event is "lost" by the layer; the second goes through
+    for i, value in enumerate(["lost", "delivered"]):
+        await sync_to_async(services.trip_update)(
+            trip_id=trip.pk, actor=alice, update_id=uuid.uuid4(), field="notes",
+            value=value, base_version=1 + i,
+        )  # fmt: skip
+    first = await recv_until(ws, is_type("trip.updated"))
+    second = await recv_until(ws, is_type("trip.updated"))
+    assert (first["value"], second["value"]) == ("lost", "delivered")
+    assert (first["seq"], second["seq"]) == (snapshot["seq"] + 1, snapshot["seq"] + 2)
+    await ws.close()
+
+
+async def test_viewer_receives_everything_but_cannot_edit(live, crew):
+    alice, _, carol, trip = crew
+    c, _ = await join(live, trip, carol)
+    await send_json(c, update_msg("name", "Mine now", 1, id_="v1"))
+    refused = await recv_json(c)
+    assert refused["error"]["code"] == "AUTHORIZATION_FAILED" and refused["request_id"] == "v1"
+    await send_json(c, {"type": "editing.start", "id": "v2", "field": "name"})
+    assert (await recv_type(c, "error"))["error"]["code"] == "AUTHORIZATION_FAILED"
+    a, _ = await join(live, trip, alice)
+    await send_json(a, update_msg("name", "Alice's", 1))
+    assert (await recv_until(c, is_type("trip.updated")))["value"] == "Alice's"
+    assert (await get_trip(trip.pk)).name == "Alice's"
+    await a.close()
+    await c.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        (update_msg("budget", -5, 1), "budget"),
+        (update_msg("currency", "euro", 1), "currency"),
+        (update_msg("end_date", "not a date", 1), "end_date"),
+        (update_msg("name", "x", 99), "base_version"),
+        ({**update_msg("name", "x", 1), "base_version": "1"}, "base_version"),
+        ({**update_msg("name", "x", 1), "field": "owner"}, "field"),
+        ({**update_msg("name", "x", 1), "update_id": "not-a-uuid"}, "update_id"),
+    ],
+    ids=[
+        "negative-budget",
+        "bad-currency",
+        "bad-date",
+        "future-base",
+        "string-base",
+        "unknown-field",
+        "bad-update-id",
+    ],
+)
+async def test_bad_edits_get_invalid_message_format_naming_the_field(live, crew, message, field):
+    alice, _, _, trip = crew
+    ws, _ = await join(live, trip, alice)
+    await send_json(ws, message)
+    error = await recv_json(ws)
+    assert error["error"]["code"] == "INVALID_MESSAGE_FORMAT"
+    assert error["error"]["details"]["field"] == field
+    assert (await get_trip(trip.pk)).version == 1
+    await ws.close()
+
+
+async def test_end_date_before_start_date_is_refused(live, crew):
+    alice, _, _, trip = crew
+    ws, _ = await join(live, trip, alice)
+    await send_json(ws, update_msg("start_date", "2027-05-14", 1, id_="s"))
+    await recv_until(ws, is_type("ack", request_id="s"))
+    await send_json(ws, update_msg("end_date", "2027-05-01", 2, id_="e"))
+    error = await recv_type(ws, "error")
+    assert error["error"]["details"]["field"] == "end_date" and error["request_id"] == "e"
+    assert (await get_trip(trip.pk)).end_date is None
+    await ws.close()
+
+
+async def test_a_rest_change_reaches_every_socket_like_a_socket_change(pair, crew):
+    alice, bob, _, trip = crew
+    a, _ = await join(pair[0], trip, alice)
+    b, _ = await join(pair[1], trip, bob)
+
+    def patch():
+        client = APIClient()
+        client.force_authenticate(bob)
+        return client.patch(
+            f"/api/trips/{trip.pk}/", {"destination": "Madeira"}, format="json", HTTP_IF_MATCH='"1"'
+        )
+
+    response = await sync_to_async(patch)()
+    assert response.status_code == 200
+    for ws in (a, b):
+        event = await recv_until(ws, is_type("trip.updated", field="destination"))
+        assert event["value"] == "Madeira" and event["by"]["username"] == "bob"
+    await a.close()
+    await b.close()
+
+
+async def test_removed_member_is_disconnected(live, crew):
+    alice, bob, _, trip = crew
+    b, _ = await join(live, trip, bob)
+    await sync_to_async(services.trip_member_remove)(trip_id=trip.pk, actor=alice, user=bob)
+    code, messages = await closed_with(b)
+    assert code == 4003
+    assert messages[-2]["type"] == "member.removed"
+    assert messages[-1]["error"]["code"] == "AUTHORIZATION_FAILED"
