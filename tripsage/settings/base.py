@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from tripsage.env import env_bool, env_float, env_int, env_list, env_str
 
@@ -110,10 +111,21 @@ WHITENOISE_USE_FINDERS = True
 REDIS_URL = env_str("REDIS_URL")
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 1000)
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
+# Which channels_redis layer: "core" (lists per channel, capacity and expiry) or "pubsub" (Redis
+# pub/sub, fewer commands per send, no capacity bound). docs/performance.md has the figures.
+REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "pubsub")
+_LAYER_BACKENDS = {
+    "core": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
 if REDIS_URL:
+    if REDIS_CHANNEL_LAYER not in _LAYER_BACKENDS:
+        raise ImproperlyConfigured(
+            f"REDIS_CHANNEL_LAYER={REDIS_CHANNEL_LAYER!r}: use one of {', '.join(_LAYER_BACKENDS)}."
+        )
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": _LAYER_BACKENDS[REDIS_CHANNEL_LAYER],
             "CONFIG": {
                 "hosts": [
                     {
