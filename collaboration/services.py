@@ -161,6 +161,27 @@ def _apply(
     )
 
 
+def _first_answer(
+    status: str,
+    trip: Trip,
+    field: str,
+    update_id: uuid.UUID,
+    seq: int,
+    conflict_id: int | None = None,
+) -> MutationResult:
+    """The answer to a first attempt, with the field's value now in force."""
+    return MutationResult(
+        status=status,
+        original_status=status,
+        update_id=str(update_id),
+        field=field,
+        value=fields.to_wire(field, getattr(trip, field)),
+        version=trip.version,
+        seq=seq,
+        conflict_id=conflict_id,
+    )
+
+
 def _previous(
     trip: Trip, actor: AbstractBaseUser, update_id: uuid.UUID, request: dict[str, Any]
 ) -> MutationResult | None:
@@ -293,27 +314,10 @@ def _update_field(
             field=field,
             payload={"conflict": wire.conflict_dict(conflict)},
         )
-        result = MutationResult(
-            status="conflict",
-            original_status="conflict",
-            update_id=str(update_id),
-            field=field,
-            value=fields.to_wire(field, getattr(trip, field)),
-            version=trip.version,
-            seq=message["seq"],
-            conflict_id=conflict.pk,
-        )
+        result = _first_answer("conflict", trip, field, update_id, message["seq"], conflict.pk)
     else:
         message = _apply(trip, field=field, value=cleaned, actor=actor, update_id=str(update_id))
-        result = MutationResult(
-            status="applied",
-            original_status="applied",
-            update_id=str(update_id),
-            field=field,
-            value=fields.to_wire(field, cleaned),
-            version=trip.version,
-            seq=message["seq"],
-        )
+        result = _first_answer("applied", trip, field, update_id, message["seq"])
     _remember(trip, actor, update_id, request, result)
     return result
 
@@ -351,16 +355,7 @@ def conflict_resolve(
 
     field = conflict.field
     if conflict.status == Conflict.Status.RESOLVED:
-        return MutationResult(
-            status="already_resolved",
-            original_status="already_resolved",
-            update_id=str(update_id),
-            field=field,
-            value=fields.to_wire(field, getattr(trip, field)),
-            version=trip.version,
-            seq=0,
-            conflict_id=conflict.pk,
-        )
+        return _first_answer("already_resolved", trip, field, update_id, 0, conflict.pk)
 
     if choice == Conflict.Choice.VALUE:
         chosen = value
@@ -398,16 +393,7 @@ def conflict_resolve(
         payload={"conflict": wire.conflict_dict(conflict)},
     )
     trip.save()
-    result = MutationResult(
-        status="applied",
-        original_status="applied",
-        update_id=str(update_id),
-        field=field,
-        value=fields.to_wire(field, cleaned),
-        version=trip.version,
-        seq=seq or message["seq"],
-        conflict_id=conflict.pk,
-    )
+    result = _first_answer("applied", trip, field, update_id, seq or message["seq"], conflict.pk)
     _remember(trip, actor, update_id, request, result)
     return result
 
