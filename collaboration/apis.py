@@ -75,7 +75,12 @@ class PreconditionRequired(exceptions.APIException):
 
 
 class TripListApi(APIView):
-    @extend_schema(request=None, responses=None, summary="The trips you are a member of")
+    @extend_schema(
+        request=None,
+        responses=None,
+        summary="The trips you are a member of",
+        operation_id="trips_list",
+    )
     def get(self, request: Request) -> Response:
         trips = selectors.trips_for_user(user=request.user)
         return Response([_trip_body(trip, request.user) for trip in trips])

@@ -97,4 +97,11 @@ def test_openapi_schema_lists_the_api(client):
         "/api/auth/token/refresh/",
         "/api/auth/token/verify/",
         "/api/me/",
+        "/api/trips/",
+        "/api/trips/{trip_id}/",
+        "/api/trips/{trip_id}/members/",
+        "/api/trips/{trip_id}/members/{user_id}/",
+        "/api/trips/{trip_id}/events/",
+        "/api/trips/{trip_id}/conflicts/",
+        "/api/trips/{trip_id}/conflicts/{conflict_id}/resolve/",
     } <= set(schema["paths"])
