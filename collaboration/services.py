@@ -89,7 +89,14 @@ def record_event(
         actor=actor,
         message=message,
     )
-    broadcast_on_commit(trip_group(trip.pk), {"type": "trip.event", "message": message})
+    event: dict[str, Any] = {
+        "type": "trip.event",
+        "seq": trip.seq,
+        "text": protocol.encode(message),  # serialized once, here, for every recipient
+    }
+    if type_.startswith("member."):
+        event["user_id"] = payload["user"]["id"]  # that member's sockets act on it
+    broadcast_on_commit(trip_group(trip.pk), event)
     _prune_log(trip)
     return message
 

@@ -24,3 +24,16 @@ HEARTBEAT_LATENCY = Histogram(
     ["connection_type"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+LAYER_DROPPED = Counter(
+    "tripsage_layer_dropped_total",
+    "Channel layer messages dropped because a channel's inbox was full (repaired by seq).",
+)
+LAYER_RECONNECTS = Counter(
+    "tripsage_layer_reconnects_total",
+    "Times the channel layer's Redis subscription was lost and re-established.",
+)
+SLOW_CONSUMER_CLOSES = Counter(
+    "tripsage_ws_slow_consumer_closes_total",
+    "Sockets closed with 4009 because the client stopped reading (too many unacknowledged bytes).",
+    ["connection_type"],
+)

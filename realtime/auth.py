@@ -166,9 +166,9 @@ class JWTAuthMiddleware:
     """Accepts the socket, waits for `{"token": ...}` as the first message, and only then hands
     the connection to the consumer with `scope["user"]` and `scope["auth"]` set.
 
-    The consumer sees an ordinary `websocket.connect`; its own `accept` is absorbed here because
-    the socket is already open. Tokens in the query string are refused, because URLs end up in
-    logs. Origins are checked before accept.
+    The consumer sees an ordinary `websocket.connect` on a socket that is already open, so it
+    must not send `websocket.accept` (realtime.consumers.base does not). Tokens in the query
+    string are refused, because URLs end up in logs. Origins are checked before accept.
     """
 
     def __init__(self, app: Any) -> None:
@@ -209,7 +209,9 @@ class JWTAuthMiddleware:
                 connection_id=protocol.new_id(), token=verified, request_id=request_id
             ),
         )
-        return await self.app(auth_scope, _replay_connect(receive), _absorb_accept(send))
+        # The socket is open already: consumers behind this middleware never send an accept,
+        # and their sends reach the server's own send callable with no wrapper in between.
+        return await self.app(auth_scope, _replay_connect(receive), send)
 
     async def _await_auth(
         self, receive: Any, send: Any
@@ -270,14 +272,5 @@ def _replay_connect(receive: Any) -> Any:
             replayed = True
             return {"type": "websocket.connect"}
         return await receive()
-
-    return wrapped
-
-
-def _absorb_accept(send: Any) -> Any:
-    async def wrapped(message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.accept":
-            return None
-        return await send(message)
 
     return wrapped

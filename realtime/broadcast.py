@@ -20,7 +20,12 @@ def trip_group(trip_id: int | str) -> str:
 
 
 def _group_send(group: str, event: dict[str, Any]) -> None:
-    async_to_sync(get_channel_layer().group_send)(group, event)
+    layer = get_channel_layer()
+    blocking = getattr(layer, "group_send_blocking", None)
+    if blocking is not None:
+        blocking(group, event)  # realtime.layers: one PUBLISH, no event loop hop
+    else:
+        async_to_sync(layer.group_send)(group, event)
 
 
 def broadcast_on_commit(group: str, event: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ as the state, so clients (and consumers) can drop a state older than one they ha
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -35,12 +36,29 @@ class TripPresence:
     collaborators: list[dict[str, Any]]  # [{"user": {id, username}, "connections": n}]
     editing: list[dict[str, Any]]  # [{"user": {id, username}, "field": f, "expires_at": iso}]
 
+    def presence_fields(self) -> dict[str, Any]:
+        """The count is exact; the list stops at PRESENCE_LIST_LIMIT users, so that presence in a
+        1,000-member trip costs kilobytes per update, not tens of kilobytes per recipient."""
+        limit = settings.PRESENCE_LIST_LIMIT
+        return {
+            "collaborators": self.collaborators[:limit],
+            "collaborator_count": len(self.collaborators),
+            "collaborators_truncated": len(self.collaborators) > limit,
+        }
+
+    def digest(self, kind: str) -> str:
+        """What a client sees of this state, hashed: an update that would show nothing new to a
+        socket (its own join, a sweep that changed nothing visible) is not sent to it."""
+        if kind == "presence.update":
+            fields: Any = self.presence_fields()
+        else:
+            fields = [(e["user"]["id"], e["field"]) for e in self.editing]
+        raw = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.blake2b(raw, digest_size=8).hexdigest()
+
     def presence_message(self) -> dict[str, Any]:
         return protocol.server_message(
-            "presence.update",
-            version=self.version,
-            collaborators=self.collaborators,
-            collaborator_count=len(self.collaborators),
+            "presence.update", version=self.version, **self.presence_fields()
         )
 
     def editing_message(self) -> dict[str, Any]:
@@ -191,6 +209,7 @@ class PresenceTracker:
         self.local: dict[int, dict[str, Any]] = defaultdict(dict)  # trip -> connection -> user
         self.editing: dict[tuple[int, str], set[str]] = defaultdict(set)  # (trip, conn) -> fields
         self._keeper: asyncio.Task[None] | None = None
+        self._pending: dict[int, dict[str, bool]] = {}  # trip -> what changed since last publish
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -201,7 +220,8 @@ class PresenceTracker:
         await self.backend.touch(
             trip_id, PRESENCE, {_presence_member(connection_id, user): expires}
         )
-        return await self._publish(trip_id, presence=True, editing=False)
+        self._publish(trip_id, presence=True, editing=False)
+        return await self.current(trip_id)
 
     async def leave(self, trip_id: int, connection_id: str, user: Any) -> None:
         self.local[trip_id].pop(connection_id, None)
@@ -213,7 +233,7 @@ class PresenceTracker:
             await self.backend.remove(
                 trip_id, EDITING, [_editing_member(connection_id, user, f) for f in fields]
             )
-        await self._publish(trip_id, presence=True, editing=bool(fields))
+        self._publish(trip_id, presence=True, editing=bool(fields))
 
     async def editing_start(self, trip_id: int, connection_id: str, user: Any, field: str) -> None:
         self.editing[(trip_id, connection_id)].add(field)
@@ -221,28 +241,55 @@ class PresenceTracker:
         await self.backend.touch(
             trip_id, EDITING, {_editing_member(connection_id, user, field): expires}
         )
-        await self._publish(trip_id, presence=False, editing=True)
+        self._publish(trip_id, presence=False, editing=True)
 
     async def editing_stop(self, trip_id: int, connection_id: str, user: Any, field: str) -> None:
         self.editing[(trip_id, connection_id)].discard(field)
         await self.backend.remove(trip_id, EDITING, [_editing_member(connection_id, user, field)])
-        await self._publish(trip_id, presence=False, editing=True)
+        self._publish(trip_id, presence=False, editing=True)
 
     async def current(self, trip_id: int) -> TripPresence:
         return await self.backend.state(trip_id, time.time(), bump=False)
 
-    async def _publish(self, trip_id: int, *, presence: bool, editing: bool) -> TripPresence:
-        state = await self.backend.state(trip_id, time.time(), bump=True)
-        group = trip_group(trip_id)
-        if presence:
-            await broadcast_now(
-                group, {"type": "trip.presence", "message": state.presence_message()}
-            )
-        if editing:
-            await broadcast_now(
-                group, {"type": "trip.presence", "message": state.editing_message()}
-            )
-        return state
+    def _publish(self, trip_id: int, *, presence: bool, editing: bool) -> None:
+        """Coalesce: changes within PRESENCE_COALESCE_SECONDS go out as one update per kind, so
+        a connect storm into one trip costs a few broadcasts, not one per socket."""
+        pending = self._pending.get(trip_id)
+        if pending is not None:
+            pending["presence"] |= presence
+            pending["editing"] |= editing
+            return
+        self._pending[trip_id] = {"presence": presence, "editing": editing}
+        loop = asyncio.get_running_loop()
+        loop.call_later(
+            settings.PRESENCE_COALESCE_SECONDS, lambda: loop.create_task(self._flush(trip_id))
+        )
+
+    async def _flush(self, trip_id: int) -> None:
+        changed = self._pending.pop(trip_id, None)
+        if not changed:
+            return
+        try:
+            state = await self.backend.state(trip_id, time.time(), bump=True)
+            group = trip_group(trip_id)
+            for kind, wanted in changed.items():
+                if not wanted:
+                    continue
+                message = (
+                    state.presence_message() if kind == "presence" else state.editing_message()
+                )
+                await broadcast_now(
+                    group,
+                    {
+                        "type": "trip.presence",
+                        "kind": message["type"],
+                        "version": state.version,
+                        "digest": state.digest(message["type"]),
+                        "text": protocol.encode(message),
+                    },
+                )
+        except Exception:
+            logger.exception("presence publish failed for trip %s", trip_id)
 
     # -- keeper -------------------------------------------------------------------------------
 
@@ -269,7 +316,7 @@ class PresenceTracker:
             }
             await self.backend.touch(trip_id, PRESENCE, presence)
             if await self.backend.sweep(trip_id, now):
-                await self._publish(trip_id, presence=True, editing=True)
+                self._publish(trip_id, presence=True, editing=True)
 
 
 _tracker: PresenceTracker | None = None

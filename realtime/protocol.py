@@ -37,6 +37,7 @@ class CloseCode(IntEnum):
     AUTHENTICATION_FAILED = 4001  # no, bad, expired or revoked credentials: re-authenticate
     AUTHORIZATION_FAILED = 4003  # not allowed on this resource: do not retry
     HEARTBEAT_TIMEOUT = 4008  # nothing heard from the client for too long: reconnect
+    SLOW_CONSUMER = 4009  # the client stopped reading (unacknowledged data over the limit)
 
 
 class ConnectionType(StrEnum):

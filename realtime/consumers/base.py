@@ -6,7 +6,6 @@ A connection type subclasses it, names its `connection_type` and `client_message
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any, ClassVar
@@ -30,6 +29,7 @@ from realtime.protocol import (
     ErrorCode,
     ProtocolError,
 )
+from realtime.timers import ticker
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,38 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     # -- sending ------------------------------------------------------------------------------
 
     async def send_event(self, message: dict[str, Any]) -> None:
-        await self.send(text_data=protocol.encode(message))
+        await self.send_text(protocol.encode(message))
+
+    async def send_text(self, text: str) -> None:
+        """Every frame to the client leaves through here, so that what it has not acknowledged
+        can be counted: a client that stops reading is cut off (4009) before it costs unbounded
+        memory. Acknowledgement is the pong to a ping; a ping goes out after every
+        REALTIME_FLOW_PING_BYTES of traffic as well as on the heartbeat."""
+        if self._closing:
+            return
+        self.bytes_out += len(text)
+        await self.base_send({"type": "websocket.send", "text": text})
+        unacked = self.bytes_out - self._bytes_acked
+        if unacked > settings.REALTIME_MAX_UNACKED_BYTES:
+            instruments.SLOW_CONSUMER_CLOSES.labels(self.connection_type).inc()
+            await self.close_with(
+                protocol.error_message(
+                    ErrorCode.NETWORK_ERROR,
+                    "The client is not reading: too much unacknowledged data.",
+                    details={"reason": "slow_consumer", "unacknowledged_bytes": unacked},
+                ),
+                CloseCode.SLOW_CONSUMER,
+            )
+        elif self.bytes_out - self._bytes_at_last_ping > settings.REALTIME_FLOW_PING_BYTES:
+            await self.send_ping()
+
+    async def send_ping(self) -> None:
+        ping = protocol.server_message("ping")
+        self._bytes_at_last_ping = self.bytes_out
+        self._pings[ping["id"]] = (time.monotonic(), self.bytes_out)
+        if len(self._pings) > 32:  # unanswered pings: keep the newest
+            self._pings.pop(next(iter(self._pings)))
+        await self.send_text(protocol.encode(ping))
 
     async def send_error(self, error: ProtocolError) -> None:
         instruments.ERRORS.labels(self.connection_type, error.code).inc()
@@ -83,8 +114,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         """Tell the client why, then close: a client never has to guess from a bare code."""
         if self._closing:
             return
-        self._closing = True
-        await self.send_event(envelope)
+        self._closing = True  # first: no send below may start another close
+        await self.base_send({"type": "websocket.send", "text": protocol.encode(envelope)})
         await self.close(code=int(code))
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -111,9 +142,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.max_message_bytes = settings.REALTIME_MAX_MESSAGE_BYTES[self.connection_type]
         self.last_heard = time.monotonic()
         self.latency_ms: float | None = None
-        self._ping: tuple[str, float] | None = None
+        self.bytes_out = 0
+        self._bytes_acked = 0
+        self._bytes_at_last_ping = 0
+        self._pings: dict[str, tuple[float, int]] = {}
+        self._next_ping = self.last_heard + settings.REALTIME_HEARTBEAT_SECONDS
         self._closing = False
-        self._timer: asyncio.Task[None] | None = None
         self._joined: list[str] = []
 
         try:
@@ -123,7 +157,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
 
         await self.join(user_group(self.user.pk))
-        await self.accept()
+        # No accept: JWTAuthMiddleware accepted the socket before authenticating it.
         instruments.CONNECTIONS_OPEN.labels(self.connection_type).inc()
         self._counted = True
         await self.send_event(
@@ -142,12 +176,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 },
             )
         )
-        self._timer = asyncio.create_task(self._keepalive())
+        ticker().add(self)
         await self.on_connected()
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._closing = True
+        ticker().discard(self)
+        detach = getattr(self.channel_layer, "detach", None)
+        if detach is not None:
+            detach(self.channel_name)
         if getattr(self, "_counted", False):
             instruments.CONNECTIONS_OPEN.labels(self.connection_type).dec()
             self._counted = False
@@ -199,11 +236,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.send_event(protocol.server_message("pong", request_id=message.id))
 
     async def on_pong(self, message: protocol.Pong) -> None:
-        if self._ping is not None and message.request_id == self._ping[0]:
-            rtt = time.monotonic() - self._ping[1]
-            self.latency_ms = rtt * 1000
-            self._ping = None
-            instruments.HEARTBEAT_LATENCY.labels(self.connection_type).observe(rtt)
+        sent = self._pings.pop(message.request_id, None) if message.request_id else None
+        if sent is None:
+            return
+        rtt = time.monotonic() - sent[0]
+        self.latency_ms = rtt * 1000
+        self._bytes_acked = max(self._bytes_acked, sent[1])
+        instruments.HEARTBEAT_LATENCY.labels(self.connection_type).observe(rtt)
 
     async def on_auth_refresh(self, message: protocol.AuthRefresh) -> None:
         try:
@@ -241,51 +280,29 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         failure = AuthFailure(AuthFailureReason.USER_INACTIVE, "User account is disabled.")
         await self.close_with(failure.envelope(), CloseCode.AUTHENTICATION_FAILED)
 
-    # -- heartbeat and token expiry -----------------------------------------------------------
+    # -- heartbeat and token expiry ---------------------------------------------------------
 
-    async def _keepalive(self) -> None:
-        """Ping every interval, measure the round trip, close silent sockets and sockets whose
-        token expired without a refresh. One task per connection does all three."""
-        interval = settings.REALTIME_HEARTBEAT_SECONDS
-        silence_limit = settings.REALTIME_HEARTBEAT_TIMEOUT_SECONDS
-        grace = settings.REALTIME_TOKEN_GRACE_SECONDS
-        next_ping = time.monotonic() + interval
-        try:
-            while not self._closing:
-                expires_in = self.token_expires_at.timestamp() + grace - time.time()
-                silent_for = time.monotonic() - self.last_heard
-                if expires_in <= 0:
-                    failure = AuthFailure(
-                        AuthFailureReason.EXPIRED,
-                        "Invalid or expired token",
-                        expires_at=self.token_expires_at,
-                    )
-                    await self.close_with(failure.envelope(), CloseCode.AUTHENTICATION_FAILED)
-                    return
-                if silent_for >= silence_limit:
-                    await self.close_with(
-                        protocol.error_message(
-                            ErrorCode.NETWORK_ERROR,
-                            f"Nothing heard from the client for {silent_for:.0f} s.",
-                            details={"reason": "heartbeat_timeout"},
-                        ),
-                        CloseCode.HEARTBEAT_TIMEOUT,
-                    )
-                    return
-                if time.monotonic() >= next_ping:
-                    ping = protocol.server_message("ping")
-                    self._ping = (ping["id"], time.monotonic())
-                    await self.send_event(ping)
-                    next_ping = time.monotonic() + interval
-                await asyncio.sleep(
-                    max(
-                        0.01,
-                        min(
-                            next_ping - time.monotonic(),
-                            expires_in,
-                            silence_limit - silent_for,
-                        ),
-                    )
-                )
-        except Exception:
-            logger.exception("keepalive failed on %s connection", self.connection_type)
+    async def tick(self, now: float, wall: float) -> None:
+        """Called by the process's ticker: close sockets whose token expired without a refresh or
+        that went silent; ping when the heartbeat is due."""
+        if self._closing:
+            return
+        if wall >= self.token_expires_at.timestamp() + settings.REALTIME_TOKEN_GRACE_SECONDS:
+            failure = AuthFailure(
+                AuthFailureReason.EXPIRED,
+                "Invalid or expired token",
+                expires_at=self.token_expires_at,
+            )
+            await self.close_with(failure.envelope(), CloseCode.AUTHENTICATION_FAILED)
+        elif now - self.last_heard >= settings.REALTIME_HEARTBEAT_TIMEOUT_SECONDS:
+            await self.close_with(
+                protocol.error_message(
+                    ErrorCode.NETWORK_ERROR,
+                    f"Nothing heard from the client for {now - self.last_heard:.0f} s.",
+                    details={"reason": "heartbeat_timeout"},
+                ),
+                CloseCode.HEARTBEAT_TIMEOUT,
+            )
+        elif now >= self._next_ping:
+            self._next_ping = now + settings.REALTIME_HEARTBEAT_SECONDS
+            await self.send_ping()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -45,6 +48,7 @@ class TripConsumer(RealtimeConsumer):
     async def on_connected(self) -> None:
         # Join before reading the snapshot: an event committed in between arrives through the
         # group and is dropped or sent by its `seq`, never lost.
+        self._live = False
         await self.join(trip_group(self.trip_id))
         snapshot = await database_sync_to_async(selectors.trip_snapshot)(
             trip_id=self.trip_id, user=self.user
@@ -54,24 +58,52 @@ class TripConsumer(RealtimeConsumer):
         self.joined_presence = True
         # The snapshot carries this state: its own broadcast would only repeat it.
         self._last_versions = {"presence.update": state.version, "editing.update": state.version}
+        self._last_digests = {kind: state.digest(kind) for kind in self._last_versions}
         await self.send_event(
             protocol.server_message(
                 "trip.snapshot",
                 **snapshot,
-                collaborators=state.collaborators,
-                collaborator_count=len(state.collaborators),
+                **state.presence_fields(),
                 editing=state.editing,
                 presence_version=state.version,
             )
         )
+        self._go_live()
+
+    def _go_live(self) -> None:
+        """From here on the channel layer may write this trip's events straight to the socket,
+        in the layer's listener, without waking this consumer (realtime.layers)."""
+        self._live = True
+        self._paused = 0
+        attach = getattr(self.channel_layer, "attach", None)
+        if attach is not None:
+            attach(
+                self.channel_name,
+                {"trip.event": self._direct_event, "trip.presence": self._direct_presence},
+            )
 
     async def on_disconnected(self, code: int) -> None:
+        self._live = False
         if getattr(self, "joined_presence", False):
             await tracker().leave(self.trip_id, self.connection_id, self.user)
 
     # -- client messages ----------------------------------------------------------------------
 
     async def on_trip_update(self, message: protocol.TripUpdate) -> None:
+        async with self._queued():
+            await self._trip_update(message)
+
+    @contextlib.asynccontextmanager
+    async def _queued(self) -> AsyncIterator[None]:
+        """While this socket's own request is handled, events for it wait in its queue: the
+        client gets its `ack` (or the whole replay) before the events that follow it."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
+
+    async def _trip_update(self, message: protocol.TripUpdate) -> None:
         result = await database_sync_to_async(services.trip_update)(
             trip_id=self.trip_id,
             actor=self.user,
@@ -85,6 +117,10 @@ class TripConsumer(RealtimeConsumer):
         )
 
     async def on_conflict_resolve(self, message: protocol.ConflictResolve) -> None:
+        async with self._queued():
+            await self._conflict_resolve(message)
+
+    async def _conflict_resolve(self, message: protocol.ConflictResolve) -> None:
         value_given = "value" in message.model_fields_set
         if (message.choice == "value") != value_given:
             raise ProtocolError(
@@ -114,7 +150,12 @@ class TripConsumer(RealtimeConsumer):
 
     async def on_resume(self, message: protocol.Resume) -> None:
         """Send exactly what the client missed before this socket's snapshot; what came after
-        the snapshot this socket has already sent live."""
+        the snapshot this socket has already sent live. Live events wait (queued) meanwhile, so
+        the replay is never interleaved with them."""
+        async with self._queued():
+            await self._resume(message)
+
+    async def _resume(self, message: protocol.Resume) -> None:
         page = await database_sync_to_async(selectors.events_after)(
             trip_id=self.trip_id, after=message.last_seq
         )
@@ -130,12 +171,7 @@ class TripConsumer(RealtimeConsumer):
                     request_id=message.id,
                     reason="too_old" if message.last_seq < snapshot["seq"] else "unknown_seq",
                     last_seq=message.last_seq,
-                    snapshot={
-                        **snapshot,
-                        "collaborators": state.collaborators,
-                        "collaborator_count": len(state.collaborators),
-                        "editing": state.editing,
-                    },
+                    snapshot={**snapshot, **state.presence_fields(), "editing": state.editing},
                 )
             )
             return
@@ -171,18 +207,38 @@ class TripConsumer(RealtimeConsumer):
 
     # -- group events -------------------------------------------------------------------------
 
+    async def _direct_event(self, event: dict[str, Any]) -> bool:
+        """The fast path, called by the channel layer: only the very next `seq`, only while
+        live; anything else (a gap, a membership change of ours) goes to the queue instead."""
+        if not self._live or self._paused or self._closing:
+            return False
+        seq = event["seq"]
+        if seq <= self.last_seq:
+            return True  # already sent
+        if seq != self.last_seq + 1 or event.get("user_id") == self.user.pk:
+            return False
+        self.last_seq = seq
+        await self.send_text(event["text"])
+        return True
+
+    async def _direct_presence(self, event: dict[str, Any]) -> bool:
+        if not self._live or self._paused or self._closing:
+            return False
+        await self.trip_presence(event)
+        return True
+
     async def trip_event(self, event: dict[str, Any]) -> None:
-        """A logged event, in `seq` order: duplicates are dropped and a gap (the channel layer
+        """The queued path, in `seq` order: duplicates are dropped and a gap (the channel layer
         delivers at most once) is filled from the log before the event is sent."""
-        message = event["message"]
-        seq = message["seq"]
+        seq = event["seq"]
         if seq <= self.last_seq:
             return
         if seq > self.last_seq + 1:
             await self._send_missing_up_to(seq - 1)
-        await self.send_event(message)
+        await self.send_text(event["text"])
         self.last_seq = seq
-        await self._apply_membership(message)
+        if event.get("user_id") == self.user.pk:
+            await self._apply_membership(json.loads(event["text"]))
 
     async def _send_missing_up_to(self, seq: int) -> None:
         page = await database_sync_to_async(selectors.events_after)(
@@ -215,8 +271,11 @@ class TripConsumer(RealtimeConsumer):
     async def trip_presence(self, event: dict[str, Any]) -> None:
         """Presence and editing states are whole states with a version: an older one than the
         last sent is dropped."""
-        message = event["message"]
-        if message["version"] <= self._last_versions.get(message["type"], 0):
+        kind = event["kind"]
+        if event["version"] <= self._last_versions.get(kind, 0):
             return
-        self._last_versions[message["type"]] = message["version"]
-        await self.send_event(message)
+        self._last_versions[kind] = event["version"]
+        if event["digest"] == self._last_digests.get(kind):
+            return  # nothing this socket would see differently
+        self._last_digests[kind] = event["digest"]
+        await self.send_text(event["text"])

@@ -18,9 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_redis_layer_is_used_with_explicit_pool_settings() -> None:
     layer = settings.CHANNEL_LAYERS["default"]
-    expected = {"pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "core": "channels_redis.core.RedisChannelLayer"}  # fmt: skip
-    assert layer["BACKEND"] == expected[os.environ.get("REDIS_CHANNEL_LAYER", "pubsub")]
+    expected = {
+        "fanout": "realtime.layers.FanoutChannelLayer",
+        "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "core": "channels_redis.core.RedisChannelLayer",
+    }
+    assert layer["BACKEND"] == expected[os.environ.get("REDIS_CHANNEL_LAYER", "fanout")]
     host = layer["CONFIG"]["hosts"][0]
     assert host["address"] == os.environ["REDIS_URL"]
     assert host["socket_timeout"] is None  # channels_redis issue 422
@@ -82,7 +85,7 @@ def test_production_reads_everything_from_the_environment() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         "False ['trips.example.com'] ['https://trips.example.com'] db "
-        "channels_redis.pubsub.RedisPubSubChannelLayer"
+        "realtime.layers.FanoutChannelLayer"
     )
 
 

@@ -70,8 +70,15 @@ TEMPLATES = [
 
 # --- Database: SQLite by default, DATABASE_URL (PostgreSQL in production and CI) when set.
 DATABASE_URL = env_str("DATABASE_URL")
+# Persistent connections: a long-running server would otherwise open a PostgreSQL connection
+# for every message that touches the database (profiled: ~2 ms and a GIL-holding thread each).
+DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60)
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=DATABASE_CONN_MAX_AGE, conn_health_checks=True
+        )
+    }
 else:
     DATABASES = {
         "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
@@ -111,10 +118,12 @@ WHITENOISE_USE_FINDERS = True
 REDIS_URL = env_str("REDIS_URL")
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 1000)
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
-# Which channels_redis layer: "core" (lists per channel, capacity and expiry) or "pubsub" (Redis
-# pub/sub, fewer commands per send, no capacity bound). docs/performance.md has the figures.
-REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "pubsub")
+# Which Redis channel layer: "fanout" (realtime.layers: one subscription per process and group,
+# direct delivery to sockets, bounded inboxes), or channels_redis's "pubsub" or "core".
+# docs/performance.md has the figures behind the default.
+REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "fanout")
 _LAYER_BACKENDS = {
+    "fanout": "realtime.layers.FanoutChannelLayer",
     "core": "channels_redis.core.RedisChannelLayer",
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
 }
@@ -219,6 +228,11 @@ REALTIME_HEARTBEAT_TIMEOUT_SECONDS = env_float(
 )
 # Time a socket may outlive its access token while the client fetches a new one.
 REALTIME_TOKEN_GRACE_SECONDS = env_float("REALTIME_TOKEN_GRACE_SECONDS", 30.0)
+# A ping after every this much traffic to a socket: its pong acknowledges what came before.
+REALTIME_FLOW_PING_BYTES = env_int("REALTIME_FLOW_PING_BYTES", 64 * 1024)
+# A socket further behind than this (sent, not acknowledged) is cut off with 4009: memory per
+# slow client stays bounded.
+REALTIME_MAX_UNACKED_BYTES = env_int("REALTIME_MAX_UNACKED_BYTES", 1024 * 1024)
 REALTIME_CONNECTION_TYPES = ("trip_collaboration", "chat", "agent_status", "notifications")
 _DEFAULT_MAX_MESSAGE_BYTES = env_int("REALTIME_MAX_MESSAGE_BYTES", 64 * 1024)
 REALTIME_MAX_MESSAGE_BYTES = {
@@ -241,5 +255,9 @@ TRIP_EVENT_RETENTION = env_int("TRIP_EVENT_RETENTION", 10_000)
 # Presence entries expire unless renewed, so a dead process's sockets drop out by themselves.
 PRESENCE_TTL_SECONDS = env_float("PRESENCE_TTL_SECONDS", 30.0)
 PRESENCE_REFRESH_SECONDS = env_float("PRESENCE_REFRESH_SECONDS", 10.0)
+# Presence changes within this window go out as one update (a connect storm into one trip).
+PRESENCE_COALESCE_SECONDS = env_float("PRESENCE_COALESCE_SECONDS", 0.25)
+# Presence updates list at most this many collaborators; the count is always exact.
+PRESENCE_LIST_LIMIT = env_int("PRESENCE_LIST_LIMIT", 50)
 # The editing-indicator lifetime without renewal.
 EDITING_TTL_SECONDS = env_float("EDITING_TTL_SECONDS", 30.0)

@@ -1,0 +1,289 @@
+"""FanoutChannelLayer: a Redis channel layer built for fan-out to many sockets per process.
+
+It is an ordinary Channels layer (configured in CHANNEL_LAYERS; `send`, `receive`, `new_channel`,
+groups, `flush`), with three differences from channels_redis:
+
+- One Redis pub/sub subscription per process and group. A group message crosses Redis once per
+  process, is decoded once per process, and is then offered to each local member.
+- Direct delivery. A consumer may `attach` handlers for hot message types; the layer calls them
+  in its listener task instead of queueing the message and waking the consumer. A handler that
+  returns False (not ready, or out of order) makes the layer queue the message as usual.
+- Bounded inboxes. Each channel holds at most `capacity` queued messages; beyond that the new
+  message is dropped and counted (tripsage_layer_dropped_total). Delivery is at most once, as with
+  every Channels layer: the trip stream's `seq` and its log repair what is dropped.
+
+Publishing from synchronous code (transaction.on_commit callbacks) uses a blocking Redis client
+(`group_send_blocking`), so a commit costs one PUBLISH and no event loop hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+import redis
+import redis.asyncio as aioredis
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer
+
+from metrics import instruments
+
+logger = logging.getLogger(__name__)
+
+DirectHandler = Callable[[dict[str, Any]], Awaitable[bool]]
+
+
+class _Inbox:
+    """A bounded FIFO with one waiting receiver; lighter than asyncio.Queue."""
+
+    __slots__ = ("items", "touched", "waiter")
+
+    def __init__(self) -> None:
+        self.items: collections.deque[dict[str, Any]] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.touched = time.monotonic()
+
+    def put(self, message: dict[str, Any]) -> None:
+        self.items.append(message)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def get(self) -> dict[str, Any]:
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        self.touched = time.monotonic()
+        return self.items.popleft()
+
+
+class _LoopState:
+    """Everything bound to one event loop: Redis connections, the listener, local channels."""
+
+    def __init__(self, layer: FanoutChannelLayer) -> None:
+        self.layer = layer
+        self.client = aioredis.Redis.from_url(layer.url, **layer.client_options)
+        self.inboxes: dict[str, _Inbox] = {}
+        self.groups: dict[str, set[str]] = {}
+        self.direct: dict[str, dict[str, DirectHandler]] = {}
+        self.subscribed: dict[str, asyncio.Future[None]] = {}
+        self.pubsub: Any = None
+        self.listener: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def start(self) -> None:
+        if self.listener is None or self.listener.done():
+            self.listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                self.pubsub = self.client.pubsub()
+                channels = [self.layer.process_channel, *map(self.layer.group_key, self.groups)]
+                await self.pubsub.subscribe(*channels)
+                self.ready.set()
+                backoff = 0.1
+                while True:
+                    item = await self.pubsub.get_message(timeout=30.0)
+                    if item is None:
+                        self._sweep_idle()
+                        continue
+                    await self._handle(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Messages published while we are away are lost (at most once); seq repairs.
+                self.ready.clear()
+                logger.exception("channel layer lost Redis; resubscribing in %.1f s", backoff)
+                instruments.LAYER_RECONNECTS.inc()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                try:
+                    await self.pubsub.aclose()
+                except Exception:
+                    pass
+
+    async def _handle(self, item: dict[str, Any]) -> None:
+        kind = item["type"]
+        channel = item["channel"].decode()
+        if kind == "subscribe":
+            waiter = self.subscribed.get(channel)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            return
+        if kind != "message":
+            return
+        payload = msgpack.unpackb(item["data"], raw=False)
+        if channel == self.layer.process_channel:
+            self.deliver(payload["c"], payload["m"])
+            return
+        group = channel[len(self.layer.group_prefix) :]
+        for member in list(self.groups.get(group, ())):
+            handler = self.direct.get(member, {}).get(payload["type"])
+            if handler is not None:
+                try:
+                    if await handler(payload):
+                        continue
+                except Exception:
+                    logger.exception("direct delivery failed; queueing instead")
+            self.deliver(member, payload)
+
+    def deliver(self, channel: str, message: dict[str, Any]) -> None:
+        inbox = self.inboxes.get(channel)
+        if inbox is None:
+            return  # no receiver here any more: dropped, as in every layer
+        if len(inbox.items) >= self.layer.get_capacity(channel):
+            instruments.LAYER_DROPPED.inc()
+            return
+        inbox.put(message)
+
+    def _sweep_idle(self) -> None:
+        """Forget inboxes nobody has read for `expiry` seconds and that are in no group."""
+        cutoff = time.monotonic() - self.layer.expiry
+        members = set().union(*self.groups.values()) if self.groups else set()
+        for name, inbox in list(self.inboxes.items()):
+            if inbox.waiter is None and inbox.touched < cutoff and name not in members:
+                del self.inboxes[name]
+
+
+class FanoutChannelLayer(BaseChannelLayer):
+    extensions = ["groups", "flush"]
+
+    def __init__(
+        self,
+        hosts: list[Any] | None = None,
+        prefix: str = "tripsage",
+        expiry: int = 60,
+        capacity: int = 1000,
+        channel_capacity: dict[str, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
+        host = (hosts or ["redis://127.0.0.1:6379/0"])[0]
+        if isinstance(host, dict):
+            host = dict(host)
+            self.url = host.pop("address")
+            self.client_options = host
+        else:
+            self.url, self.client_options = host, {}
+        self.client_options.setdefault("socket_timeout", None)
+        self.prefix = prefix
+        self.process_id = uuid.uuid4().hex[:12]
+        self.process_channel = f"{prefix}:p:{self.process_id}"
+        self.group_prefix = f"{prefix}:g:"
+        self.channel_capacity = self.compile_capacities(self.channel_capacity)
+        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        self._blocking: redis.Redis | None = None
+
+    def group_key(self, group: str) -> str:
+        return self.group_prefix + group
+
+    async def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None:
+            for old in [other for other in self._states if other.is_closed()]:
+                del self._states[old]
+            state = self._states[loop] = _LoopState(self)
+        state.start()
+        await state.ready.wait()
+        return state
+
+    # -- channels -----------------------------------------------------------------------------
+
+    async def new_channel(self, prefix: str = "specific") -> str:
+        state = await self._state()
+        name = f"{prefix}.{self.process_id}!{uuid.uuid4().hex}"
+        state.inboxes[name] = _Inbox()
+        return name
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        assert self.require_valid_channel_name(channel)
+        state = await self._state()
+        owner = channel.split("!", 1)[0].rsplit(".", 1)[-1]
+        if owner == self.process_id:
+            inbox = state.inboxes.get(channel)
+            if inbox is not None and len(inbox.items) >= self.get_capacity(channel):
+                raise ChannelFull(channel)
+            state.deliver(channel, message)
+            return
+        packed = msgpack.packb({"c": channel, "m": message}, use_bin_type=True)
+        await state.client.publish(f"{self.prefix}:p:{owner}", packed)
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        assert self.require_valid_channel_name(channel)
+        state = await self._state()
+        inbox = state.inboxes.get(channel)
+        if inbox is None:
+            inbox = state.inboxes[channel] = _Inbox()
+        return await inbox.get()
+
+    # -- groups -------------------------------------------------------------------------------
+
+    async def group_add(self, group: str, channel: str) -> None:
+        assert self.require_valid_group_name(group)
+        state = await self._state()
+        members = state.groups.get(group)
+        if members is None:
+            members = state.groups[group] = set()
+            key = self.group_key(group)
+            waiter = state.subscribed[key] = asyncio.get_running_loop().create_future()
+            await state.pubsub.subscribe(key)
+            # Once Redis confirms, every later publish reaches us: a snapshot read after
+            # group_add returns cannot miss an event.
+            await asyncio.wait_for(waiter, 10)
+        members.add(channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        state = await self._state()
+        members = state.groups.get(group)
+        if members is None:
+            return
+        members.discard(channel)
+        if not members:
+            del state.groups[group]
+            state.subscribed.pop(self.group_key(group), None)
+            await state.pubsub.unsubscribe(self.group_key(group))
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        assert self.require_valid_group_name(group)
+        state = await self._state()
+        await state.client.publish(self.group_key(group), msgpack.packb(message, use_bin_type=True))
+
+    def group_send_blocking(self, group: str, message: dict[str, Any]) -> None:
+        """The same, from synchronous code (on_commit callbacks), without an event loop."""
+        assert self.require_valid_group_name(group)
+        if self._blocking is None:
+            self._blocking = redis.Redis.from_url(self.url, socket_connect_timeout=5)
+        self._blocking.publish(self.group_key(group), msgpack.packb(message, use_bin_type=True))
+
+    # -- direct delivery ----------------------------------------------------------------------
+
+    def attach(self, channel: str, handlers: dict[str, DirectHandler]) -> None:
+        """Deliver these message types by calling the handlers in the listener task."""
+        for state in self._states.values():
+            if channel in state.inboxes:
+                state.direct[channel] = handlers
+
+    def detach(self, channel: str) -> None:
+        """Forget a finished consumer's channel: its handlers and its inbox."""
+        for state in self._states.values():
+            state.direct.pop(channel, None)
+            state.inboxes.pop(channel, None)
+
+    async def flush(self) -> None:
+        state = await self._state()
+        state.inboxes.clear()
+        state.direct.clear()
+        for group in list(state.groups):
+            await state.pubsub.unsubscribe(self.group_key(group))
+        state.groups.clear()
