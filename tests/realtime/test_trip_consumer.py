@@ -420,3 +420,36 @@ async def test_removed_member_is_disconnected(live, crew):
     assert code == 4003
     assert messages[-2]["type"] == "member.removed"
     assert messages[-1]["error"]["code"] == "AUTHORIZATION_FAILED"
+
+
+async def test_a_client_that_stops_reading_is_cut_off_and_others_keep_flowing(daphne_factory, crew):
+    """No unbounded queue: what a socket has not acknowledged (pong to the flow pings) is
+    bounded; past it the socket is closed with 4009 and counted."""
+    alice, bob, carol, trip = crew
+    tight = await asyncio.to_thread(
+        daphne_factory,
+        "tight",
+        REALTIME_FLOW_PING_BYTES="4096",
+        REALTIME_MAX_UNACKED_BYTES="32768",
+    )
+    stalled, _ = await join(tight, trip, bob)  # reads nothing, answers no ping
+    reader, _ = await join(tight, trip, carol)  # answers every ping (recv_until does)
+    for i in range(16):
+        await sync_to_async(services.trip_update)(
+            trip_id=trip.pk, actor=alice, update_id=uuid.uuid4(), field="notes",
+            value=f"{i} " + "x" * 3000, base_version=1,
+        )  # fmt: skip
+        await recv_until(reader, is_type("trip.updated"))
+    code, messages = await closed_with(stalled)
+    assert code == 4009
+    assert messages[-1]["error"]["details"]["reason"] == "slow_consumer"
+    assert reader.close_code is None
+    import urllib.request
+
+    metrics = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"{tight.http_url}/metrics").read().decode()
+    )
+    assert 'tripsage_ws_slow_consumer_closes_total{connection_type="trip_collaboration"} 1.0' in (
+        metrics
+    )
+    await reader.close()

@@ -1,0 +1,111 @@
+"""realtime.layers.FanoutChannelLayer against real Redis: two layer instances stand for two
+server processes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from asgiref.sync import sync_to_async
+from prometheus_client import REGISTRY
+
+from realtime.layers import FanoutChannelLayer
+from tests.conftest import require_redis_url
+
+
+@pytest.fixture
+def make_layer():
+    prefix = f"layertest{uuid.uuid4().hex[:8]}"
+    url = require_redis_url()
+
+    def make(**options):
+        return FanoutChannelLayer(hosts=[{"address": url}], prefix=prefix, **options)
+
+    return make
+
+
+async def receive(layer, channel, timeout=5.0):
+    return await asyncio.wait_for(layer.receive(channel), timeout)
+
+
+async def nothing_arrives(layer, channel, wait=0.5):
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(channel), wait)
+
+
+async def test_group_send_reaches_members_in_every_process(make_layer):
+    one, two = make_layer(), make_layer()
+    a, b = await one.new_channel(), await two.new_channel()
+    await one.group_add("trip-1", a)
+    await two.group_add("trip-1", b)
+    await one.group_send("trip-1", {"type": "trip.event", "seq": 1})
+    assert (await receive(one, a))["seq"] == 1
+    assert (await receive(two, b))["seq"] == 1
+
+
+async def test_a_message_published_right_after_group_add_is_not_missed(make_layer):
+    one, two = make_layer(), make_layer()
+    channel = await one.new_channel()
+    for n in range(20):
+        group = f"fresh-{n}"
+        await one.group_add(group, channel)
+        await two.group_send(group, {"type": "x", "n": n})
+        assert (await receive(one, channel))["n"] == n
+
+
+async def test_send_to_a_channel_of_another_process(make_layer):
+    one, two = make_layer(), make_layer()
+    channel = await two.new_channel()
+    await one.send(channel, {"type": "hello"})
+    assert (await receive(two, channel))["type"] == "hello"
+
+
+async def test_group_discard_stops_delivery(make_layer):
+    one = make_layer()
+    channel = await one.new_channel()
+    await one.group_add("g", channel)
+    await one.group_discard("g", channel)
+    await one.group_send("g", {"type": "x"})
+    await nothing_arrives(one, channel)
+
+
+async def test_direct_handler_takes_its_types_and_can_decline(make_layer):
+    one = make_layer()
+    channel = await one.new_channel()
+    await one.group_add("g", channel)
+    taken = []
+
+    async def handler(message):
+        taken.append(message["n"])
+        return message["n"] % 2 == 0  # odd ones declined: queued for the consumer
+
+    one.attach(channel, {"trip.event": handler})
+    for n in range(4):
+        await one.group_send("g", {"type": "trip.event", "n": n})
+    await one.group_send("g", {"type": "other", "n": 9})
+    queued = [(await receive(one, channel))["n"] for _ in range(3)]
+    assert queued == [1, 3, 9]
+    assert taken == [0, 1, 2, 3]
+    one.detach(channel)
+
+
+async def test_inbox_is_bounded_and_drops_are_counted(make_layer):
+    one = make_layer(capacity=3)
+    channel = await one.new_channel()
+    await one.group_add("g", channel)
+    before = REGISTRY.get_sample_value("tripsage_layer_dropped_total") or 0
+    for n in range(10):
+        await one.group_send("g", {"type": "x", "n": n})
+    got = [(await receive(one, channel))["n"] for _ in range(3)]
+    assert got == [0, 1, 2]
+    await nothing_arrives(one, channel)
+    assert REGISTRY.get_sample_value("tripsage_layer_dropped_total") - before == 7
+
+
+async def test_blocking_publish_from_synchronous_code(make_layer):
+    one = make_layer()
+    channel = await one.new_channel()
+    await one.group_add("g", channel)
+    await sync_to_async(one.group_send_blocking, thread_sensitive=False)("g", {"type": "sync"})
+    assert (await receive(one, channel))["type"] == "sync"
