@@ -51,18 +51,28 @@ def conflicts(*, trip: Trip, status: str | None = None, user: AbstractBaseUser |
     return queryset.order_by("id")
 
 
-def trip_snapshot(*, trip_id: int, user: AbstractBaseUser) -> dict[str, Any]:
-    """The trip as a client starts from: fields, versions, `seq`, and open conflicts that
-    involve the user."""
-    trip = trip_for_member(trip_id=trip_id, user=user)
+def trip_connect(*, trip_id: int, user: AbstractBaseUser) -> dict[str, Any] | None:
+    """Everything a socket needs at connect, in two queries: the user's role and the snapshot
+    (fields, versions, `seq`, open conflicts that involve the user). None for a non-member."""
+    member = TripMember.objects.select_related("trip").filter(trip_id=trip_id, user=user).first()
+    if member is None:
+        return None
+    trip = member.trip
     return {
         "trip": wire.trip_state(trip),
         "seq": trip.seq,
-        "role": trip_role(trip_id=trip_id, user_id=user.pk),
+        "role": member.role,
         "conflicts": [
             wire.conflict_dict(c) for c in conflicts(trip=trip, status="open", user=user)
         ],
     }
+
+
+def trip_snapshot(*, trip_id: int, user: AbstractBaseUser) -> dict[str, Any]:
+    snapshot = trip_connect(trip_id=trip_id, user=user)
+    if snapshot is None:
+        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
+    return snapshot
 
 
 @dataclass(frozen=True)

@@ -42,11 +42,10 @@ class AuthFailure(Exception):
         ).envelope()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VerifiedToken:
     user_id: str
     expires_at: datetime
-    claims: dict[str, Any]
 
 
 def _unverified_expiry(token: str) -> datetime | None:
@@ -117,7 +116,6 @@ def verify_access_token(token: str) -> VerifiedToken:
     return VerifiedToken(
         user_id=str(claims[jwt_settings.USER_ID_CLAIM]),
         expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
-        claims=claims,
     )
 
 
@@ -126,8 +124,10 @@ def authenticate_token(token: str) -> tuple[AbstractBaseUser, VerifiedToken]:
     verified = verify_access_token(token)
     user_model = get_user_model()
     id_field = simplejwt_settings.api_settings.USER_ID_FIELD
+    # Only what a socket uses: the instance lives as long as the connection.
+    fields = {"pk", id_field, user_model.USERNAME_FIELD, "is_active"} - {"pk"}
     try:
-        user = user_model.objects.get(**{id_field: verified.user_id})
+        user = user_model.objects.only(*fields).get(**{id_field: verified.user_id})
     except (user_model.DoesNotExist, ValueError):
         raise AuthFailure(AuthFailureReason.USER_NOT_FOUND, "Token user does not exist.") from None
     if not user.is_active:
@@ -135,7 +135,7 @@ def authenticate_token(token: str) -> tuple[AbstractBaseUser, VerifiedToken]:
     return user, verified
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuthContext:
     """What the middleware puts in `scope["auth"]` for the consumer."""
 
@@ -177,7 +177,18 @@ class JWTAuthMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "websocket":
             return await self.app(scope, receive, send)
+        # This frame lives as long as the socket: keep only what the consumer needs in it.
+        authenticated = await self._handshake(scope, receive, send)
+        if authenticated is None:
+            return None
+        # The socket is open already: consumers behind this middleware never send an accept,
+        # and their sends reach the server's own send callable with no wrapper in between.
+        return await self.app(authenticated, _replay_connect(receive), send)
 
+    async def _handshake(
+        self, scope: dict[str, Any], receive: Any, send: Any
+    ) -> dict[str, Any] | None:
+        """Origin check, accept, and authentication; the consumer's scope, or None."""
         connect = await receive()
         if connect["type"] != "websocket.connect":
             return None
@@ -196,22 +207,20 @@ class JWTAuthMiddleware:
                 "Tokens in the URL are refused (they end up in logs): send "
                 '{"token": "<access token>"} as the first message.',
             )
-            return await self._refuse(send, failure.envelope())
+            await self._refuse(send, failure.envelope())
+            return None
 
         result = await self._await_auth(receive, send)
         if result is None:
             return None
         user, verified, request_id = result
-        auth_scope = dict(
+        return dict(
             scope,
             user=user,
             auth=AuthContext(
                 connection_id=protocol.new_id(), token=verified, request_id=request_id
             ),
         )
-        # The socket is open already: consumers behind this middleware never send an accept,
-        # and their sends reach the server's own send callable with no wrapper in between.
-        return await self.app(auth_scope, _replay_connect(receive), send)
 
     async def _await_auth(
         self, receive: Any, send: Any

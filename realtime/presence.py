@@ -33,7 +33,9 @@ EDITING = "editing"
 @dataclass(frozen=True)
 class TripPresence:
     version: int
-    collaborators: list[dict[str, Any]]  # [{"user": {id, username}, "connections": n}]
+    # [(user_id, username, connections)], by user id: tuples, as a 1,000-member trip keeps one
+    # entry per member cached in every process.
+    collaborators: list[tuple[int, str, int]]
     editing: list[dict[str, Any]]  # [{"user": {id, username}, "field": f, "expires_at": iso}]
 
     def presence_fields(self) -> dict[str, Any]:
@@ -41,7 +43,10 @@ class TripPresence:
         1,000-member trip costs kilobytes per update, not tens of kilobytes per recipient."""
         limit = settings.PRESENCE_LIST_LIMIT
         return {
-            "collaborators": self.collaborators[:limit],
+            "collaborators": [
+                {"user": {"id": user_id, "username": username}, "connections": n}
+                for user_id, username, n in self.collaborators[:limit]
+            ],
             "collaborator_count": len(self.collaborators),
             "collaborators_truncated": len(self.collaborators) > limit,
         }
@@ -55,6 +60,20 @@ class TripPresence:
             fields = [(e["user"]["id"], e["field"]) for e in self.editing]
         raw = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.blake2b(raw, digest_size=8).hexdigest()
+
+    def with_connection(self, user: Any) -> TripPresence:
+        """This state plus one more socket of `user` (a join not yet in a published state)."""
+        collaborators = []
+        found = False
+        for user_id, username, n in self.collaborators:
+            if user_id == user.pk:
+                n += 1
+                found = True
+            collaborators.append((user_id, username, n))
+        if not found:
+            collaborators.append((user.pk, user.get_username(), 1))
+            collaborators.sort()
+        return TripPresence(version=self.version, collaborators=collaborators, editing=self.editing)
 
     def presence_message(self) -> dict[str, Any]:
         return protocol.server_message(
@@ -80,10 +99,7 @@ def _summarize(
     for member, _ in presence:
         _, user_id, username = json.loads(member)
         counts[(user_id, username)] += 1
-    collaborators = [
-        {"user": {"id": user_id, "username": username}, "connections": n}
-        for (user_id, username), n in sorted(counts.items())
-    ]
+    collaborators = [(user_id, username, n) for (user_id, username), n in sorted(counts.items())]
     latest: dict[tuple[int, str, str], float] = {}
     for member, expires in editing:
         _, user_id, username, field = json.loads(member)
@@ -210,6 +226,9 @@ class PresenceTracker:
         self.editing: dict[tuple[int, str], set[str]] = defaultdict(set)  # (trip, conn) -> fields
         self._keeper: asyncio.Task[None] | None = None
         self._pending: dict[int, dict[str, bool]] = {}  # trip -> what changed since last publish
+        # The last state read per trip with local sockets: a join answers from it (plus itself)
+        # instead of reading every entry again, so a storm of N joins costs O(N), not O(N^2).
+        self.states: dict[int, TripPresence] = {}
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -221,12 +240,17 @@ class PresenceTracker:
             trip_id, PRESENCE, {_presence_member(connection_id, user): expires}
         )
         self._publish(trip_id, presence=True, editing=False)
-        return await self.current(trip_id)
+        cached = self.states.get(trip_id)
+        if cached is None:
+            cached = self.states[trip_id] = await self.current(trip_id)
+            return cached
+        return cached.with_connection(user)
 
     async def leave(self, trip_id: int, connection_id: str, user: Any) -> None:
         self.local[trip_id].pop(connection_id, None)
         if not self.local[trip_id]:
             del self.local[trip_id]
+            self.states.pop(trip_id, None)
         fields = self.editing.pop((trip_id, connection_id), set())
         await self.backend.remove(trip_id, PRESENCE, [_presence_member(connection_id, user)])
         if fields:
@@ -271,6 +295,8 @@ class PresenceTracker:
             return
         try:
             state = await self.backend.state(trip_id, time.time(), bump=True)
+            if trip_id in self.local:
+                self.states[trip_id] = state
             group = trip_group(trip_id)
             for kind, wanted in changed.items():
                 if not wanted:

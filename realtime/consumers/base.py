@@ -48,6 +48,23 @@ def domain_error(error: CollaborationError, request_id: str | None) -> ProtocolE
     )
 
 
+class _SocketState:
+    """Per-socket counters in one slotted object: thousands of idle sockets each carry one,
+    so they stay out of the consumer's attribute dict."""
+
+    __slots__ = ("bytes_acked", "bytes_at_last_ping", "bytes_out", "last_heard", "latency_ms",
+                 "next_ping", "pings")  # fmt: skip
+
+    def __init__(self, now: float) -> None:
+        self.last_heard = now
+        self.next_ping = now + settings.REALTIME_HEARTBEAT_SECONDS
+        self.latency_ms: float | None = None
+        self.bytes_out = 0
+        self.bytes_acked = 0
+        self.bytes_at_last_ping = 0
+        self.pings: dict[str, tuple[float, int]] | None = None  # id -> (sent at, bytes_out)
+
+
 class RealtimeConsumer(AsyncWebsocketConsumer):
     connection_type: ClassVar[ConnectionType]
     client_messages: ClassVar[tuple[type[ClientMessage], ...]] = ()
@@ -70,6 +87,18 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def on_disconnected(self, code: int) -> None:
         """After the socket closed: leave presence, flush counters."""
 
+    @property
+    def connection_id(self) -> str:
+        return self.auth.connection_id
+
+    @property
+    def max_message_bytes(self) -> int:
+        return settings.REALTIME_MAX_MESSAGE_BYTES[self.connection_type]
+
+    @property
+    def latency_ms(self) -> float | None:
+        return self.io.latency_ms
+
     # -- sending ------------------------------------------------------------------------------
 
     async def send_event(self, message: dict[str, Any]) -> None:
@@ -82,9 +111,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         REALTIME_FLOW_PING_BYTES of traffic as well as on the heartbeat."""
         if self._closing:
             return
-        self.bytes_out += len(text)
+        io = self.io
+        io.bytes_out += len(text)
         await self.base_send({"type": "websocket.send", "text": text})
-        unacked = self.bytes_out - self._bytes_acked
+        unacked = io.bytes_out - io.bytes_acked
         if unacked > settings.REALTIME_MAX_UNACKED_BYTES:
             instruments.SLOW_CONSUMER_CLOSES.labels(self.connection_type).inc()
             await self.close_with(
@@ -95,15 +125,18 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 ),
                 CloseCode.SLOW_CONSUMER,
             )
-        elif self.bytes_out - self._bytes_at_last_ping > settings.REALTIME_FLOW_PING_BYTES:
+        elif io.bytes_out - io.bytes_at_last_ping > settings.REALTIME_FLOW_PING_BYTES:
             await self.send_ping()
 
     async def send_ping(self) -> None:
+        io = self.io
         ping = protocol.server_message("ping")
-        self._bytes_at_last_ping = self.bytes_out
-        self._pings[ping["id"]] = (time.monotonic(), self.bytes_out)
-        if len(self._pings) > 32:  # unanswered pings: keep the newest
-            self._pings.pop(next(iter(self._pings)))
+        io.bytes_at_last_ping = io.bytes_out
+        if io.pings is None:
+            io.pings = {}
+        io.pings[ping["id"]] = (time.monotonic(), io.bytes_out)
+        if len(io.pings) > 32:  # unanswered pings: keep the newest
+            io.pings.pop(next(iter(io.pings)))
         await self.send_text(protocol.encode(ping))
 
     async def send_error(self, error: ProtocolError) -> None:
@@ -137,16 +170,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             )
         self.user = self.scope["user"]
         self.auth = auth
-        self.connection_id = auth.connection_id
         self.token_expires_at = auth.token.expires_at
-        self.max_message_bytes = settings.REALTIME_MAX_MESSAGE_BYTES[self.connection_type]
-        self.last_heard = time.monotonic()
-        self.latency_ms: float | None = None
-        self.bytes_out = 0
-        self._bytes_acked = 0
-        self._bytes_at_last_ping = 0
-        self._pings: dict[str, tuple[float, int]] = {}
-        self._next_ping = self.last_heard + settings.REALTIME_HEARTBEAT_SECONDS
+        self.io = _SocketState(time.monotonic())
         self._closing = False
         self._joined: list[str] = []
 
@@ -201,7 +226,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     # -- receiving ----------------------------------------------------------------------------
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
-        self.last_heard = time.monotonic()
+        self.io.last_heard = time.monotonic()
         if self._closing:
             return
         request_id = None
@@ -236,12 +261,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.send_event(protocol.server_message("pong", request_id=message.id))
 
     async def on_pong(self, message: protocol.Pong) -> None:
-        sent = self._pings.pop(message.request_id, None) if message.request_id else None
+        io = self.io
+        sent = io.pings.pop(message.request_id, None) if io.pings and message.request_id else None
         if sent is None:
             return
         rtt = time.monotonic() - sent[0]
-        self.latency_ms = rtt * 1000
-        self._bytes_acked = max(self._bytes_acked, sent[1])
+        io.latency_ms = rtt * 1000
+        io.bytes_acked = max(io.bytes_acked, sent[1])
         instruments.HEARTBEAT_LATENCY.labels(self.connection_type).observe(rtt)
 
     async def on_auth_refresh(self, message: protocol.AuthRefresh) -> None:
@@ -294,15 +320,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 expires_at=self.token_expires_at,
             )
             await self.close_with(failure.envelope(), CloseCode.AUTHENTICATION_FAILED)
-        elif now - self.last_heard >= settings.REALTIME_HEARTBEAT_TIMEOUT_SECONDS:
+        elif now - self.io.last_heard >= settings.REALTIME_HEARTBEAT_TIMEOUT_SECONDS:
             await self.close_with(
                 protocol.error_message(
                     ErrorCode.NETWORK_ERROR,
-                    f"Nothing heard from the client for {now - self.last_heard:.0f} s.",
+                    f"Nothing heard from the client for {now - self.io.last_heard:.0f} s.",
                     details={"reason": "heartbeat_timeout"},
                 ),
                 CloseCode.HEARTBEAT_TIMEOUT,
             )
-        elif now >= self._next_ping:
-            self._next_ping = now + settings.REALTIME_HEARTBEAT_SECONDS
+        elif now >= self.io.next_ping:
+            self.io.next_ping = now + settings.REALTIME_HEARTBEAT_SECONDS
             await self.send_ping()

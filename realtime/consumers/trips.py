@@ -17,6 +17,8 @@ from realtime.consumers.base import RealtimeConsumer
 from realtime.presence import tracker
 from realtime.protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
 
+PRESENCE_KINDS = ("presence.update", "editing.update")
+
 
 class TripConsumer(RealtimeConsumer):
     connection_type = ConnectionType.TRIP_COLLABORATION
@@ -33,10 +35,14 @@ class TripConsumer(RealtimeConsumer):
 
     async def authorize(self) -> None:
         self.trip_id = int(self.scope["url_route"]["kwargs"]["trip_id"])
-        self.role = await database_sync_to_async(selectors.trip_role)(
-            trip_id=self.trip_id, user_id=self.user.pk
+        self._live = False
+        # Join before reading the snapshot: an event committed in between arrives through the
+        # group and is dropped or sent by its `seq`, never lost.
+        await self.join(trip_group(self.trip_id))
+        self._snapshot = await database_sync_to_async(selectors.trip_connect)(
+            trip_id=self.trip_id, user=self.user
         )
-        if self.role is None:
+        if self._snapshot is None:
             # The same answer for "no such trip" and "not a member": ids are not probed.
             raise ProtocolError(
                 ErrorCode.AUTHORIZATION_FAILED,
@@ -44,21 +50,17 @@ class TripConsumer(RealtimeConsumer):
                 details={"trip_id": self.trip_id},
                 request_id=self.auth.request_id,
             )
+        self.role = self._snapshot["role"]
 
     async def on_connected(self) -> None:
-        # Join before reading the snapshot: an event committed in between arrives through the
-        # group and is dropped or sent by its `seq`, never lost.
-        self._live = False
-        await self.join(trip_group(self.trip_id))
-        snapshot = await database_sync_to_async(selectors.trip_snapshot)(
-            trip_id=self.trip_id, user=self.user
-        )
+        snapshot = self._snapshot
+        del self._snapshot
         self.last_seq = self.snapshot_seq = snapshot["seq"]
         state = await tracker().join(self.trip_id, self.connection_id, self.user)
         self.joined_presence = True
         # The snapshot carries this state: its own broadcast would only repeat it.
-        self._last_versions = {"presence.update": state.version, "editing.update": state.version}
-        self._last_digests = {kind: state.digest(kind) for kind in self._last_versions}
+        # kind -> (version, digest) of the presence state this socket last showed.
+        self._shown = {kind: (state.version, state.digest(kind)) for kind in PRESENCE_KINDS}
         await self.send_event(
             protocol.server_message(
                 "trip.snapshot",
@@ -272,10 +274,10 @@ class TripConsumer(RealtimeConsumer):
         """Presence and editing states are whole states with a version: an older one than the
         last sent is dropped."""
         kind = event["kind"]
-        if event["version"] <= self._last_versions.get(kind, 0):
+        version, digest = self._shown[kind]
+        if event["version"] <= version:
             return
-        self._last_versions[kind] = event["version"]
-        if event["digest"] == self._last_digests.get(kind):
+        self._shown[kind] = (event["version"], event["digest"])
+        if event["digest"] == digest:
             return  # nothing this socket would see differently
-        self._last_digests[kind] = event["digest"]
         await self.send_text(event["text"])
