@@ -26,6 +26,9 @@ class Trip(models.Model):
     # The last event's sequence number, and the highest one pruned from the log.
     seq = models.PositiveBigIntegerField(default=0)
     log_floor = models.PositiveBigIntegerField(default=0)
+    # Kept by the services under the trip's row lock, so a connect skips the conflicts query
+    # when there are none (most of the time).
+    open_conflicts = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="created_trips"
     )

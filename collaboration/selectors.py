@@ -52,19 +52,24 @@ def conflicts(*, trip: Trip, status: str | None = None, user: AbstractBaseUser |
 
 
 def trip_connect(*, trip_id: int, user: AbstractBaseUser) -> dict[str, Any] | None:
-    """Everything a socket needs at connect, in two queries: the user's role and the snapshot
-    (fields, versions, `seq`, open conflicts that involve the user). None for a non-member."""
-    member = TripMember.objects.select_related("trip").filter(trip_id=trip_id, user=user).first()
-    if member is None:
+    """Everything a socket needs at connect: the user's role and the snapshot (fields, versions,
+    `seq`, open conflicts that involve the user). None for a non-member. Two indexed lookups,
+    and a third only when the trip has open conflicts: connects are the hot path of a storm."""
+    try:
+        role = TripMember.objects.values_list("role", flat=True).get(trip_id=trip_id, user=user)
+    except TripMember.DoesNotExist:
         return None
-    trip = member.trip
+    trip = Trip.objects.get(pk=trip_id)
+    open_conflicts = (
+        [wire.conflict_dict(c) for c in conflicts(trip=trip, status="open", user=user)]
+        if trip.open_conflicts
+        else []
+    )
     return {
         "trip": wire.trip_state(trip),
         "seq": trip.seq,
-        "role": member.role,
-        "conflicts": [
-            wire.conflict_dict(c) for c in conflicts(trip=trip, status="open", user=user)
-        ],
+        "role": role,
+        "conflicts": open_conflicts,
     }
 
 

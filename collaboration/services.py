@@ -314,6 +314,7 @@ def _update_field(
             proposed_by=actor,
             update_id=update_id,
         )
+        trip.open_conflicts += 1
         message = record_event(
             trip,
             "conflict.detected",
@@ -387,6 +388,7 @@ def conflict_resolve(
         _check_dates(trip, field)
 
     conflict.status = Conflict.Status.RESOLVED
+    trip.open_conflicts = max(0, trip.open_conflicts - 1)
     conflict.resolution = choice
     conflict.resolved_value = fields.to_wire(field, cleaned)
     conflict.resolved_by = actor

@@ -10,13 +10,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from rest_framework_simplejwt import settings as simplejwt_settings
 
 from realtime import protocol
+from realtime.db import db
 from realtime.protocol import AuthFailureReason, CloseCode, ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ class JWTAuthMiddleware:
                 await send(_text_frame(error.envelope()))
                 continue
             try:
-                user, verified = await sync_to_async(authenticate_token)(auth.token)
+                user, verified = await db(authenticate_token)(auth.token)
             except AuthFailure as failure:
                 logger.info("websocket auth refused: %s", failure.reason)
                 await self._refuse(send, failure.envelope(request_id))

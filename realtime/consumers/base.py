@@ -11,7 +11,6 @@ import time
 from typing import Any, ClassVar
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -21,6 +20,7 @@ from metrics import instruments
 from realtime import protocol
 from realtime.auth import AuthContext, AuthFailure, authenticate_token
 from realtime.broadcast import user_group
+from realtime.db import db
 from realtime.protocol import (
     AuthFailureReason,
     ClientMessage,
@@ -155,7 +155,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels 4.2+ awaits aclose_old_connections() (a thread hop) before every event,
-        # group messages included. Our database work all goes through database_sync_to_async,
+        # group messages included. Our database work all goes through realtime.db.db,
         # which closes stale connections itself, so the per-event hop is pure cost.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
@@ -272,7 +272,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def on_auth_refresh(self, message: protocol.AuthRefresh) -> None:
         try:
-            user, verified = await database_sync_to_async(authenticate_token)(message.token)
+            user, verified = await db(authenticate_token)(message.token)
         except AuthFailure as failure:
             if failure.reason in (
                 AuthFailureReason.USER_INACTIVE,

@@ -7,13 +7,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from channels.db import database_sync_to_async
-
 from collaboration import selectors, services
 from collaboration.models import TripMember
 from realtime import protocol
 from realtime.broadcast import trip_group
 from realtime.consumers.base import RealtimeConsumer
+from realtime.db import db
 from realtime.presence import tracker
 from realtime.protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
 
@@ -39,9 +38,7 @@ class TripConsumer(RealtimeConsumer):
         # Join before reading the snapshot: an event committed in between arrives through the
         # group and is dropped or sent by its `seq`, never lost.
         await self.join(trip_group(self.trip_id))
-        self._snapshot = await database_sync_to_async(selectors.trip_connect)(
-            trip_id=self.trip_id, user=self.user
-        )
+        self._snapshot = await db(selectors.trip_connect)(trip_id=self.trip_id, user=self.user)
         if self._snapshot is None:
             # The same answer for "no such trip" and "not a member": ids are not probed.
             raise ProtocolError(
@@ -106,7 +103,7 @@ class TripConsumer(RealtimeConsumer):
             self._paused -= 1
 
     async def _trip_update(self, message: protocol.TripUpdate) -> None:
-        result = await database_sync_to_async(services.trip_update)(
+        result = await db(services.trip_update)(
             trip_id=self.trip_id,
             actor=self.user,
             update_id=message.update_id,
@@ -131,7 +128,7 @@ class TripConsumer(RealtimeConsumer):
                 details={"reason": "invalid_fields", "field": "value"},
                 request_id=message.id,
             )
-        result = await database_sync_to_async(services.conflict_resolve)(
+        result = await db(services.conflict_resolve)(
             trip_id=self.trip_id,
             conflict_id=message.conflict_id,
             actor=self.user,
@@ -158,13 +155,9 @@ class TripConsumer(RealtimeConsumer):
             await self._resume(message)
 
     async def _resume(self, message: protocol.Resume) -> None:
-        page = await database_sync_to_async(selectors.events_after)(
-            trip_id=self.trip_id, after=message.last_seq
-        )
+        page = await db(selectors.events_after)(trip_id=self.trip_id, after=message.last_seq)
         if not page.complete:
-            snapshot = await database_sync_to_async(selectors.trip_snapshot)(
-                trip_id=self.trip_id, user=self.user
-            )
+            snapshot = await db(selectors.trip_snapshot)(trip_id=self.trip_id, user=self.user)
             await self._send_missing_up_to(snapshot["seq"])
             state = await tracker().current(self.trip_id)
             await self.send_event(
@@ -243,9 +236,7 @@ class TripConsumer(RealtimeConsumer):
             await self._apply_membership(json.loads(event["text"]))
 
     async def _send_missing_up_to(self, seq: int) -> None:
-        page = await database_sync_to_async(selectors.events_after)(
-            trip_id=self.trip_id, after=self.last_seq
-        )
+        page = await db(selectors.events_after)(trip_id=self.trip_id, after=self.last_seq)
         for missed in page.messages:
             if missed["seq"] > seq:
                 break

@@ -72,6 +72,7 @@ def test_stale_base_on_a_field_someone_else_changed_is_a_conflict_and_not_applie
     assert (conflict.applied_value, conflict.proposed_value) == ("3000", "3500")
     assert (conflict.applied_by, conflict.proposed_by) == (alice, bob)
     assert conflict.status == "open" and conflict.base_version == base
+    assert trip.open_conflicts == 1
     assert TripEvent.objects.get(seq=result.seq).type == "conflict.detected"
 
 
@@ -212,6 +213,7 @@ def test_mine_and_theirs_are_relative_to_the_resolver(people, conflict, resolver
     assert result.value == expected
     assert f"{trip.budget.normalize():f}" == expected
     assert conflict.status == "resolved" and conflict.resolved_value == expected
+    assert trip.open_conflicts == 0
     assert conflict.resolved_by == users[resolver] and conflict.resolution == choice
     types = list(TripEvent.objects.filter(trip=trip).values_list("type", flat=True))
     assert types[-1] == "conflict.resolved"

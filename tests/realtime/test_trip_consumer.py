@@ -453,3 +453,17 @@ async def test_a_client_that_stops_reading_is_cut_off_and_others_keep_flowing(da
         metrics
     )
     await reader.close()
+
+
+async def test_snapshot_lists_the_open_conflicts_that_involve_you(live, crew):
+    alice, bob, carol, trip = crew
+    for user, value in ((alice, "Lisbon"), (bob, "Porto")):
+        await sync_to_async(services.trip_update)(
+            trip_id=trip.pk, actor=user, update_id=uuid.uuid4(), field="destination",
+            value=value, base_version=1,
+        )  # fmt: skip
+    conflict = await sync_to_async(Conflict.objects.get)(trip=trip)
+    for user, expected in ((alice, [conflict.pk]), (bob, [conflict.pk]), (carol, [])):
+        ws, snapshot = await join(live, trip, user)
+        assert [c["id"] for c in snapshot["conflicts"]] == expected
+        await ws.close()

@@ -73,10 +73,16 @@ DATABASE_URL = env_str("DATABASE_URL")
 # Persistent connections: a long-running server would otherwise open a PostgreSQL connection
 # for every message that touches the database (profiled: ~2 ms and a GIL-holding thread each).
 DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60)
+# Health checks cost a "SELECT 1" before the first query of every database call (each socket
+# message that touches the database). Off by default: after a database restart the first call
+# on a dead connection fails once (the client gets SERVER_ERROR, retryable) and Django reconnects.
+DATABASE_CONN_HEALTH_CHECKS = env_bool("DATABASE_CONN_HEALTH_CHECKS", False)
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=DATABASE_CONN_MAX_AGE, conn_health_checks=True
+            DATABASE_URL,
+            conn_max_age=DATABASE_CONN_MAX_AGE,
+            conn_health_checks=DATABASE_CONN_HEALTH_CHECKS,
         )
     }
 else:
