@@ -110,6 +110,8 @@ async def _receivers(conn: Connection, spec: dict[str, Any]) -> None:
         command = await commands.get()
         if command[0] == "reset":
             del latencies[:]
+        elif command[0] == "count":
+            conn.send(("count", len(latencies)))
         elif command[0] == "collect":
             for ws in sockets:
                 if ws.closed.done():

@@ -70,7 +70,11 @@ class _LoopState:
 
     def __init__(self, layer: FanoutChannelLayer) -> None:
         self.layer = layer
-        self.client = aioredis.Redis.from_url(layer.url, **layer.client_options)
+        # Blocking pool: under load a publish waits for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            layer.url, timeout=10, **{"max_connections": 100, **layer.client_options}
+        )
+        self.client = aioredis.Redis(connection_pool=pool)
         self.inboxes: dict[str, _Inbox] = {}
         self.groups: dict[str, set[str]] = {}
         self.direct: dict[str, dict[str, DirectHandler]] = {}

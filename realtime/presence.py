@@ -169,9 +169,16 @@ class RedisBackend:
         loop_id = id(asyncio.get_running_loop())
         client = self._clients.get(loop_id)
         if client is None:
-            client = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=5, socket_timeout=5, max_connections=50
+            # A blocking pool waits for a free connection; the default pool raises "Too many
+            # connections" when a connect storm needs more than it holds.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=settings.REDIS_MAX_CONNECTIONS,
+                timeout=10,
+                socket_connect_timeout=5,
+                socket_timeout=5,
             )
+            client = aioredis.Redis(connection_pool=pool)
             self._clients[loop_id] = client
         return client
 

@@ -176,10 +176,25 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self._joined: list[str] = []
 
         try:
-            await self.authorize()
+            await self._open()
         except ProtocolError as error:
             await self.close_with(error.envelope(), CloseCode.AUTHORIZATION_FAILED)
-            return
+        except Exception:
+            # A fault of ours while opening: say so (retryable) rather than drop the socket.
+            logger.exception("opening a %s connection failed", self.connection_type)
+            await self.close_with(
+                protocol.error_message(
+                    ErrorCode.SERVER_ERROR,
+                    "The server could not open this connection; try again.",
+                    details={"retryable": True},
+                    request_id=auth.request_id,
+                ),
+                CloseCode.SERVER_FAULT,
+            )
+
+    async def _open(self) -> None:
+        auth = self.auth
+        await self.authorize()
 
         await self.join(user_group(self.user.pk))
         # No accept: JWTAuthMiddleware accepted the socket before authenticating it.

@@ -193,3 +193,24 @@ async def test_handler_fault_gets_server_error_and_socket_stays_open(transaction
     await communicator.send_json_to({"type": "ping", "id": "after"})
     assert (await communicator.receive_json_from())["type"] == "pong"
     await communicator.disconnect()
+
+
+class _BrokenOpen(RealtimeConsumer):
+    connection_type = ConnectionType.TRIP_COLLABORATION
+
+    async def on_connected(self) -> None:
+        raise RuntimeError("Redis went away mid-connect")
+
+
+async def test_a_fault_while_opening_says_server_error_instead_of_dropping(transactional_db):
+    alice = await sync_to_async(factories.make_user)("alice")
+    token = await sync_to_async(factories.access_token)(alice)
+    app = JWTAuthMiddleware(URLRouter([path("ws/broken/", _BrokenOpen.as_asgi())]))
+    communicator = WebsocketCommunicator(app, "/ws/broken/")
+    await communicator.connect()
+    await communicator.send_json_to({"token": token, "id": "a"})
+    assert (await communicator.receive_json_from())["type"] == "connection.established"
+    error = await communicator.receive_json_from()
+    assert error["error"]["code"] == "SERVER_ERROR"
+    assert error["error"]["details"]["retryable"] is True and error["request_id"] == "a"
+    assert (await communicator.receive_output())["code"] == 1011
