@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format
+.PHONY: install install-bench run test lint format bench bench-full
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required: set PYTHON=/path/to/python3.11")'
@@ -29,6 +29,20 @@ run: install
 
 test: install
 	$(BIN)/python scripts/run_tests.py $(ARGS)
+
+$(VENV)/.installed-bench: $(STAMP) requirements-bench.txt
+	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
+	touch $(VENV)/.installed-bench
+
+install-bench: $(VENV)/.installed-bench
+
+# Benchmarks against a raw ASGI app and a plain Channels app (needs Redis; PostgreSQL if it
+# answers on 127.0.0.1:5432, else SQLite). Short mode: under 3 minutes. Full: docs/performance.md.
+bench: install-bench
+	$(BIN)/python bench/harness.py $(ARGS)
+
+bench-full: install-bench
+	$(BIN)/python bench/harness.py --full $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -42,7 +42,7 @@ def _plot(name: str, draw: Any) -> str:
 
 def _s1(rows: list[dict]) -> list[str]:
     out = [
-        "### S1: fan-out latency (10 edits/s from 3 users)",
+        "### S1: fan-out latency (10 edits/s from 3 users, open loop)",
         "",
         "| app | members | delivered | p50 ms | p99 ms | max ms | server CPU us/delivery "
         "| p99 vs raw | p99 vs channels |",

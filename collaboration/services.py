@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Min, OuterRef, Subquery
 from django.utils import timezone
 
 from collaboration import fields, wire
@@ -60,11 +60,18 @@ def _role(trip: Trip, user: AbstractBaseUser) -> str:
     return role
 
 
-def _require_editor(trip: Trip, user: AbstractBaseUser) -> str:
-    role = _role(trip, user)
-    if role not in EDIT_ROLES:
-        raise NotAllowed("Viewers cannot edit this trip.", role=role, trip_id=trip.pk)
-    return role
+def _lock_for_edit(trip_id: int, actor: AbstractBaseUser) -> tuple[Trip, str]:
+    """The trip's row lock and the actor's role in one statement (edits are the hot path)."""
+    role = TripMember.objects.filter(trip=OuterRef("pk"), user=actor).values("role")[:1]
+    try:
+        trip = Trip.objects.select_for_update().annotate(actor_role=Subquery(role)).get(pk=trip_id)
+    except Trip.DoesNotExist:
+        raise NotFound("No such trip.", trip_id=trip_id) from None
+    if trip.actor_role is None:
+        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
+    if trip.actor_role not in EDIT_ROLES:
+        raise NotAllowed("Viewers cannot edit this trip.", role=trip.actor_role, trip_id=trip_id)
+    return trip, trip.actor_role
 
 
 def record_event(
@@ -116,6 +123,13 @@ def _changed_by_others_since(
 ) -> bool:
     if trip.field_versions.get(field, 0) <= base_version:
         return False
+    editors = trip.field_editors.get(field)
+    if editors is not None:
+        last_editor, others_last_version = editors
+        if last_editor != actor.pk:
+            return True  # the latest change, after base_version, is someone else's
+        return others_last_version > base_version
+    # No record (a trip older than field_editors): read the log.
     changes = TripEvent.objects.filter(
         trip=trip, type="trip.updated", field=field, version__gt=base_version
     )
@@ -150,8 +164,14 @@ def _apply(
     trip: Trip, *, field: str, value: Any, actor: AbstractBaseUser, update_id: str | None
 ) -> dict[str, Any]:
     setattr(trip, field, value)
+    previous = trip.field_editors.get(field)
+    if previous is not None and previous[0] == actor.pk:
+        others_last_version = previous[1]
+    else:  # the change being superseded was someone else's (or there was none)
+        others_last_version = trip.field_versions.get(field, 0)
     trip.version += 1
     trip.field_versions = {**trip.field_versions, field: trip.version}
+    trip.field_editors = {**trip.field_editors, field: [actor.pk, others_last_version]}
     return record_event(
         trip,
         "trip.updated",
@@ -242,8 +262,7 @@ def trip_update(
 ) -> MutationResult:
     """Change one field, unless someone else changed it after `base_version`: then record a
     conflict instead and apply nothing. A retried `update_id` gets the first answer again."""
-    trip = _lock_trip(trip_id)
-    _require_editor(trip, actor)
+    trip, _ = _lock_for_edit(trip_id, actor)
     result = _update_field(trip, actor, update_id, field, value, base_version)
     _check_dates(trip, field)
     trip.save()
@@ -261,8 +280,7 @@ def trip_update_fields(
 ) -> list[MutationResult]:
     """Several fields from one base version, all or nothing (REST PATCH). Each field is its own
     mutation, keyed by `idempotency_key` and the field name; dates are checked on the result."""
-    trip = _lock_trip(trip_id)
-    _require_editor(trip, actor)
+    trip, _ = _lock_for_edit(trip_id, actor)
     for field, value in changes.items():
         fields.clean(field, value)  # every value is valid before anything changes
     results = [
@@ -302,13 +320,18 @@ def _update_field(
         )
 
     if _changed_by_others_since(trip, field, base_version, actor):
-        last = _last_change(trip, field)
+        editors = trip.field_editors.get(field)
+        if editors is not None:
+            applied_by_id = editors[0]
+        else:
+            last = _last_change(trip, field)
+            applied_by_id = last.actor_id if last else None
         conflict = Conflict.objects.create(
             trip=trip,
             field=field,
             base_version=base_version,
             applied_value=fields.to_wire(field, getattr(trip, field)),
-            applied_by=last.actor if last else None,
+            applied_by_id=applied_by_id,
             applied_version=trip.field_versions.get(field, 0),
             proposed_value=fields.to_wire(field, cleaned),
             proposed_by=actor,
@@ -343,8 +366,7 @@ def conflict_resolve(
     """Settle an open conflict: `mine` and `theirs` are relative to the resolver; `value` sets an
     explicit value. The chosen value is applied as a normal change (unless it is already in
     force) and the conflict is closed for both editors."""
-    trip = _lock_trip(trip_id)
-    role = _require_editor(trip, actor)
+    trip, role = _lock_for_edit(trip_id, actor)
     try:
         conflict = Conflict.objects.select_related("applied_by", "proposed_by").get(
             pk=conflict_id, trip=trip

@@ -36,7 +36,14 @@ class TripPresence:
     # [(user_id, username, connections)], by user id: tuples, as a 1,000-member trip keeps one
     # entry per member cached in every process.
     collaborators: list[tuple[int, str, int]]
-    editing: list[dict[str, Any]]  # [{"user": {id, username}, "field": f, "expires_at": iso}]
+    editing: list[dict[str, Any]]
+    count: int = -1  # distinct users; -1: len(collaborators), which then lists them all
+
+    @property
+    def collaborator_count(self) -> int:
+        return (
+            len(self.collaborators) if self.count < 0 else self.count
+        )  # [{"user": {id, username}, "field": f, "expires_at": iso}]
 
     def presence_fields(self) -> dict[str, Any]:
         """The count is exact; the list stops at PRESENCE_LIST_LIMIT users, so that presence in a
@@ -47,8 +54,8 @@ class TripPresence:
                 {"user": {"id": user_id, "username": username}, "connections": n}
                 for user_id, username, n in self.collaborators[:limit]
             ],
-            "collaborator_count": len(self.collaborators),
-            "collaborators_truncated": len(self.collaborators) > limit,
+            "collaborator_count": self.collaborator_count,
+            "collaborators_truncated": self.collaborator_count > limit,
         }
 
     def digest(self, kind: str) -> str:
@@ -62,18 +69,23 @@ class TripPresence:
         return hashlib.blake2b(raw, digest_size=8).hexdigest()
 
     def with_connection(self, user: Any) -> TripPresence:
-        """This state plus one more socket of `user` (a join not yet in a published state)."""
-        collaborators = []
-        found = False
-        for user_id, username, n in self.collaborators:
-            if user_id == user.pk:
-                n += 1
-                found = True
-            collaborators.append((user_id, username, n))
-        if not found:
-            collaborators.append((user.pk, user.get_username(), 1))
-            collaborators.sort()
-        return TripPresence(version=self.version, collaborators=collaborators, editing=self.editing)
+        """This state plus one more socket of `user` (a join not yet in a published state).
+        Only the listed head is rebuilt, so a join into a 2,000-member trip stays cheap."""
+        limit = settings.PRESENCE_LIST_LIMIT
+        head = list(self.collaborators[: limit + 1])
+        present = any(entry[0] == user.pk for entry in head) or any(
+            entry[0] == user.pk for entry in self.collaborators[limit + 1 :]
+        )
+        if present:
+            head = [(i, name, n + 1) if i == user.pk else (i, name, n) for i, name, n in head]
+        elif not head or user.pk < head[-1][0] or len(self.collaborators) <= limit:
+            head = sorted([*head, (user.pk, user.get_username(), 1)])[: limit + 1]
+        return TripPresence(
+            version=self.version,
+            collaborators=head,
+            editing=self.editing,
+            count=self.collaborator_count + (0 if present else 1),
+        )
 
     def presence_message(self) -> dict[str, Any]:
         return protocol.server_message(

@@ -304,3 +304,12 @@ async def test_rolled_back_change_broadcasts_nothing_and_a_committed_one_does():
     assert json.loads(event["text"])["value"] == "Seen"  # the first event is the commit
     assert (await sync_to_async(Trip.objects.get)(pk=trip.pk)).name == "Seen"
     await layer.group_discard(trip_group(trip.pk), channel)
+
+
+def test_trips_without_editor_records_fall_back_to_the_log(people):
+    """Trips written before field_editors existed: the conflict test reads the event log."""
+    alice, bob, _, trip = people
+    update(trip, bob, "notes", "bob's", 1)
+    Trip.objects.filter(pk=trip.pk).update(field_editors={})
+    assert update(trip, alice, "notes", "alice's", 1).status == "conflict"
+    assert update(trip, bob, "notes", "bob again", 2).status == "applied"
