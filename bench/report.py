@@ -40,6 +40,35 @@ def _plot(name: str, draw: Any) -> str:
     return f"![{name}](img/{name}.png)"
 
 
+def _lines(
+    name: str,
+    rows: list[dict],
+    x: Any,
+    y: str,
+    xlabel: str,
+    ylabel: str,
+    *,
+    log: bool = True,
+    hline: float | None = None,
+) -> str:
+    """One line per app: x(row) against row[y]."""
+
+    def draw(ax: Any) -> None:
+        for app in COLORS:
+            points = [(x(r), r[y]) for r in rows if r.get("app") == app and not r.get("summary")]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=app, color=COLORS[app])
+        if hline is not None:
+            ax.axhline(hline, color="grey", linestyle="--", linewidth=1)
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+
+    return _plot(name, draw)  # fmt: skip
+
+
 def _s1(rows: list[dict]) -> list[str]:
     out = [
         "### S1: fan-out latency (10 edits/s from 3 users, open loop)",
@@ -57,17 +86,9 @@ def _s1(rows: list[dict]) -> list[str]:
             f"{_ratio(r['p99'], raw and raw['p99'])} | {_ratio(r['p99'], plain and plain['p99'])} |"
         )
 
-    def draw(ax: Any) -> None:
-        for app in COLORS:
-            points = [(r["members"], r["p99"]) for r in rows if r["app"] == app]
-            if points:
-                ax.plot(*zip(*points, strict=True), marker="o", label=app, color=COLORS[app])
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("members in the trip")
-        ax.set_ylabel("p99 delivery latency (ms)")
-
-    return [*out, "", _plot("bench-s1", draw), ""]
+    plot = _lines("bench-s1", rows, lambda r: r["members"], "p99", "members in the trip",
+                  "p99 delivery latency (ms)")  # fmt: skip
+    return [*out, "", plot, ""]
 
 
 def _s2(rows: list[dict]) -> list[str]:
@@ -91,22 +112,9 @@ def _s2(rows: list[dict]) -> list[str]:
             f"{_ratio(row['deliveries_per_s'], plain and plain['deliveries_per_s'])} |"
         )
 
-    def draw(ax: Any) -> None:
-        for app in COLORS:
-            points = [
-                (r["rate"] * r["members"], r["p99"])
-                for r in rows
-                if r.get("app") == app and not r.get("summary")
-            ]
-            if points:
-                ax.plot(*zip(*points, strict=True), marker="o", label=app, color=COLORS[app])
-        ax.axhline(100, color="grey", linestyle="--", linewidth=1)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("offered deliveries per second")
-        ax.set_ylabel("p99 latency (ms)")
-
-    return [*out, "", _plot("bench-s2", draw), ""]
+    plot = _lines("bench-s2", rows, lambda r: r["rate"] * r["members"], "p99",
+                  "offered deliveries per second", "p99 latency (ms)", hline=100)  # fmt: skip
+    return [*out, "", plot, ""]
 
 
 def _bars(name: str, rows: list[dict], key: str, label: str, scale: float = 1.0) -> str:
@@ -176,16 +184,9 @@ def _s5(rows: list[dict]) -> list[str]:
             f"{_ratio(r['p99'], raw and raw['p99'])} |"
         )
 
-    def draw(ax: Any) -> None:
-        for app in COLORS:
-            points = [(r["processes"], r["p99"]) for r in rows if r["app"] == app]
-            if points:
-                ax.plot(*zip(*points, strict=True), marker="o", label=app, color=COLORS[app])
-        ax.set_xticks([1, 2])
-        ax.set_xlabel("server processes")
-        ax.set_ylabel("p99 latency (ms)")
-
-    return [*out, "", _plot("bench-s5", draw), ""]
+    plot = _lines("bench-s5", rows, lambda r: r["processes"], "p99", "server processes",
+                  "p99 latency (ms)", log=False)  # fmt: skip
+    return [*out, "", plot, ""]
 
 
 def _s6(rows: list[dict]) -> list[str]:

@@ -36,6 +36,7 @@ from metrics import instruments
 logger = logging.getLogger(__name__)
 
 DirectHandler = Callable[[dict[str, Any]], Awaitable[bool]]
+_NO_HANDLERS: dict[str, DirectHandler] = {}
 
 
 class _Inbox:
@@ -132,7 +133,7 @@ class _LoopState:
             return
         group = channel[len(self.layer.group_prefix) :]
         for member in list(self.groups.get(group, ())):
-            handler = self.direct.get(member, {}).get(payload["type"])
+            handler = self.direct.get(member, _NO_HANDLERS).get(payload["type"])
             if handler is not None:
                 try:
                     if await handler(payload):

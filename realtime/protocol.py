@@ -10,7 +10,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, ValidationError
 
@@ -167,8 +167,6 @@ class ClientMessage(BaseModel):
 
     type: str
     id: str | None = ClientId
-
-    message_type: ClassVar[str]
 
 
 class Auth(ClientMessage):
