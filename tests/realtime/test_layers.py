@@ -109,3 +109,54 @@ async def test_blocking_publish_from_synchronous_code(make_layer):
     await one.group_add("g", channel)
     await sync_to_async(one.group_send_blocking, thread_sensitive=False)("g", {"type": "sync"})
     assert (await receive(one, channel))["type"] == "sync"
+
+
+async def test_the_layer_resubscribes_after_redis_restarts(tmp_path):
+    """Messages published while Redis is down are lost (at most once, like every layer); once
+    it is back, the process's subscriptions are restored without any consumer doing anything."""
+    import shutil
+    import socket
+    import subprocess
+
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is needed for this test (apt-get install redis-server)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", str(tmp_path)]  # fmt: skip
+
+    async def start() -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                return process
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    server = await start()
+    try:
+        layer = FanoutChannelLayer(hosts=[{"address": f"redis://127.0.0.1:{port}/0"}], prefix="rs")
+        channel = await layer.new_channel()
+        await layer.group_add("g", channel)
+        await layer.group_send("g", {"type": "x", "n": 1})
+        assert (await receive(layer, channel))["n"] == 1
+
+        server.kill()
+        await server.wait()
+        server = await start()
+        for _ in range(100):  # until the listener has resubscribed
+            await layer.group_send("g", {"type": "x", "n": 2})
+            try:
+                assert (await receive(layer, channel, timeout=0.2))["n"] == 2
+                break
+            except TimeoutError:
+                continue
+        else:
+            pytest.fail("the layer never resubscribed after Redis came back")
+    finally:
+        server.kill()
+        await server.wait()
