@@ -35,6 +35,14 @@ def make_trip(owner: AbstractBaseUser, members: dict[AbstractBaseUser, str] | No
     return trip
 
 
+def make_crew() -> tuple[AbstractBaseUser, AbstractBaseUser, AbstractBaseUser, Trip]:
+    """The seed's roles: alice owns the trip, bob edits, carol views."""
+    alice, bob, carol = (make_user(name) for name in ("alice", "bob", "carol"))
+    trip = make_trip(alice, {bob: "editor", carol: "viewer"})
+    trip.refresh_from_db()  # adding members logged events: seq is past 0
+    return alice, bob, carol, trip
+
+
 def access_token(user: AbstractBaseUser, *, lifetime_seconds: float | None = None) -> str:
     token = AccessToken.for_user(user)
     if lifetime_seconds is not None:

@@ -13,11 +13,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def crew():
-    alice = factories.make_user("alice")
-    bob = factories.make_user("bob")
-    carol = factories.make_user("carol")
-    trip = factories.make_trip(alice, {bob: "editor", carol: "viewer"})
-    return alice, bob, carol, trip
+    return factories.make_crew()
 
 
 def as_user(user) -> APIClient:

@@ -19,12 +19,7 @@ from tests import factories
 
 @pytest.fixture
 def people(db):
-    alice = factories.make_user("alice")
-    bob = factories.make_user("bob")
-    carol = factories.make_user("carol")
-    trip = factories.make_trip(alice, {bob: "editor", carol: "viewer"})
-    trip.refresh_from_db()  # adding members logged events: seq is past 0
-    return alice, bob, carol, trip
+    return factories.make_crew()
 
 
 def update(trip, actor, field, value, base_version, update_id=None):

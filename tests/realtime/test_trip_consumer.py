@@ -37,12 +37,7 @@ get_trip = sync_to_async(lambda pk: Trip.objects.get(pk=pk))
 
 @pytest.fixture
 def crew(transactional_db):
-    """The seed's roles: alice owns, bob edits, carol views."""
-    alice = factories.make_user("alice")
-    bob = factories.make_user("bob")
-    carol = factories.make_user("carol")
-    trip = factories.make_trip(alice, {bob: "editor", carol: "viewer"})
-    return alice, bob, carol, trip
+    return factories.make_crew()
 
 
 async def join(server, trip, user):
