@@ -10,11 +10,6 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 
-def user_group(user_id: int | str) -> str:
-    """Every socket of one user, on every server process. (Group names may not contain ':'.)"""
-    return f"user-{user_id}"
-
-
 def trip_group(trip_id: int | str) -> str:
     return f"trip-{trip_id}"
 
@@ -40,5 +35,8 @@ async def broadcast_now(group: str, event: dict[str, Any]) -> None:
 
 
 def revoke_user_sockets(user_id: int) -> None:
-    """Close every socket of a user (deactivated or deleted) on every server process."""
-    broadcast_on_commit(user_group(user_id), {"type": "realtime.user_revoked"})
+    """Close every socket of a user (deactivated or deleted) on every server process: one
+    message to the group every process listens on (realtime.revocation)."""
+    from realtime.revocation import USERS_GROUP
+
+    broadcast_on_commit(USERS_GROUP, {"type": "realtime.user_revoked", "user_id": user_id})

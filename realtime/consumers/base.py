@@ -19,7 +19,6 @@ from collaboration.errors import CollaborationError, InvalidChange
 from metrics import instruments
 from realtime import protocol
 from realtime.auth import AuthContext, AuthFailure, authenticate_token
-from realtime.broadcast import user_group
 from realtime.db import db
 from realtime.protocol import (
     AuthFailureReason,
@@ -29,6 +28,7 @@ from realtime.protocol import (
     ErrorCode,
     ProtocolError,
 )
+from realtime.revocation import revocations
 from realtime.timers import ticker
 
 logger = logging.getLogger(__name__)
@@ -196,7 +196,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         auth = self.auth
         await self.authorize()
 
-        await self.join(user_group(self.user.pk))
+        await revocations().register(self)
+        self._registered = True
         # No accept: JWTAuthMiddleware accepted the socket before authenticating it.
         instruments.CONNECTIONS_OPEN.labels(self.connection_type).inc()
         self._counted = True
@@ -222,6 +223,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self._closing = True
         ticker().discard(self)
+        if getattr(self, "_registered", False):
+            revocations().unregister(self)
         detach = getattr(self.channel_layer, "detach", None)
         if detach is not None:
             detach(self.channel_name)

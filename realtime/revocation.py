@@ -1,0 +1,64 @@
+"""Closing a user's sockets everywhere, with one subscription per process instead of one group
+per user: a deactivation is published once to USERS_GROUP, and each process closes the sockets
+it holds for that user."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+USERS_GROUP = "realtime-users"
+
+
+class Revocations:
+    def __init__(self) -> None:
+        self.by_user: dict[Any, set[Any]] = defaultdict(set)
+        self.task: asyncio.Task[None] | None = None
+        self.ready: asyncio.Event | None = None
+
+    async def register(self, consumer: Any) -> None:
+        self.by_user[consumer.user.pk].add(consumer)
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.ready = asyncio.Event()
+            self.task = loop.create_task(self._listen())
+        await self.ready.wait()
+
+    def unregister(self, consumer: Any) -> None:
+        sockets = self.by_user.get(consumer.user.pk)
+        if sockets is not None:
+            sockets.discard(consumer)
+            if not sockets:
+                del self.by_user[consumer.user.pk]
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(USERS_GROUP, channel)
+        self.ready.set()
+        while True:
+            message = await layer.receive(channel)
+            for consumer in list(self.by_user.get(message.get("user_id"), ())):
+                try:
+                    await consumer.realtime_user_revoked(message)
+                except Exception:
+                    logger.exception("closing a revoked user's socket failed")
+
+
+_registries: dict[asyncio.AbstractEventLoop, Revocations] = {}
+
+
+def revocations() -> Revocations:
+    loop = asyncio.get_running_loop()
+    found = _registries.get(loop)
+    if found is None:
+        for old in [other for other in _registries if other.is_closed()]:
+            del _registries[old]
+        found = _registries[loop] = Revocations()
+    return found
