@@ -73,9 +73,7 @@ class TripPresence:
         Only the listed head is rebuilt, so a join into a 2,000-member trip stays cheap."""
         limit = settings.PRESENCE_LIST_LIMIT
         head = list(self.collaborators[: limit + 1])
-        present = any(entry[0] == user.pk for entry in head) or any(
-            entry[0] == user.pk for entry in self.collaborators[limit + 1 :]
-        )
+        present = any(entry[0] == user.pk for entry in self.collaborators)
         if present:
             head = [(i, name, n + 1) if i == user.pk else (i, name, n) for i, name, n in head]
         elif not head or user.pk < head[-1][0] or len(self.collaborators) <= limit:

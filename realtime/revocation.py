@@ -11,6 +11,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from realtime.loops import per_loop
+
 logger = logging.getLogger(__name__)
 
 USERS_GROUP = "realtime-users"
@@ -51,14 +53,4 @@ class Revocations:
                     logger.exception("closing a revoked user's socket failed")
 
 
-_registries: dict[asyncio.AbstractEventLoop, Revocations] = {}
-
-
-def revocations() -> Revocations:
-    loop = asyncio.get_running_loop()
-    found = _registries.get(loop)
-    if found is None:
-        for old in [other for other in _registries if other.is_closed()]:
-            del _registries[old]
-        found = _registries[loop] = Revocations()
-    return found
+revocations = per_loop(Revocations)

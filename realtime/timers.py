@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
+from realtime.loops import per_loop
+
 logger = logging.getLogger(__name__)
 
 
@@ -47,14 +49,4 @@ class Ticker:
                     logger.exception("timer tick failed for %r", member)
 
 
-_tickers: dict[asyncio.AbstractEventLoop, Ticker] = {}
-
-
-def ticker() -> Ticker:
-    loop = asyncio.get_running_loop()
-    found = _tickers.get(loop)
-    if found is None:
-        for old in [other for other in _tickers if other.is_closed()]:
-            del _tickers[old]
-        found = _tickers[loop] = Ticker()
-    return found
+ticker = per_loop(Ticker)

@@ -197,10 +197,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.authorize()
 
         await revocations().register(self)
-        self._registered = True
+        self._opened = True  # registered for revocation and counted as open
         # No accept: JWTAuthMiddleware accepted the socket before authenticating it.
         instruments.CONNECTIONS_OPEN.labels(self.connection_type).inc()
-        self._counted = True
         await self.send_event(
             protocol.server_message(
                 "connection.established",
@@ -223,14 +222,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self._closing = True
         ticker().discard(self)
-        if getattr(self, "_registered", False):
+        opened = getattr(self, "_opened", False)
+        self._opened = False  # a second disconnect must not count the socket out twice
+        if opened:
             revocations().unregister(self)
         detach = getattr(self.channel_layer, "detach", None)
         if detach is not None:
             detach(self.channel_name)
-        if getattr(self, "_counted", False):
+        if opened:
             instruments.CONNECTIONS_OPEN.labels(self.connection_type).dec()
-            self._counted = False
         for group in getattr(self, "_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
         if hasattr(self, "auth"):
