@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.apps.plain_settings")
+# Forced, not defaulted: the harness exports TripSage's settings module for its own app, and
+# this reference must run on stock channels_redis, never on TripSage's layer.
+os.environ["DJANGO_SETTINGS_MODULE"] = "bench.apps.plain_settings"
 
 import django
 

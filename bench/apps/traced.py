@@ -1,5 +1,6 @@
-"""TripSage's ASGI app with tracemalloc: SIGUSR1 writes the top retained allocations to
-$TRACE_OUT (for finding what an idle connection costs; bench only)."""
+"""TripSage's ASGI app (or, with TRACE_APP=channels, the plain Channels reference) under
+tracemalloc: the first SIGUSR1 takes a baseline, the next writes the top retained allocations
+since then to $TRACE_OUT (what an idle connection costs; bench only)."""
 
 import os
 import signal
@@ -7,7 +8,10 @@ import tracemalloc
 
 tracemalloc.start(1)
 
-from tripsage.asgi import application  # noqa: E402,F401
+if os.environ.get("TRACE_APP") == "channels":
+    from bench.apps.plain_channels import application
+else:
+    from tripsage.asgi import application  # noqa: F401
 
 _baseline = None
 
