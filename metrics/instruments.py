@@ -37,3 +37,12 @@ SLOW_CONSUMER_CLOSES = Counter(
     "Sockets closed with 4009 because the client stopped reading (too many unacknowledged bytes).",
     ["connection_type"],
 )
+RATE_LIMIT_REFUSALS = Counter(
+    "tripsage_rate_limit_refusals_total",
+    "Refused by a rate limit: messages, new connections per address, concurrent sockets per user.",
+    ["connection_type", "limit"],
+)
+RATE_LIMITER_FALLBACKS = Counter(
+    "tripsage_rate_limiter_fallbacks_total",
+    "Rate-limit checks made in this process because Redis did not answer.",
+)

@@ -15,9 +15,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from rest_framework_simplejwt import settings as simplejwt_settings
 
+from metrics import instruments
 from realtime import protocol
 from realtime.db import db
 from realtime.protocol import AuthFailureReason, CloseCode, ErrorCode
+from realtime.throttle import throttle
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +183,14 @@ class JWTAuthMiddleware:
         authenticated = await self._handshake(scope, receive, send)
         if authenticated is None:
             return None
-        # The socket is open already: consumers behind this middleware never send an accept,
-        # and their sends reach the server's own send callable with no wrapper in between.
-        return await self.app(authenticated, _replay_connect(receive), send)
+        try:
+            # The socket is open already: consumers behind this middleware never send an
+            # accept, and their sends reach the server's own send callable with no wrapper.
+            return await self.app(authenticated, _replay_connect(receive), send)
+        finally:
+            await throttle().release_slot(
+                authenticated["user"].pk, authenticated["auth"].connection_id
+            )
 
     async def _handshake(
         self, scope: dict[str, Any], receive: Any, send: Any
@@ -210,16 +217,39 @@ class JWTAuthMiddleware:
             await self._refuse(send, failure.envelope())
             return None
 
+        # Throttling, before any work for this socket: new connections per address here,
+        # concurrent sockets per user once the token names the user.
+        client = scope.get("client") or ("unknown", 0)
+        decision = await throttle().connect(str(client[0]))
+        if not decision.allowed:
+            await self._refuse_rate(
+                send,
+                "Too many new connections from this address.",
+                {"reason": "connect_rate", **decision.refusal_details()},
+                "connect_rate",
+            )
+            return None
+
         result = await self._await_auth(receive, send)
         if result is None:
             return None
         user, verified, request_id = result
+        connection_id = protocol.new_id()
+        allowed, held = await throttle().acquire_slot(user.pk, connection_id)
+        if not allowed:
+            limit = settings.REALTIME_MAX_CONNECTIONS_PER_USER
+            await self._refuse_rate(
+                send,
+                f"Too many open connections for this user (at most {limit}).",
+                {"reason": "too_many_connections", "limit": limit, "current": held},
+                "concurrent",
+                request_id,
+            )
+            return None
         return dict(
             scope,
             user=user,
-            auth=AuthContext(
-                connection_id=protocol.new_id(), token=verified, request_id=request_id
-            ),
+            auth=AuthContext(connection_id=connection_id, token=verified, request_id=request_id),
         )
 
     async def _await_auth(
@@ -267,9 +297,25 @@ class JWTAuthMiddleware:
                 return None
             return user, verified, request_id
 
-    async def _refuse(self, send: Any, envelope: dict[str, Any]) -> None:
+    async def _refuse(
+        self, send: Any, envelope: dict[str, Any], code: CloseCode = CloseCode.AUTHENTICATION_FAILED
+    ) -> None:
         await send(_text_frame(envelope))
-        await send({"type": "websocket.close", "code": int(CloseCode.AUTHENTICATION_FAILED)})
+        await send({"type": "websocket.close", "code": int(code)})
+
+    async def _refuse_rate(
+        self,
+        send: Any,
+        message: str,
+        details: dict[str, Any],
+        limit: str,
+        request_id: str | None = None,
+    ) -> None:
+        instruments.RATE_LIMIT_REFUSALS.labels("any", limit).inc()
+        envelope = protocol.error_message(
+            ErrorCode.RATE_LIMIT_EXCEEDED, message, details=details, request_id=request_id
+        )
+        await self._refuse(send, envelope, CloseCode.RATE_LIMITED)
 
 
 def _replay_connect(receive: Any) -> Any:

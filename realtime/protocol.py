@@ -39,6 +39,7 @@ class CloseCode(IntEnum):
     AUTHORIZATION_FAILED = 4003  # not allowed on this resource: do not retry
     HEARTBEAT_TIMEOUT = 4008  # nothing heard from the client for too long: reconnect
     SLOW_CONSUMER = 4009  # the client stopped reading (unacknowledged data over the limit)
+    RATE_LIMITED = 4029  # over a connection limit, or flooding far past the message limit
 
 
 class ConnectionType(StrEnum):
@@ -247,7 +248,20 @@ class Resume(ClientMessage):
 
 
 # Every connection type accepts these once authenticated.
-COMMON_CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (AuthRefresh, Ping, Pong)
+class RateLimitStatus(ClientMessage):
+    """Asks for a `rate_limit_status` (counts as a message)."""
+
+    type: Literal["rate_limit_status"]
+
+
+COMMON_CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
+    AuthRefresh,
+    Ping,
+    Pong,
+    RateLimitStatus,
+)
+# Not counted by the rate limiter: the heartbeat and authentication keep a socket alive.
+UNTHROTTLED_TYPES = frozenset({"ping", "pong", "auth.refresh"})
 
 
 def message_registry(models: tuple[type[ClientMessage], ...]) -> dict[str, type[ClientMessage]]:

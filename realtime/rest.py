@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from django.conf import settings
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler
 
 from realtime import protocol
@@ -40,8 +43,51 @@ def error_envelope_exception_handler(exc: Exception, context: dict[str, Any]) ->
         message, details = "Request failed.", {"errors": data}
     if response.status_code == status.HTTP_401_UNAUTHORIZED:
         details.setdefault("token_type", "jwt")
-    wait = getattr(exc, "wait", None)
-    if wait is not None:
-        details["retry_after"] = int(wait)
+    if isinstance(exc, exceptions.Throttled):
+        # The seed's RATE_LIMIT_EXCEEDED details, from the throttle that refused.
+        refusal = getattr(context.get("request"), "throttle_refusal", {})
+        details.update(refusal, remaining=0)
+        details["retry_after"] = max(1, math.ceil(exc.wait or 0))
+        details.pop("reason", None)
+        details["reason"] = "rate_limited"
     response.data = protocol.error_message(code, message, details=details)
     return response
+
+
+class _Throttle(SimpleRateThrottle):
+    def allow_request(self, request: Any, view: Any) -> bool:
+        if super().allow_request(request, view):
+            return True
+        request.throttle_refusal = {
+            "limit": self.num_requests,
+            "window_seconds": self.duration,
+            "scope": self.scope,
+        }
+        return False
+
+
+class UserThrottle(_Throttle):
+    """REST_RATE_USER per user (per address for anonymous requests), counted in CACHES."""
+
+    scope = "user"
+
+    def get_rate(self) -> str:
+        return settings.REST_RATE_USER  # read per request: deployments and tests can change it
+
+    def get_cache_key(self, request: Any, view: Any) -> str:
+        user = request.user
+        ident = user.pk if user and user.is_authenticated else self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class AddressThrottle(_Throttle):
+    """REST_RATE_IP per client address, whoever is signed in (behind a proxy, configure
+    NUM_PROXIES so the address is the client's, not the proxy's)."""
+
+    scope = "ip"
+
+    def get_rate(self) -> str:
+        return settings.REST_RATE_IP
+
+    def get_cache_key(self, request: Any, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

@@ -74,6 +74,12 @@ class DaphneServer:
                 self.process.wait()
 
 
+LIFTED_RATE_LIMITS = ",".join(
+    f"{kind}=1000000/1000000"
+    for kind in ("trip_collaboration", "chat", "agent_status", "notifications")
+)
+
+
 def start_daphne(tmp_dir: Path, name: str, **overrides: str) -> DaphneServer:
     """A real daphne process running the project's ASGI app against the test database."""
     port = _free_port()
@@ -83,6 +89,10 @@ def start_daphne(tmp_dir: Path, name: str, **overrides: str) -> DaphneServer:
         DATABASE_URL=_database_url(),
         REDIS_URL=require_redis_url(),
         PYTHONUNBUFFERED="1",
+        # Every test connects from 127.0.0.1 and test users' ids repeat between tests: limits
+        # are lifted unless a test sets its own (tests/realtime/test_throttle_live.py).
+        REALTIME_CONNECTS_PER_MINUTE_PER_IP="1000000",
+        REALTIME_RATE_LIMITS=LIFTED_RATE_LIMITS,
     )
     env.update(overrides)
     log_path = tmp_dir / f"daphne-{name}-{port}.log"

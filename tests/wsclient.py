@@ -44,7 +44,8 @@ async def connect(
     base_url: str, path: str, token: str, *, request_id: str = "auth-1"
 ) -> tuple[ClientConnection, dict[str, Any]]:
     """Open, authenticate as the seed's client does, and return the `connection.established`.
-    On a trip socket the `trip.snapshot` that follows is read too, as `ws.snapshot`."""
+    On a trip socket the `trip.snapshot` that follows is read too, as `ws.snapshot`; the
+    `rate_limit_status` that ends the opening as `ws.rate_limit`."""
     ws = await open_socket(base_url, path)
     await send_json(ws, {"token": token, "id": request_id})
     established = await recv_json(ws)
@@ -52,6 +53,9 @@ async def connect(
     if path.startswith("/ws/trips/"):
         ws.snapshot = await recv_json(ws)
         assert ws.snapshot["type"] == "trip.snapshot", ws.snapshot
+    # Every connection type's opening ends with where the user's message budget stands.
+    ws.rate_limit = await recv_json(ws)
+    assert ws.rate_limit["type"] == "rate_limit_status", ws.rate_limit
     return ws, established
 
 

@@ -60,3 +60,30 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_rate_limits(
+    name: str, defaults: dict[str, tuple[int, int, float]]
+) -> dict[str, tuple[int, int, float]]:
+    """Rate limits by kind over the defaults: "chat=120/20,trip_collaboration=300/50/60" is
+    <per window>/<burst>[/<window seconds>] (window 60 s unless given)."""
+    limits = dict(defaults)
+    text = os.environ.get(name, "")
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, _, spec = item.partition("=")
+        kind = kind.strip()
+        parts = spec.strip().split("/")
+        if kind not in defaults or len(parts) not in (2, 3):
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not <kind>=<per window>/<burst>[/<window seconds>] "
+                f"with a kind of {', '.join(defaults)}"
+            )
+        try:
+            per_minute, burst = int(parts[0]), int(parts[1])
+            window = float(parts[2]) if len(parts) == 3 else 60.0
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} holds something not a number") from None
+        if per_minute < 1 or burst < 1 or window <= 0:
+            raise ImproperlyConfigured(f"{name}: {item!r} must be positive")
+        limits[kind] = (per_minute, burst, window)
+    return limits

@@ -29,6 +29,7 @@ from realtime.protocol import (
     ProtocolError,
 )
 from realtime.revocation import revocations
+from realtime.throttle import Decision, message_rate, throttle
 from realtime.timers import ticker
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,18 @@ class _SocketState:
     """Per-socket counters in one slotted object: thousands of idle sockets each carry one,
     so they stay out of the consumer's attribute dict."""
 
-    __slots__ = ("bytes_acked", "bytes_at_last_ping", "bytes_out", "last_heard", "latency_ms",
-                 "next_ping", "pings")  # fmt: skip
+    __slots__ = (
+        "bytes_acked",
+        "bytes_at_last_ping",
+        "bytes_out",
+        "last_heard",
+        "latency_ms",
+        "low_notified",
+        "next_ping",
+        "pings",
+        "refusals",
+        "refusals_since",
+    )  # fmt: skip
 
     def __init__(self, now: float) -> None:
         self.last_heard = now
@@ -63,6 +74,9 @@ class _SocketState:
         self.bytes_acked = 0
         self.bytes_at_last_ping = 0
         self.pings: dict[str, tuple[float, int]] | None = None  # id -> (sent at, bytes_out)
+        self.low_notified = False  # a rate_limit_status went out as the budget fell under 20 %
+        self.refusals = 0  # messages refused by the rate limit since refusals_since
+        self.refusals_since = now
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
@@ -200,6 +214,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self._opened = True  # registered for revocation and counted as open
         # No accept: JWTAuthMiddleware accepted the socket before authenticating it.
         instruments.CONNECTIONS_OPEN.labels(self.connection_type).inc()
+        rate = message_rate(self.connection_type)
         await self.send_event(
             protocol.server_message(
                 "connection.established",
@@ -213,11 +228,18 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     "max_message_bytes": self.max_message_bytes,
                     "heartbeat_timeout_seconds": settings.REALTIME_HEARTBEAT_TIMEOUT_SECONDS,
                     "token_grace_seconds": settings.REALTIME_TOKEN_GRACE_SECONDS,
+                    "messages_per_minute": rate.per_minute,
+                    "message_burst": rate.burst,
                 },
             )
         )
         ticker().add(self)
         await self.on_connected()
+        # After the connection type's own opening messages (a trip's snapshot follows
+        # `connection.established` directly): where this user's budget stands.
+        await self.send_rate_limit_status(
+            await throttle().message(self.user.pk, self.connection_type, 0)
+        )
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self._closing = True
@@ -253,6 +275,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 message.get("text"), message.get("bytes"), max_bytes=self.max_message_bytes
             )
             request_id = protocol.request_id_of(data)
+            if data.get("type") not in protocol.UNTHROTTLED_TYPES and not await self._admit(
+                request_id
+            ):
+                return
             parsed = protocol.validate(data, self._registry)
             instruments.MESSAGES_RECEIVED.labels(self.connection_type, parsed.type).inc()
             handler = getattr(self, "on_" + parsed.type.replace(".", "_"))
@@ -274,6 +300,60 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     request_id=request_id,
                 )
             )
+
+    async def _admit(self, request_id: str | None) -> bool:
+        """Take one message from the user's budget for this connection type (shared by all of
+        the user's sockets on every process). Over it: RATE_LIMIT_EXCEEDED and the message is
+        not processed; far over it for a whole window: closed with 4029."""
+        decision = await throttle().message(self.user.pk, self.connection_type)
+        io = self.io
+        if decision.allowed:
+            if decision.remaining < 0.2 * decision.rate.burst:
+                if not io.low_notified:
+                    io.low_notified = True
+                    await self.send_rate_limit_status(decision)
+            else:
+                io.low_notified = False
+            return True
+        instruments.RATE_LIMIT_REFUSALS.labels(self.connection_type, "message").inc()
+        now = time.monotonic()
+        if now - io.refusals_since >= decision.rate.window:
+            io.refusals, io.refusals_since = 0, now
+        io.refusals += 1
+        details = decision.refusal_details()
+        if io.refusals > settings.REALTIME_FLOOD_FACTOR * decision.rate.per_minute:
+            await self.close_with(
+                protocol.error_message(
+                    ErrorCode.RATE_LIMIT_EXCEEDED,
+                    "Closed for flooding: far more messages than the rate limit allows.",
+                    details={**details, "reason": "flood", "refused": io.refusals},
+                    request_id=request_id,
+                ),
+                CloseCode.RATE_LIMITED,
+            )
+            return False
+        await self.send_error(
+            ProtocolError(
+                ErrorCode.RATE_LIMIT_EXCEEDED,
+                "Message rate limit exceeded",
+                details=details,
+                request_id=request_id,
+            )
+        )
+        return False
+
+    async def send_rate_limit_status(self, decision: Decision) -> None:
+        await self.send_event(
+            protocol.server_message("rate_limit_status", **decision.status_fields())
+        )
+
+    async def on_rate_limit_status(self, message: protocol.RateLimitStatus) -> None:
+        decision = await throttle().message(self.user.pk, self.connection_type, 0)
+        await self.send_event(
+            protocol.server_message(
+                "rate_limit_status", request_id=message.id, **decision.status_fields()
+            )
+        )
 
     async def on_ping(self, message: protocol.Ping) -> None:
         await self.send_event(protocol.server_message("pong", request_id=message.id))

@@ -185,6 +185,7 @@ async def test_handler_fault_gets_server_error_and_socket_stays_open(transaction
     assert connected
     await communicator.send_json_to({"token": token})
     assert (await communicator.receive_json_from())["type"] == "connection.established"
+    assert (await communicator.receive_json_from())["type"] == "rate_limit_status"
     await communicator.send_json_to({"type": "echo", "id": "boom", "data": 1})
     error = await communicator.receive_json_from()
     assert error["error"]["code"] == "SERVER_ERROR"

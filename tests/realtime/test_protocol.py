@@ -39,4 +39,4 @@ def test_validation_error_keeps_the_request_id_and_names_nested_fields():
 
 
 def test_registry_knows_each_type_once():
-    assert set(REGISTRY) == {"auth.refresh", "ping", "pong", "echo"}
+    assert set(REGISTRY) == {"auth.refresh", "ping", "pong", "rate_limit_status", "echo"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from tripsage.env import env_bool, env_float, env_int, env_list, env_str
+from tripsage.env import env_bool, env_float, env_int, env_list, env_rate_limits, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -245,6 +245,54 @@ REALTIME_MAX_MESSAGE_BYTES = {
     kind: env_int(f"REALTIME_MAX_MESSAGE_BYTES_{kind.upper()}", _DEFAULT_MAX_MESSAGE_BYTES)
     for kind in REALTIME_CONNECTION_TYPES
 }
+
+# --- Throttling (realtime.throttle; docs/configuration.md). Messages: a token bucket per user and
+# connection type holding <burst> messages, refilled at <per minute> per 60 s (the seed's table).
+# Heartbeats, pongs and auth messages are not counted.
+REALTIME_RATE_LIMITS = env_rate_limits(
+    "REALTIME_RATE_LIMITS",
+    {
+        "chat": (120, 20, 60.0),
+        "agent_status": (60, 10, 60.0),
+        "trip_collaboration": (300, 50, 60.0),
+        "notifications": (30, 5, 60.0),
+    },
+)
+# A socket whose refused messages within one window exceed this many times its per-minute limit
+# is closed with 4029: it is flooding, not bursting.
+REALTIME_FLOOD_FACTOR = env_float("REALTIME_FLOOD_FACTOR", 1.0)
+# Sockets one user may hold at once, on all processes together (tabs x connection types).
+REALTIME_MAX_CONNECTIONS_PER_USER = env_int("REALTIME_MAX_CONNECTIONS_PER_USER", 20)
+# New sockets per minute from one client address (a bucket of that size); behind one proxy
+# address (or for load tests) raise it, or run daphne with --proxy-headers.
+REALTIME_CONNECTS_PER_MINUTE_PER_IP = env_int("REALTIME_CONNECTS_PER_MINUTE_PER_IP", 120)
+# A process renews its connection slots a few times per lease; a dead process's slots expire.
+REALTIME_CONNECTION_LEASE_SECONDS = env_float("REALTIME_CONNECTION_LEASE_SECONDS", 60.0)
+# Where the limits live: REDIS_URL unless set apart; empty means this process only.
+REALTIME_THROTTLE_REDIS_URL = env_str("REALTIME_THROTTLE_REDIS_URL", REDIS_URL)
+REALTIME_THROTTLE_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "tripsage")
+# A check waits at most this long for Redis before limiting in-process instead.
+REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS = env_float("REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS", 1.0)
+# REST (DRF): per user (anonymous: per address) and per address, shared through CACHES.
+REST_RATE_USER = env_str("REST_RATE_USER", "600/min")
+REST_RATE_IP = env_str("REST_RATE_IP", "1200/min")
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
+    "realtime.rest.UserThrottle",
+    "realtime.rest.AddressThrottle",
+]
+# Throttle counters (and any other cache use): Redis when configured, so every process counts
+# into one budget; otherwise this process's memory.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REALTIME_THROTTLE_PREFIX,
+            "OPTIONS": {"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 LOGGING = {
     "version": 1,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tripsage.env import env_int
 from tripsage.settings.base import *  # noqa: F403
 from tripsage.settings.base import BASE_DIR, DATABASES, SIMPLE_JWT
 
@@ -26,3 +27,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.environ.get("TRIPSAGE_TEST_SQLITE", str(BASE_DIR / ".pytest-db.sqlite3"))
     }
+
+# The suite connects from one address all the time; tests of this limit set their own.
+REALTIME_CONNECTS_PER_MINUTE_PER_IP = env_int("REALTIME_CONNECTS_PER_MINUTE_PER_IP", 1_000_000)

@@ -1,0 +1,333 @@
+"""Rate limits held across every server process: token buckets and connection slots in Redis.
+
+- Messages: one token bucket per user and connection type. It holds `burst` messages and refills
+  at `per_minute` per `window` seconds; a message takes one token or is refused. A user's sockets
+  (on any process) share the bucket.
+- New connections: one bucket per client IP holding REALTIME_CONNECTS_PER_MINUTE_PER_IP, refilled
+  at that many per minute.
+- Concurrent sockets: one sorted set per user of connection ids, each with a lease the holding
+  process renews; a process that dies leaves slots that expire within one lease.
+
+Every check is one atomic round trip (a Lua script). With no Redis configured, or while Redis does
+not answer, the same buckets live in this process (logged once, counted in
+tripsage_rate_limiter_fallbacks_total); no socket is closed because Redis is away.
+The clock is injectable, so tests refill buckets without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+from metrics import instruments
+from realtime.loops import per_loop
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """`per_minute` messages per `window` seconds with at most `burst` at once."""
+
+    per_minute: int
+    burst: int
+    window: float = 60.0
+
+    @property
+    def per_second(self) -> float:
+        return self.per_minute / self.window
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    tokens: float  # left in the bucket after this decision
+    rate: Rate
+    now: float
+
+    @property
+    def remaining(self) -> int:
+        """Messages that may be sent right now."""
+        return max(0, math.floor(self.tokens + 1e-9))
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the next message would be accepted (0 if one would be now)."""
+        missing = 1 - self.tokens
+        return 0.0 if missing <= 1e-9 else math.ceil(missing / self.rate.per_second * 1000) / 1000
+
+    @property
+    def reset_at(self) -> float:
+        """When the bucket is full again."""
+        return self.now + max(0.0, self.rate.burst - self.tokens) / self.rate.per_second
+
+    def refusal_details(self) -> dict[str, Any]:
+        """The seed's RATE_LIMIT_EXCEEDED details, plus the burst."""
+        return {
+            "limit": self.rate.per_minute,
+            "remaining": 0,
+            "retry_after": max(self.retry_after, 0.001),
+            "window_seconds": int(self.rate.window),
+            "burst": self.rate.burst,
+        }
+
+    def status_fields(self) -> dict[str, Any]:
+        """The seed's `rate_limit_status` fields: `remaining` is what may be sent now and
+        `current_usage` the part of the burst in use (docs/decisions.md)."""
+        remaining = self.remaining
+        return {
+            "current_usage": self.rate.burst - remaining,
+            "limit": self.rate.per_minute,
+            "remaining": remaining,
+            "burst": self.rate.burst,
+            "reset_at": datetime.fromtimestamp(math.ceil(self.reset_at), UTC)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
+            "window_seconds": int(self.rate.window),
+        }
+
+
+# -- in-process buckets and slots --------------------------------------------------------------
+
+
+class MemoryBuckets:
+    def __init__(self) -> None:
+        self.state: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def take(self, key: str, rate: Rate, now: float, cost: int = 1) -> Decision:
+        tokens, at = self.state.get(key, (float(rate.burst), now))
+        if now > at:
+            tokens, at = min(float(rate.burst), tokens + (now - at) * rate.per_second), now
+        allowed = tokens >= cost - 1e-6  # float noise: 0.9999999 tokens is one token
+        if allowed and cost:
+            tokens = max(0.0, tokens - cost)
+        if cost:
+            self.state[key] = (tokens, at)
+            if len(self.state) > 100_000:  # full buckets carry no information: forget them
+                self._prune(rate, now)
+        return Decision(allowed, tokens, rate, now)
+
+    def _prune(self, rate: Rate, now: float) -> None:
+        for key, (tokens, at) in list(self.state.items()):
+            if tokens + (now - at) * rate.per_second >= rate.burst:
+                del self.state[key]
+
+
+class MemorySlots:
+    def __init__(self) -> None:
+        self.held: dict[str, set[str]] = defaultdict(set)
+
+    def acquire(self, user: str, connection: str, limit: int) -> tuple[bool, int]:
+        held = self.held[user]
+        if connection not in held and len(held) >= limit:
+            return False, len(held)
+        held.add(connection)
+        return True, len(held)
+
+    def release(self, user: str, connection: str) -> None:
+        held = self.held.get(user)
+        if held is not None:
+            held.discard(connection)
+            if not held:
+                del self.held[user]
+
+
+# -- Redis ----------------------------------------------------------------------------------
+
+# KEYS[1] bucket; ARGV capacity, tokens per second, now, cost. Returns {allowed, tokens}.
+_BUCKET = """
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local state = redis.call('HMGET', KEYS[1], 't', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = capacity
+  at = now
+end
+if now > at then
+  tokens = math.min(capacity, tokens + (now - at) * rate)
+  at = now
+end
+local allowed = 0
+if tokens >= cost - 1e-6 then  -- float noise: 0.9999999 tokens is one token
+  allowed = 1
+  tokens = math.max(0, tokens - cost)
+end
+if cost > 0 then
+  redis.call('HSET', KEYS[1], 't', string.format('%.6f', tokens), 'at', string.format('%.6f', at))
+  redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
+end
+return {allowed, string.format('%.6f', tokens)}
+"""
+
+# KEYS[1] the user's slots; ARGV now, lease seconds, limit, connection. Returns {allowed, held}.
+_SLOT = """
+local now = tonumber(ARGV[1])
+local lease = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local held = redis.call('ZCARD', KEYS[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) == false and held >= tonumber(ARGV[3]) then
+  return {0, held}
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], math.ceil(lease * 1000))
+return {1, redis.call('ZCARD', KEYS[1])}
+"""
+
+_REDIS_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
+
+
+class Throttle:
+    """One per event loop (`throttle()`): the buckets and slots of this process, in Redis when
+    REALTIME_THROTTLE_REDIS_URL (default: REDIS_URL) is set."""
+
+    RETRY_REDIS_SECONDS = 5.0
+
+    def __init__(self, url: str | None = None, clock: Clock = time.time) -> None:
+        self.url = url if url is not None else settings.REALTIME_THROTTLE_REDIS_URL
+        self.clock = clock
+        self.prefix = f"{settings.REALTIME_THROTTLE_PREFIX}:rl:"
+        self.buckets = MemoryBuckets()
+        self.slots = MemorySlots()
+        self.client: aioredis.Redis | None = None
+        if self.url:
+            self.client = aioredis.Redis.from_url(
+                self.url,
+                socket_timeout=settings.REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=settings.REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS,
+                max_connections=settings.REDIS_MAX_CONNECTIONS,
+            )
+            self._bucket = self.client.register_script(_BUCKET)
+            self._slot = self.client.register_script(_SLOT)
+        self.redis_down_until = 0.0
+        self.fallback_logged = False
+        # This process's slots in Redis: user -> connections, renewed by a task.
+        self.leased: dict[str, set[str]] = defaultdict(set)
+        self.renewer: asyncio.Task[None] | None = None
+
+    # -- Redis health -----------------------------------------------------------------------
+
+    def _use_redis(self) -> bool:
+        return self.client is not None and time.monotonic() >= self.redis_down_until
+
+    def _redis_failed(self, error: BaseException, what: str) -> None:
+        instruments.RATE_LIMITER_FALLBACKS.inc()
+        self.redis_down_until = time.monotonic() + self.RETRY_REDIS_SECONDS
+        if not self.fallback_logged:
+            self.fallback_logged = True
+            logger.warning(
+                "rate limiter: Redis unreachable (%s during %s); limiting in this process until "
+                "it answers again",
+                type(error).__name__,
+                what,
+            )
+
+    def _redis_ok(self) -> None:
+        if self.fallback_logged:
+            self.fallback_logged = False
+            logger.warning("rate limiter: Redis answers again; limits are shared across processes")
+
+    # -- buckets ----------------------------------------------------------------------------
+
+    async def take(self, key: str, rate: Rate, cost: int = 1) -> Decision:
+        """Take `cost` tokens from bucket `key` (cost 0: look without taking)."""
+        now = self.clock()
+        if self._use_redis():
+            try:
+                allowed, tokens = await self._bucket(
+                    keys=[self.prefix + key], args=[rate.burst, rate.per_second, now, cost]
+                )
+            except _REDIS_ERRORS as error:
+                self._redis_failed(error, "a rate-limit check")
+            else:
+                self._redis_ok()
+                return Decision(bool(allowed), float(tokens), rate, now)
+        return self.buckets.take(key, rate, now, cost)
+
+    async def message(self, user_id: Any, connection_type: str, cost: int = 1) -> Decision:
+        rate = message_rate(connection_type)
+        return await self.take(f"msg:{connection_type}:{user_id}", rate, cost)
+
+    async def connect(self, ip: str) -> Decision:
+        per_minute = settings.REALTIME_CONNECTS_PER_MINUTE_PER_IP
+        return await self.take(f"ip:{ip}", Rate(per_minute, per_minute))
+
+    # -- concurrent connections --------------------------------------------------------------
+
+    async def acquire_slot(self, user_id: Any, connection_id: str) -> tuple[bool, int]:
+        """Hold one of the user's REALTIME_MAX_CONNECTIONS_PER_USER sockets: (allowed, held)."""
+        user, limit = str(user_id), settings.REALTIME_MAX_CONNECTIONS_PER_USER
+        if self._use_redis():
+            lease = settings.REALTIME_CONNECTION_LEASE_SECONDS
+            try:
+                allowed, held = await self._slot(
+                    keys=[f"{self.prefix}slots:{user}"],
+                    args=[self.clock(), lease, limit, connection_id],
+                )
+            except _REDIS_ERRORS as error:
+                self._redis_failed(error, "a connection-slot check")
+            else:
+                self._redis_ok()
+                if allowed:
+                    self.leased[user].add(connection_id)
+                    self._ensure_renewer()
+                return bool(allowed), int(held)
+        return self.slots.acquire(user, connection_id, limit)
+
+    async def release_slot(self, user_id: Any, connection_id: str) -> None:
+        user = str(user_id)
+        self.slots.release(user, connection_id)
+        leased = self.leased.get(user)
+        if leased is None or connection_id not in leased:
+            return
+        leased.discard(connection_id)
+        if not leased:
+            del self.leased[user]
+        try:
+            await self.client.zrem(f"{self.prefix}slots:{user}", connection_id)
+        except _REDIS_ERRORS as error:
+            self._redis_failed(error, "releasing a connection slot")  # the lease expires it
+
+    def _ensure_renewer(self) -> None:
+        if self.renewer is None or self.renewer.done():
+            self.renewer = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        """Extend this process's leases a few times per lease period, in one pipeline."""
+        lease = settings.REALTIME_CONNECTION_LEASE_SECONDS
+        while self.leased:
+            await asyncio.sleep(lease / 3)
+            expiry = self.clock() + lease
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for user, connections in list(self.leased.items()):
+                        key = f"{self.prefix}slots:{user}"
+                        pipe.zadd(key, {c: expiry for c in connections})
+                        pipe.pexpire(key, math.ceil(lease * 1000))
+                    await pipe.execute()
+            except _REDIS_ERRORS as error:
+                self._redis_failed(error, "renewing connection slots")
+
+
+def message_rate(connection_type: str) -> Rate:
+    per_minute, burst, window = settings.REALTIME_RATE_LIMITS[str(connection_type)]
+    return Rate(per_minute, burst, window)
+
+
+throttle = per_loop(Throttle)

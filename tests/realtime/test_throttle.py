@@ -1,0 +1,165 @@
+"""Rate limits: token buckets with an injected clock (no sleeping), in Redis and in-process,
+the fallback when Redis is away, and connection slots."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from prometheus_client import REGISTRY
+
+from realtime.throttle import Rate, Throttle, message_rate
+from tests.conftest import require_redis_url
+from tripsage.env import env_rate_limits
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(params=["redis", "memory"])
+def limiter(request, settings):
+    """The same limiter over Redis and in this process; a fresh key space per test."""
+    settings.REALTIME_THROTTLE_PREFIX = f"test-throttle-{uuid.uuid4().hex[:8]}"
+    clock = Clock()
+    url = require_redis_url() if request.param == "redis" else ""
+    return Throttle(url=url, clock=clock), clock
+
+
+def test_the_seed_table_is_the_default():
+    assert message_rate("chat") == Rate(120, 20)
+    assert message_rate("agent_status") == Rate(60, 10)
+    assert message_rate("trip_collaboration") == Rate(300, 50)
+    assert message_rate("notifications") == Rate(30, 5)
+
+
+async def test_burst_plus_one_is_refused(limiter):
+    throttle, _ = limiter
+    decisions = [await throttle.message(1, "chat") for _ in range(21)]
+    assert all(d.allowed for d in decisions[:20])
+    assert [d.remaining for d in decisions[:3]] == [19, 18, 17]
+    refused = decisions[20]
+    assert not refused.allowed
+    # 120 per minute refill one message every 0.5 s.
+    assert refused.refusal_details() == {
+        "limit": 120,
+        "remaining": 0,
+        "retry_after": 0.5,
+        "window_seconds": 60,
+        "burst": 20,
+    }
+
+
+async def test_the_budget_refills_at_the_per_minute_rate(limiter):
+    throttle, clock = limiter
+    for _ in range(5):
+        assert (await throttle.message(1, "notifications")).allowed
+    assert not (await throttle.message(1, "notifications")).allowed
+    # 30 per minute: one message every 2 s, never more than the burst of 5.
+    clock.advance(1.9)
+    assert not (await throttle.message(1, "notifications")).allowed
+    clock.advance(0.1)
+    assert (await throttle.message(1, "notifications")).allowed
+    assert not (await throttle.message(1, "notifications")).allowed
+    clock.advance(3600)
+    results = [(await throttle.message(1, "notifications")).allowed for _ in range(6)]
+    assert results == [True] * 5 + [False]
+    # Sustained: over one minute at the limit, 30 more messages and no more.
+    accepted = 0
+    for _ in range(120):
+        clock.advance(0.5)
+        accepted += (await throttle.message(1, "notifications")).allowed
+    assert accepted == 30
+
+
+async def test_other_users_and_connection_types_are_untouched(limiter):
+    throttle, _ = limiter
+    for _ in range(50):
+        await throttle.message(1, "trip_collaboration")
+    assert not (await throttle.message(1, "trip_collaboration")).allowed
+    assert (await throttle.message(2, "trip_collaboration")).remaining == 49
+    assert (await throttle.message(1, "chat")).remaining == 19
+
+
+async def test_status_fields_follow_the_seed_format(limiter):
+    throttle, _ = limiter
+    for _ in range(5):
+        await throttle.message(7, "chat")
+    status = (await throttle.message(7, "chat", 0)).status_fields()
+    assert status["limit"] == 120 and status["window_seconds"] == 60
+    assert status["remaining"] == 15 and status["current_usage"] == 5
+    assert status["burst"] == 20
+    # Five missing tokens at two per second: full again 2.5 s from now (rounded up).
+    assert status["reset_at"] == "2027-01-15T08:00:03Z"
+    # Looking does not take.
+    assert (await throttle.message(7, "chat", 0)).remaining == 15
+
+
+async def test_connection_slots_are_per_user_and_freed_on_release(limiter, settings):
+    settings.REALTIME_MAX_CONNECTIONS_PER_USER = 2
+    throttle, _ = limiter
+    assert await throttle.acquire_slot(1, "a") == (True, 1)
+    assert await throttle.acquire_slot(1, "b") == (True, 2)
+    assert await throttle.acquire_slot(1, "c") == (False, 2)
+    assert (await throttle.acquire_slot(2, "x"))[0]
+    await throttle.release_slot(1, "a")
+    assert await throttle.acquire_slot(1, "c") == (True, 2)
+
+
+async def test_slots_of_a_dead_process_expire_with_their_lease(settings):
+    settings.REALTIME_THROTTLE_PREFIX = f"test-throttle-{uuid.uuid4().hex[:8]}"
+    settings.REALTIME_MAX_CONNECTIONS_PER_USER = 1
+    clock = Clock()
+    dead = Throttle(url=require_redis_url(), clock=clock)
+    assert (await dead.acquire_slot(1, "held-by-a-dead-process"))[0]
+    other = Throttle(url=require_redis_url(), clock=clock)
+    assert not (await other.acquire_slot(1, "new"))[0]
+    clock.advance(settings.REALTIME_CONNECTION_LEASE_SECONDS + 1)
+    assert (await other.acquire_slot(1, "new"))[0]
+
+
+async def test_two_processes_share_one_budget(settings):
+    settings.REALTIME_THROTTLE_PREFIX = f"test-throttle-{uuid.uuid4().hex[:8]}"
+    clock = Clock()
+    a = Throttle(url=require_redis_url(), clock=clock)
+    b = Throttle(url=require_redis_url(), clock=clock)
+    accepted = [(await (a if i % 2 else b).message(1, "agent_status")).allowed for i in range(20)]
+    assert sum(accepted) == 10
+
+
+async def test_unreachable_redis_falls_back_to_this_process_logged_once(caplog, settings):
+    settings.REALTIME_THROTTLE_PREFIX = f"test-throttle-{uuid.uuid4().hex[:8]}"
+    settings.REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS = 0.5
+    before = REGISTRY.get_sample_value("tripsage_rate_limiter_fallbacks_total") or 0
+    throttle = Throttle(url="redis://127.0.0.1:1/0", clock=Clock())
+    throttle.RETRY_REDIS_SECONDS = 0  # try Redis on every check: each one falls back
+    with caplog.at_level(logging.WARNING, logger="realtime.throttle"):
+        decisions = [await throttle.message(1, "notifications") for _ in range(6)]
+        assert (await throttle.acquire_slot(1, "a"))[0]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False]
+    warnings = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
+    assert len(warnings) == 1
+    after = REGISTRY.get_sample_value("tripsage_rate_limiter_fallbacks_total")
+    assert after - before == 7
+
+
+def test_limits_come_from_the_environment(monkeypatch):
+    defaults = {"chat": (120, 20, 60.0), "notifications": (30, 5, 60.0)}
+    monkeypatch.setenv("REALTIME_RATE_LIMITS", "chat=600/100, notifications=10/2/30")
+    assert env_rate_limits("REALTIME_RATE_LIMITS", defaults) == {
+        "chat": (600, 100, 60.0),
+        "notifications": (10, 2, 30.0),
+    }
+    for bad in ("chat=600", "teleport=1/1", "chat=a/b", "chat=0/5", "chat=5/5/-1"):
+        monkeypatch.setenv("REALTIME_RATE_LIMITS", bad)
+        with pytest.raises(ImproperlyConfigured):
+            env_rate_limits("REALTIME_RATE_LIMITS", defaults)
