@@ -19,7 +19,7 @@ from metrics import instruments
 from realtime import protocol
 from realtime.db import db
 from realtime.protocol import AuthFailureReason, CloseCode, ErrorCode
-from realtime.throttle import throttle
+from realtime.throttling import throttle
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from realtime.protocol import (
     ProtocolError,
 )
 from realtime.revocation import revocations
-from realtime.throttle import Decision, message_rate, throttle
+from realtime.throttling import Decision, message_rate, throttle
 from realtime.timers import ticker
 
 logger = logging.getLogger(__name__)

@@ -246,7 +246,7 @@ REALTIME_MAX_MESSAGE_BYTES = {
     for kind in REALTIME_CONNECTION_TYPES
 }
 
-# --- Throttling (realtime.throttle; docs/configuration.md). Messages: a token bucket per user and
+# --- Throttling (realtime.throttling; docs/configuration.md). Messages: a token bucket per user and
 # connection type holding <burst> messages, refilled at <per minute> per 60 s (the seed's table).
 # Heartbeats, pongs and auth messages are not counted.
 REALTIME_RATE_LIMITS = env_rate_limits(

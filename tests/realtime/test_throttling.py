@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from prometheus_client import REGISTRY
 
-from realtime.throttle import Rate, Throttle, message_rate
+from realtime.throttling import Rate, Throttle, message_rate
 from tests.conftest import require_redis_url
 from tripsage.env import env_rate_limits
 
@@ -142,7 +142,7 @@ async def test_unreachable_redis_falls_back_to_this_process_logged_once(caplog, 
     before = REGISTRY.get_sample_value("tripsage_rate_limiter_fallbacks_total") or 0
     throttle = Throttle(url="redis://127.0.0.1:1/0", clock=Clock())
     throttle.RETRY_REDIS_SECONDS = 0  # try Redis on every check: each one falls back
-    with caplog.at_level(logging.WARNING, logger="realtime.throttle"):
+    with caplog.at_level(logging.WARNING, logger="realtime.throttling"):
         decisions = [await throttle.message(1, "notifications") for _ in range(6)]
         assert (await throttle.acquire_slot(1, "a"))[0]
     assert [d.allowed for d in decisions] == [True] * 5 + [False]
