@@ -1,8 +1,8 @@
-"""Admin for trips, members, the event log and conflicts."""
+"""Admin for trips, members, the event log, conflicts, chat and notifications."""
 
 from django.contrib import admin
 
-from collaboration.models import Conflict, Trip, TripEvent, TripMember
+from collaboration.models import ChatMessage, Conflict, Notification, Trip, TripEvent, TripMember
 
 
 class TripMemberInline(admin.TabularInline):
@@ -36,3 +36,18 @@ class TripEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # the log is history: never edited by hand
+
+
+@admin.register(ChatMessage)
+class ChatMessageAdmin(admin.ModelAdmin):
+    list_display = ("id", "trip", "seq", "author", "created_at")
+    list_filter = ("trip",)
+    search_fields = ("text",)
+    raw_id_fields = ("trip", "author")
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ("id", "recipient", "kind", "title", "created_at", "read_at")
+    list_filter = ("kind",)
+    raw_id_fields = ("recipient",)

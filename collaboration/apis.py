@@ -310,3 +310,130 @@ class TripConflictResolveApi(APIView):
             raise_for(error)
         conflict = Conflict.objects.get(pk=conflict_id)
         return Response({"result": result.as_dict(), "conflict": wire.conflict_dict(conflict)})
+
+
+# -- chat ------------------------------------------------------------------------------------
+
+
+class ChatPostSerializer(serializers.Serializer):
+    text = serializers.CharField(trim_whitespace=False, allow_blank=True, max_length=16_000)
+    client_id = serializers.UUIDField(required=False)
+
+
+class TripChatApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("before", int, description="older than this seq (page backwards)"),
+            OpenApiParameter("after", int, description="newer than this seq (catch up)"),
+            OpenApiParameter("limit", int, description="1-200, default 50"),
+        ],
+        responses=None,
+        summary="Chat messages, ascending by seq; `next_before`/`next_after` are the cursors",
+    )
+    def get(self, request: Request, trip_id: int) -> Response:
+        before = (
+            _int_param(request, "before", -1, 1, None) if "before" in request.query_params else None
+        )
+        after = (
+            _int_param(request, "after", 0, 0, None) if "after" in request.query_params else None
+        )
+        if before is not None and after is not None:
+            raise exceptions.ValidationError({"before": ["use either before or after"]})
+        limit = _int_param(request, "limit", 50, 1, 200)
+        try:
+            page = selectors.chat_page(
+                trip_id=trip_id, user=request.user, before=before, after=after, limit=limit
+            )
+        except CollaborationError as error:
+            raise_for(error)
+        seqs = [m["seq"] for m in page.messages]
+        return Response(
+            {
+                "messages": page.messages,
+                "seq": page.seq,
+                "has_more": page.has_more,
+                "next_before": seqs[0] if seqs and after is None and page.has_more else None,
+                "next_after": seqs[-1] if seqs and after is not None and page.has_more else None,
+            }
+        )
+
+    @extend_schema(
+        request=ChatPostSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        responses=None,
+        summary="Post to the chat (a retry with the same client_id or Idempotency-Key posts once)",
+    )
+    def post(self, request: Request, trip_id: int) -> Response:
+        serializer = ChatPostSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        client_id = serializer.validated_data.get("client_id")
+        key = request.headers.get("Idempotency-Key")
+        if client_id is None and key:
+            client_id = uuid.uuid5(uuid.NAMESPACE_URL, f"chat-key-{key}")
+        try:
+            result = services.chat_post(
+                trip_id=trip_id,
+                author=request.user,
+                text=serializer.validated_data["text"],
+                client_id=client_id,
+            )
+        except CollaborationError as error:
+            raise_for(error)
+        return Response(
+            {"message": result.message, "duplicate": result.duplicate},
+            status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED,
+        )
+
+
+# -- notifications ---------------------------------------------------------------------------
+
+
+class NotificationsApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("unread", bool, description="only unread ones"),
+            OpenApiParameter("before", int, description="older than this id (page backwards)"),
+            OpenApiParameter("limit", int, description="1-200, default 50"),
+        ],
+        responses=None,
+        summary="Your notifications, newest first, with the unread count",
+    )
+    def get(self, request: Request) -> Response:
+        unread_only = request.query_params.get("unread", "").lower() in ("1", "true", "yes")
+        before = (
+            _int_param(request, "before", -1, 1, None) if "before" in request.query_params else None
+        )
+        limit = _int_param(request, "limit", 50, 1, 200)
+        page, has_more = selectors.notifications_for(
+            user=request.user, unread_only=unread_only, before=before, limit=limit
+        )
+        return Response(
+            {
+                "notifications": page,
+                "unread_count": selectors.unread_count(user=request.user),
+                "has_more": has_more,
+                "next_before": page[-1]["id"] if page and has_more else None,
+            }
+        )
+
+
+class NotificationUnreadCountApi(APIView):
+    @extend_schema(responses=None, summary="How many notifications are unread")
+    def get(self, request: Request) -> Response:
+        return Response({"unread_count": selectors.unread_count(user=request.user)})
+
+
+class NotificationReadApi(APIView):
+    @extend_schema(request=None, responses=None, summary="Mark one notification read")
+    def post(self, request: Request, notification_id: int) -> Response:
+        if not request.user.notifications.filter(pk=notification_id).exists():
+            raise exceptions.NotFound("No such notification.")
+        changed, count = services.notification_read(user=request.user, ids=[notification_id])
+        return Response({"ids": changed, "unread_count": count})
+
+
+class NotificationReadAllApi(APIView):
+    @extend_schema(request=None, responses=None, summary="Mark all notifications read")
+    def post(self, request: Request) -> Response:
+        changed, count = services.notification_read(user=request.user)
+        return Response({"ids": changed, "unread_count": count})

@@ -33,6 +33,8 @@ class Trip(models.Model):
     # Kept by the services under the trip's row lock, so a connect skips the conflicts query
     # when there are none (most of the time).
     open_conflicts = models.PositiveIntegerField(default=0)
+    # The trip chat's last sequence number (its own stream, beside the edit log's `seq`).
+    chat_seq = models.PositiveBigIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="created_trips"
     )
@@ -155,3 +157,58 @@ class Conflict(models.Model):
 
     def __str__(self) -> str:
         return f"conflict {self.pk} on {self.trip_id}.{self.field} ({self.status})"
+
+
+class ChatMessage(models.Model):
+    """One message of a trip's chat: its own stream with `seq`, idempotent per author by
+    `client_id`. Plain text: stored as sent, never rendered as HTML."""
+
+    trip = models.ForeignKey(Trip, on_delete=models.CASCADE, related_name="chat_messages")
+    seq = models.PositiveBigIntegerField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    text = models.TextField()
+    client_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["trip", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["trip", "seq"], name="unique_chat_seq"),
+            models.UniqueConstraint(
+                fields=["trip", "author", "client_id"],
+                condition=models.Q(client_id__isnull=False),
+                name="unique_chat_client_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trip_id}#{self.seq}"
+
+
+class Notification(models.Model):
+    class Kind(models.TextChoices):
+        MEMBER_ADDED = "member_added"
+        ROLE_CHANGED = "role_changed"
+        CONFLICT = "conflict"
+        MENTION = "mention"
+        AGENT_RUN_FINISHED = "agent_run_finished"
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    link = models.CharField(max_length=500, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["recipient", "read_at"], name="notification_unread")]
+
+    def __str__(self) -> str:
+        return f"{self.recipient_id}: {self.title}"

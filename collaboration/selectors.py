@@ -10,7 +10,7 @@ from django.db.models import Q, QuerySet
 
 from collaboration import wire
 from collaboration.errors import NotFound
-from collaboration.models import Conflict, Trip, TripEvent, TripMember
+from collaboration.models import ChatMessage, Conflict, Notification, Trip, TripEvent, TripMember
 
 
 def trip_role(*, trip_id: int, user_id: int) -> str | None:
@@ -99,3 +99,66 @@ def events_after(*, trip_id: int, after: int, limit: int | None = None) -> Event
         current_seq=trip.seq,
         complete=True,
     )
+
+
+# -- chat ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatPage:
+    messages: list[dict[str, Any]]  # ascending seq
+    seq: int  # the chat's last seq when read
+    has_more: (
+        bool  # more messages on the far side of the page (older for `before`, newer for `after`)
+    )
+
+
+def chat_page(
+    *,
+    trip_id: int,
+    user: AbstractBaseUser,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> ChatPage:
+    """A page of the trip's chat for a member: the newest `limit` (or those before `before`),
+    or the oldest `limit` after `after`. NotFound for non-members."""
+    seq = (
+        Trip.objects.filter(pk=trip_id, members__user=user)
+        .values_list("chat_seq", flat=True)
+        .first()
+    )
+    if seq is None:
+        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
+    rows = ChatMessage.objects.filter(trip_id=trip_id).select_related("author")
+    if after is not None:
+        found = list(rows.filter(seq__gt=after).order_by("seq")[: limit + 1])
+        has_more = len(found) > limit
+        found = found[:limit]
+    else:
+        if before is not None:
+            rows = rows.filter(seq__lt=before)
+        found = list(rows.order_by("-seq")[: limit + 1])
+        has_more = len(found) > limit
+        found = found[:limit][::-1]
+    return ChatPage([wire.chat_message_dict(m) for m in found], seq, has_more)
+
+
+# -- notifications ---------------------------------------------------------------------------
+
+
+def unread_count(*, user: AbstractBaseUser) -> int:
+    return Notification.objects.filter(recipient=user, read_at__isnull=True).count()
+
+
+def notifications_for(
+    *, user: AbstractBaseUser, unread_only: bool = False, before: int | None = None, limit: int = 50
+) -> tuple[list[dict[str, Any]], bool]:
+    """The user's notifications, newest first; (page, has_more)."""
+    rows = Notification.objects.filter(recipient=user)
+    if unread_only:
+        rows = rows.filter(read_at__isnull=True)
+    if before is not None:
+        rows = rows.filter(pk__lt=before)
+    found = list(rows.order_by("-id")[: limit + 1])
+    return [wire.notification_dict(n) for n in found[:limit]], len(found) > limit

@@ -1,4 +1,5 @@
-"""Writes for collaboration: every change to trips, members and conflicts goes through here.
+"""Writes for collaboration: every change to trips, members, conflicts, chat and notifications
+goes through here.
 
 Each change takes the trip's row lock, so changes to one trip are serialized; gets the next `seq`
 and a row in the event log in the same transaction; and is fanned out only after commit.
@@ -6,11 +7,13 @@ and a row in the event log in the same transaction; and is fanned out only after
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Min, OuterRef, Subquery
@@ -18,9 +21,22 @@ from django.utils import timezone
 
 from collaboration import fields, wire
 from collaboration.errors import InvalidChange, NotAllowed, NotFound
-from collaboration.models import ClientMutation, Conflict, Trip, TripEvent, TripMember
+from collaboration.models import (
+    ChatMessage,
+    ClientMutation,
+    Conflict,
+    Notification,
+    Trip,
+    TripEvent,
+    TripMember,
+)
 from realtime import protocol
-from realtime.broadcast import broadcast_on_commit, trip_group
+from realtime.broadcast import (
+    broadcast_on_commit,
+    chat_group,
+    trip_group,
+    user_notifications_group,
+)
 
 Role = TripMember.Role
 EDIT_ROLES = (Role.OWNER, Role.EDITOR)
@@ -338,6 +354,8 @@ def _update_field(
             update_id=update_id,
         )
         trip.open_conflicts += 1
+        if applied_by_id is not None and applied_by_id != actor.pk:
+            _notify_conflict(trip, conflict, actor, applied_by_id)
         message = record_event(
             trip,
             "conflict.detected",
@@ -452,6 +470,8 @@ def trip_member_set(
     if current is not None and current.role == Role.OWNER and role != Role.OWNER:
         _keep_an_owner(trip, user)
     member, _ = TripMember.objects.update_or_create(trip=trip, user=user, defaults={"role": role})
+    if actor is None or actor.pk != user.pk:
+        _notify_membership(trip, user, role, added=current is None, actor=actor)
     record_event(
         trip, "member.updated", actor=actor, payload={"user": wire.user_ref(user), "role": role}
     )
@@ -479,3 +499,161 @@ def _keep_an_owner(trip: Trip, leaving: AbstractBaseUser) -> None:
     others = TripMember.objects.filter(trip=trip, role=Role.OWNER).exclude(user=leaving)
     if not others.exists():
         raise InvalidChange("A trip must keep at least one owner.", field="role")
+
+
+# -- chat ------------------------------------------------------------------------------------
+
+MENTION = re.compile(r"(?<![\w@.+-])@([\w.@+-]{1,150})")
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    message: dict[str, Any]  # the stored message on the wire
+    duplicate: bool  # True: a retry of a message already posted (nothing new happened)
+
+
+@transaction.atomic
+def chat_post(
+    *, trip_id: int, author: AbstractBaseUser, text: str, client_id: uuid.UUID | None = None
+) -> ChatResult:
+    """Post to the trip's chat (every member, viewers included). A retry with the same
+    `client_id` returns the first post. Mentions (`@username`) of members notify them."""
+    text = text.replace("\x00", "").strip() if isinstance(text, str) else ""
+    if not text:
+        raise InvalidChange("A chat message needs some text.", field="text")
+    if len(text) > settings.CHAT_MAX_LENGTH:
+        raise InvalidChange(
+            f"A chat message holds at most {settings.CHAT_MAX_LENGTH} characters.",
+            field="text",
+            max_length=settings.CHAT_MAX_LENGTH,
+        )
+    trip = _lock_trip(trip_id)
+    _role(trip, author)
+    if client_id is not None:
+        first = ChatMessage.objects.filter(trip=trip, author=author, client_id=client_id).first()
+        if first is not None:
+            return ChatResult(wire.chat_message_dict(first), duplicate=True)
+    trip.chat_seq += 1
+    Trip.objects.filter(pk=trip.pk).update(chat_seq=trip.chat_seq)
+    message = ChatMessage.objects.create(
+        trip=trip, seq=trip.chat_seq, author=author, text=text, client_id=client_id
+    )
+    body = wire.chat_message_dict(message)
+    event = protocol.server_message("chat.message", seq=message.seq, message=body)
+    broadcast_on_commit(
+        chat_group(trip.pk),
+        {"type": "chat.event", "seq": message.seq, "text": protocol.encode(event)},
+    )
+    _notify_mentions(trip, message, author)
+    return ChatResult(body, duplicate=False)
+
+
+def _notify_mentions(trip: Trip, message: ChatMessage, author: AbstractBaseUser) -> None:
+    names = {name.rstrip(".") for name in MENTION.findall(message.text)}
+    if not names:
+        return
+    mentioned = (
+        TripMember.objects.filter(trip=trip, user__username__in=names)
+        .exclude(user=author)
+        .select_related("user")
+    )
+    for member in mentioned:
+        notify(
+            recipient=member.user,
+            kind=Notification.Kind.MENTION,
+            title=f"{author.get_username()} mentioned you in {trip.name}",
+            body=message.text[:500],
+            link=f"/trips/{trip.pk}/edit",
+            data={"trip_id": trip.pk, "chat_seq": message.seq, "by": wire.user_ref(author)},
+        )
+
+
+# -- notifications ---------------------------------------------------------------------------
+
+
+def notify(
+    *,
+    recipient: AbstractBaseUser,
+    kind: str,
+    title: str,
+    body: str = "",
+    link: str = "",
+    data: dict[str, Any] | None = None,
+) -> Notification:
+    """Store a notification and push it to every socket of the recipient after commit."""
+    with transaction.atomic():
+        notification = Notification.objects.create(
+            recipient=recipient,
+            kind=kind,
+            title=title[:200],
+            body=body,
+            link=link[:500],
+            data=data or {},
+        )
+        unread = Notification.objects.filter(recipient=recipient, read_at__isnull=True).count()
+        event = protocol.server_message(
+            "notification.created",
+            notification=wire.notification_dict(notification),
+            unread_count=unread,
+        )
+        broadcast_on_commit(
+            user_notifications_group(recipient.pk),
+            {"type": "notification.event", "text": protocol.encode(event)},
+        )
+    return notification
+
+
+@transaction.atomic
+def notification_read(
+    *, user: AbstractBaseUser, ids: list[int] | None = None
+) -> tuple[list[int], int]:
+    """Mark the user's notifications read (`ids=None`: all). Every socket of the user hears
+    which ones and the new unread count. Ids of others' notifications are ignored, not probed."""
+    unread = Notification.objects.select_for_update().filter(recipient=user, read_at__isnull=True)
+    if ids is not None:
+        unread = unread.filter(pk__in=ids)
+    changed = sorted(unread.values_list("pk", flat=True))
+    if changed:
+        Notification.objects.filter(pk__in=changed).update(read_at=timezone.now())
+    count = Notification.objects.filter(recipient=user, read_at__isnull=True).count()
+    if changed:
+        event = protocol.server_message("notification.read", ids=changed, unread_count=count)
+        broadcast_on_commit(
+            user_notifications_group(user.pk),
+            {"type": "notification.event", "text": protocol.encode(event)},
+        )
+    return changed, count
+
+
+def _notify_membership(
+    trip: Trip, user: AbstractBaseUser, role: str, *, added: bool, actor: AbstractBaseUser | None
+) -> None:
+    by = actor.get_username() if actor is not None else "TripSage"
+    notify(
+        recipient=user,
+        kind=Notification.Kind.MEMBER_ADDED if added else Notification.Kind.ROLE_CHANGED,
+        title=(
+            f"{by} added you to {trip.name} as {role}"
+            if added
+            else f"{by} made you {role} on {trip.name}"
+        ),
+        link=f"/trips/{trip.pk}/edit",
+        data={"trip_id": trip.pk, "role": role, "by": wire.user_ref(actor)},
+    )
+
+
+def _notify_conflict(
+    trip: Trip, conflict: Conflict, actor: AbstractBaseUser, applied_by_id: int
+) -> None:
+    """The editor whose value is contested hears of it (the other one got the conflict ack)."""
+    recipient = get_user_model().objects.filter(pk=applied_by_id).first()
+    if recipient is None:
+        return
+    notify(
+        recipient=recipient,
+        kind=Notification.Kind.CONFLICT,
+        title=f"{actor.get_username()} changed {conflict.field} on {trip.name} at the same time",
+        body="Choose which value to keep.",
+        link=f"/trips/{trip.pk}/edit",
+        data={"trip_id": trip.pk, "conflict_id": conflict.pk, "field": conflict.field},
+    )

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 
 from collaboration import fields
-from collaboration.models import Conflict, Trip
+from collaboration.models import ChatMessage, Conflict, Notification, Trip
 from realtime.protocol import iso
 
 
@@ -55,4 +55,29 @@ def conflict_dict(conflict: Conflict) -> dict[str, Any]:
         "resolved_by": user_ref(conflict.resolved_by),
         "resolved_at": iso(conflict.resolved_at),
         "created_at": iso(conflict.created_at),
+    }
+
+
+def chat_message_dict(message: ChatMessage) -> dict[str, Any]:
+    return {
+        "id": message.pk,
+        "trip_id": message.trip_id,
+        "seq": message.seq,
+        "author": user_ref(message.author),
+        "text": message.text,
+        "client_id": str(message.client_id) if message.client_id else None,
+        "created_at": iso(message.created_at),
+    }
+
+
+def notification_dict(notification: Notification) -> dict[str, Any]:
+    return {
+        "id": notification.pk,
+        "kind": notification.kind,
+        "title": notification.title,
+        "body": notification.body,
+        "link": notification.link,
+        "data": notification.data,
+        "created_at": iso(notification.created_at),
+        "read_at": iso(notification.read_at),
     }

@@ -14,6 +14,14 @@ def trip_group(trip_id: int | str) -> str:
     return f"trip-{trip_id}"
 
 
+def chat_group(trip_id: int | str) -> str:
+    return f"chat-{trip_id}"
+
+
+def user_notifications_group(user_id: int | str) -> str:
+    return f"notifications-{user_id}"
+
+
 def _group_send(group: str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     blocking = getattr(layer, "group_send_blocking", None)

@@ -247,6 +247,42 @@ class Resume(ClientMessage):
     last_seq: StrictInt = Field(ge=0)
 
 
+class ChatSend(ClientMessage):
+    """Post to the trip chat. `client_id` makes a retry post once (answered `duplicate`)."""
+
+    type: Literal["chat.send"]
+    text: str = Field(min_length=1, max_length=16_000)  # the service applies CHAT_MAX_LENGTH
+    client_id: uuid.UUID | None = None
+
+
+class TypingStart(ClientMessage):
+    """Show the chat that this user is typing; it expires unless renewed (`expires_in`)."""
+
+    type: Literal["typing.start"]
+
+
+class TypingStop(ClientMessage):
+    type: Literal["typing.stop"]
+
+
+class NotificationRead(ClientMessage):
+    """Mark these notifications read (ids of others' notifications are ignored)."""
+
+    type: Literal["notification.read"]
+    ids: list[StrictInt] = Field(min_length=1, max_length=500)
+
+
+class NotificationReadAll(ClientMessage):
+    type: Literal["notification.read_all"]
+
+
+class AgentCancel(ClientMessage):
+    """Cancel an agent run the sender owns (answered with `ack` and the run)."""
+
+    type: Literal["agent.cancel"]
+    run_id: StrictInt = Field(ge=1)
+
+
 # Every connection type accepts these once authenticated.
 class RateLimitStatus(ClientMessage):
     """Asks for a `rate_limit_status` (counts as a message)."""

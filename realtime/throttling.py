@@ -217,8 +217,9 @@ class Throttle:
             self._slot = self.client.register_script(_SLOT)
         self.redis_down_until = 0.0
         self.fallback_logged = False
-        # This process's slots in Redis: user -> connections, renewed by a task.
-        self.leased: dict[str, set[str]] = defaultdict(set)
+        # This process's slots in Redis, connection -> user (one small entry per socket), renewed
+        # by a task.
+        self.leased: dict[str, str] = {}
         self.renewer: asyncio.Task[None] | None = None
 
     # -- Redis health -----------------------------------------------------------------------
@@ -285,7 +286,7 @@ class Throttle:
             else:
                 self._redis_ok()
                 if allowed:
-                    self.leased[user].add(connection_id)
+                    self.leased[connection_id] = user
                     self._ensure_renewer()
                 return bool(allowed), int(held)
         return self.slots.acquire(user, connection_id, limit)
@@ -293,12 +294,8 @@ class Throttle:
     async def release_slot(self, user_id: Any, connection_id: str) -> None:
         user = str(user_id)
         self.slots.release(user, connection_id)
-        leased = self.leased.get(user)
-        if leased is None or connection_id not in leased:
+        if self.leased.pop(connection_id, None) is None:
             return
-        leased.discard(connection_id)
-        if not leased:
-            del self.leased[user]
         try:
             await self.client.zrem(f"{self.prefix}slots:{user}", connection_id)
         except _REDIS_ERRORS as error:
@@ -316,9 +313,12 @@ class Throttle:
             expiry = self.clock() + lease
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
-                    for user, connections in list(self.leased.items()):
+                    by_user: dict[str, dict[str, float]] = defaultdict(dict)
+                    for connection, user in list(self.leased.items()):
+                        by_user[user][connection] = expiry
+                    for user, connections in by_user.items():
                         key = f"{self.prefix}slots:{user}"
-                        pipe.zadd(key, {c: expiry for c in connections})
+                        pipe.zadd(key, connections)
                         pipe.pexpire(key, math.ceil(lease * 1000))
                     await pipe.execute()
             except _REDIS_ERRORS as error:

@@ -40,22 +40,33 @@ async def send_json(ws: ClientConnection, message: dict[str, Any]) -> None:
     await ws.send(json.dumps(message))
 
 
+OPENINGS = {
+    "/ws/trips/": "trip.snapshot",
+    "/ws/chat/": "chat.history",
+    "/ws/notifications/": "notifications.unread",
+    "/ws/agent-status/": "agent.runs",
+}
+
+
 async def connect(
     base_url: str, path: str, token: str, *, request_id: str = "auth-1"
 ) -> tuple[ClientConnection, dict[str, Any]]:
     """Open, authenticate as the seed's client does, and return the `connection.established`.
-    On a trip socket the `trip.snapshot` that follows is read too, as `ws.snapshot`; the
-    `rate_limit_status` that ends the opening as `ws.rate_limit`."""
+    The `rate_limit_status` that follows is read as `ws.rate_limit`, then the connection type's
+    opening message as `ws.opening` (a trip's `trip.snapshot` also as `ws.snapshot`)."""
     ws = await open_socket(base_url, path)
     await send_json(ws, {"token": token, "id": request_id})
     established = await recv_json(ws)
     assert established["type"] == "connection.established", established
-    if path.startswith("/ws/trips/"):
-        ws.snapshot = await recv_json(ws)
-        assert ws.snapshot["type"] == "trip.snapshot", ws.snapshot
-    # Every connection type's opening ends with where the user's message budget stands.
     ws.rate_limit = await recv_json(ws)
     assert ws.rate_limit["type"] == "rate_limit_status", ws.rate_limit
+    # Then the connection type's own opening message.
+    ws.opening = None
+    for prefix, opening in OPENINGS.items():
+        if path.startswith(prefix):
+            ws.opening = await recv_json(ws)
+            assert ws.opening["type"] == opening, ws.opening
+    ws.snapshot = ws.opening if path.startswith("/ws/trips/") else None
     return ws, established
 
 

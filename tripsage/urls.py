@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
+from agents import apis as agent_apis
 from collaboration import apis
 
 
@@ -14,7 +15,12 @@ def index(request: HttpRequest) -> JsonResponse:
         {
             "service": "TripSage Realtime",
             "token": "POST /api/auth/token/ {username, password}",
-            "websocket": '/ws/trips/<trip_id>/ (send {"token": "<access>"} first)',
+            "websocket": [
+                '/ws/trips/<trip_id>/ (send {"token": "<access>"} first)',
+                "/ws/chat/<trip_id>/",
+                "/ws/agent-status/",
+                "/ws/notifications/",
+            ],
             "schema": "/api/schema/",
             "admin": "/admin/",
             "metrics": "/metrics",
@@ -45,6 +51,35 @@ urlpatterns = [
         "api/trips/<int:trip_id>/conflicts/<int:conflict_id>/resolve/",
         apis.TripConflictResolveApi.as_view(),
         name="trip-conflict-resolve",
+    ),
+    path("api/agents/runs/", agent_apis.AgentRunListApi.as_view(), name="agent-runs"),
+    path("api/agents/runs/<int:run_id>/", agent_apis.AgentRunDetailApi.as_view(), name="agent-run"),
+    path(
+        "api/agents/runs/<int:run_id>/cancel/",
+        agent_apis.AgentRunCancelApi.as_view(),
+        name="agent-run-cancel",
+    ),
+    path(
+        "api/agents/runs/<int:run_id>/status/",
+        agent_apis.AgentRunStatusApi.as_view(),
+        name="agent-run-status",
+    ),
+    path("api/trips/<int:trip_id>/chat/", apis.TripChatApi.as_view(), name="trip-chat"),
+    path("api/notifications/", apis.NotificationsApi.as_view(), name="notifications"),
+    path(
+        "api/notifications/unread-count/",
+        apis.NotificationUnreadCountApi.as_view(),
+        name="notifications-unread-count",
+    ),
+    path(
+        "api/notifications/<int:notification_id>/read/",
+        apis.NotificationReadApi.as_view(),
+        name="notification-read",
+    ),
+    path(
+        "api/notifications/read-all/",
+        apis.NotificationReadAllApi.as_view(),
+        name="notifications-read-all",
     ),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("", include("django_prometheus.urls")),

@@ -233,13 +233,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 },
             )
         )
-        ticker().add(self)
-        await self.on_connected()
-        # After the connection type's own opening messages (a trip's snapshot follows
-        # `connection.established` directly): where this user's budget stands.
+        # Where this user's message budget stands, before the connection type's own opening.
         await self.send_rate_limit_status(
             await throttle().message(self.user.pk, self.connection_type, 0)
         )
+        ticker().add(self)
+        await self.on_connected()
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self._closing = True

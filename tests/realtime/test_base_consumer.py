@@ -211,6 +211,7 @@ async def test_a_fault_while_opening_says_server_error_instead_of_dropping(trans
     await communicator.connect()
     await communicator.send_json_to({"token": token, "id": "a"})
     assert (await communicator.receive_json_from())["type"] == "connection.established"
+    assert (await communicator.receive_json_from())["type"] == "rate_limit_status"
     error = await communicator.receive_json_from()
     assert error["error"]["code"] == "SERVER_ERROR"
     assert error["error"]["details"]["retryable"] is True and error["request_id"] == "a"

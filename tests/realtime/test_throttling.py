@@ -3,6 +3,7 @@ the fallback when Redis is away, and connection slots."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -163,3 +164,20 @@ def test_limits_come_from_the_environment(monkeypatch):
         monkeypatch.setenv("REALTIME_RATE_LIMITS", bad)
         with pytest.raises(ImproperlyConfigured):
             env_rate_limits("REALTIME_RATE_LIMITS", defaults)
+
+
+async def test_a_live_process_renews_its_leases(settings):
+    settings.REALTIME_THROTTLE_PREFIX = f"test-throttle-{uuid.uuid4().hex[:8]}"
+    settings.REALTIME_MAX_CONNECTIONS_PER_USER = 1
+    settings.REALTIME_CONNECTION_LEASE_SECONDS = 0.3
+    clock = Clock()
+    holder = Throttle(url=require_redis_url(), clock=clock)
+    other = Throttle(url=require_redis_url(), clock=clock)
+    assert (await holder.acquire_slot(1, "held"))[0]
+    clock.advance(0.25)
+    await asyncio.sleep(0.25)  # the renewer runs every lease / 3 (real time)
+    clock.advance(0.2)  # past the first lease, within the renewed one
+    assert not (await other.acquire_slot(1, "new"))[0]
+    await holder.release_slot(1, "held")
+    assert (await other.acquire_slot(1, "new"))[0]
+    holder.renewer.cancel()

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "collaboration",
+    "agents",
     "realtime",
     "metrics",
 ]
@@ -304,6 +305,14 @@ LOGGING = {
 }
 
 # --- Collaboration.
+# Chat: longest message (characters), messages sent on connect, how long a typing indicator shows
+# without renewal, most messages one `resume` replays before answering `resync.required`.
+CHAT_MAX_LENGTH = env_int("CHAT_MAX_LENGTH", 4000)
+CHAT_HISTORY_LIMIT = env_int("CHAT_HISTORY_LIMIT", 50)
+CHAT_TYPING_TTL_SECONDS = env_float("CHAT_TYPING_TTL_SECONDS", 6.0)
+CHAT_RESUME_LIMIT = env_int("CHAT_RESUME_LIMIT", 1000)
+# Unread notifications sent on connect (the newest; `unread_count` is always exact).
+NOTIFICATIONS_ON_CONNECT = env_int("NOTIFICATIONS_ON_CONNECT", 100)
 # Events kept per trip for replay; a client further behind gets a fresh snapshot instead.
 TRIP_EVENT_RETENTION = env_int("TRIP_EVENT_RETENTION", 10_000)
 # Presence entries expire unless renewed, so a dead process's sockets drop out by themselves.
@@ -315,3 +324,13 @@ PRESENCE_COALESCE_SECONDS = env_float("PRESENCE_COALESCE_SECONDS", 0.25)
 PRESENCE_LIST_LIMIT = env_int("PRESENCE_LIST_LIMIT", 50)
 # The editing-indicator lifetime without renewal.
 EDITING_TTL_SECONDS = env_float("EDITING_TTL_SECONDS", 30.0)
+
+# --- Agents. The token a deployment's agents send (`Authorization: Service <token>`) to report
+# a run's status; empty: service tokens are refused and only staff users may report.
+AGENT_SERVICE_TOKEN = env_str("AGENT_SERVICE_TOKEN", "")
+if AGENT_SERVICE_TOKEN and len(AGENT_SERVICE_TOKEN) < 32:
+    raise ImproperlyConfigured(
+        f"AGENT_SERVICE_TOKEN is set but only {len(AGENT_SERVICE_TOKEN)} characters long: use at "
+        "least 32 random characters (python -c 'import secrets; print(secrets.token_urlsafe(32))') "
+        "or leave it empty to turn service tokens off."
+    )

@@ -1,0 +1,1 @@
+"""AI agent runs: their state, progress and the `/ws/agent-status/` stream."""

@@ -1,0 +1,7 @@
+"""App config for agents."""
+
+from django.apps import AppConfig
+
+
+class AgentsConfig(AppConfig):
+    name = "agents"

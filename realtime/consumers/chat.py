@@ -1,0 +1,183 @@
+"""Trip chat: `/ws/chat/<trip_id>/`. Persisted messages with `seq`, history, typing, replay."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+
+from collaboration import selectors, services
+from collaboration.errors import NotFound
+from realtime import protocol
+from realtime.broadcast import broadcast_now, chat_group
+from realtime.consumers.base import RealtimeConsumer
+from realtime.db import db
+from realtime.protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
+
+
+class ChatConsumer(RealtimeConsumer):
+    connection_type = ConnectionType.CHAT
+    client_messages = (
+        protocol.ChatSend,
+        protocol.TypingStart,
+        protocol.TypingStop,
+        protocol.Resume,
+    )
+
+    async def authorize(self) -> None:
+        self.trip_id = int(self.scope["url_route"]["kwargs"]["trip_id"])
+        # Join before reading the history: a message posted in between arrives through the
+        # group and is sent or dropped by its `seq`, never lost.
+        await self.join(chat_group(self.trip_id))
+        try:
+            self._history = await db(selectors.chat_page)(
+                trip_id=self.trip_id, user=self.user, limit=settings.CHAT_HISTORY_LIMIT
+            )
+        except NotFound:
+            raise ProtocolError(
+                ErrorCode.AUTHORIZATION_FAILED,
+                "You are not a member of this trip.",
+                details={"trip_id": self.trip_id},
+                request_id=self.auth.request_id,
+            ) from None
+
+    async def on_connected(self) -> None:
+        history, self._history = self._history, None
+        self.last_seq = self.history_seq = history.seq
+        await self.send_event(
+            protocol.server_message(
+                "chat.history",
+                trip_id=self.trip_id,
+                messages=history.messages,
+                seq=history.seq,
+                has_more=history.has_more,
+            )
+        )
+
+    # -- client messages ----------------------------------------------------------------------
+
+    async def on_chat_send(self, message: protocol.ChatSend) -> None:
+        result = await db(services.chat_post)(
+            trip_id=self.trip_id, author=self.user, text=message.text, client_id=message.client_id
+        )
+        # The ack comes first: this socket handles its group events after this handler returns.
+        await self.send_event(
+            protocol.server_message(
+                "ack",
+                request_id=message.id,
+                status="duplicate" if result.duplicate else "posted",
+                seq=result.message["seq"],
+                message=result.message,
+            )
+        )
+
+    async def on_typing_start(self, message: protocol.TypingStart) -> None:
+        await self._typing(True)
+
+    async def on_typing_stop(self, message: protocol.TypingStop) -> None:
+        await self._typing(False)
+
+    async def _typing(self, typing: bool) -> None:
+        ttl = settings.CHAT_TYPING_TTL_SECONDS
+        event = protocol.server_message(
+            "typing.update",
+            trip_id=self.trip_id,
+            user={"id": self.user.pk, "username": self.user.get_username()},
+            typing=typing,
+            expires_at=(
+                (datetime.now(UTC) + timedelta(seconds=ttl))
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z")
+                if typing
+                else None
+            ),
+        )
+        await broadcast_now(
+            chat_group(self.trip_id),
+            {
+                "type": "chat.typing",
+                "connection_id": self.connection_id,
+                "text": protocol.encode(event),
+            },
+        )
+
+    async def on_resume(self, message: protocol.Resume) -> None:
+        """The messages after `last_seq` up to this socket's history, in order, then
+        `resume.complete`; messages after that this socket sends live. Too many missed:
+        `resync.required` (the history already sent is the fresh start)."""
+        missed = self.history_seq - message.last_seq
+        if message.last_seq > self.history_seq or missed > settings.CHAT_RESUME_LIMIT:
+            await self.send_event(
+                protocol.server_message(
+                    "resync.required",
+                    request_id=message.id,
+                    reason="unknown_seq" if message.last_seq > self.history_seq else "too_old",
+                    last_seq=message.last_seq,
+                    seq=self.history_seq,
+                )
+            )
+            return
+        replayed, after = 0, message.last_seq
+        while after < self.history_seq:
+            page = await db(selectors.chat_page)(
+                trip_id=self.trip_id, user=self.user, after=after, limit=200
+            )
+            if not page.messages:
+                break
+            for item in page.messages:
+                if item["seq"] > self.history_seq:
+                    break
+                await self.send_event(
+                    protocol.server_message("chat.message", seq=item["seq"], message=item)
+                )
+                replayed += 1
+            after = page.messages[-1]["seq"]
+        await self.send_event(
+            protocol.server_message(
+                "resume.complete",
+                request_id=message.id,
+                last_seq=message.last_seq,
+                replayed=replayed,
+                seq=self.last_seq,
+            )
+        )
+
+    # -- group events -------------------------------------------------------------------------
+
+    async def chat_event(self, event: dict[str, Any]) -> None:
+        """In `seq` order, each once: a gap (the layer delivers at most once) is filled from
+        the database first."""
+        seq = event["seq"]
+        if seq <= self.last_seq:
+            return
+        if seq > self.last_seq + 1:
+            try:
+                page = await db(selectors.chat_page)(
+                    trip_id=self.trip_id,
+                    user=self.user,
+                    after=self.last_seq,
+                    limit=seq - 1 - self.last_seq,
+                )
+            except NotFound:  # no longer a member
+                await self.close_with(
+                    protocol.error_message(
+                        ErrorCode.AUTHORIZATION_FAILED,
+                        "You are not a member of this trip.",
+                        details={"trip_id": self.trip_id},
+                    ),
+                    CloseCode.AUTHORIZATION_FAILED,
+                )
+                return
+            for item in page.messages:
+                if item["seq"] >= seq:
+                    break
+                await self.send_event(
+                    protocol.server_message("chat.message", seq=item["seq"], message=item)
+                )
+        await self.send_text(event["text"])
+        self.last_seq = seq
+
+    async def chat_typing(self, event: dict[str, Any]) -> None:
+        if event["connection_id"] != self.connection_id:
+            await self.send_text(event["text"])
