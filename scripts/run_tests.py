@@ -1,5 +1,6 @@
 """The README's test command: finds Redis (REDIS_URL, then 127.0.0.1:6379, then a private
-redis-server), then runs pytest with whatever arguments it was given."""
+redis-server), then runs pytest with whatever arguments it was given; with none (the whole suite)
+it first runs the browser client's unit tests with Node."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import redis
 
@@ -56,6 +58,9 @@ def _start_private_redis() -> tuple[str, subprocess.Popen[bytes]]:
     sys.exit(f"Started redis-server on port {port} but it never answered.")
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def main() -> int:
     private: subprocess.Popen[bytes] | None = None
     url = os.environ.get("REDIS_URL")
@@ -77,6 +82,17 @@ def main() -> int:
     # A prefix of its own, so a dev server on the same Redis never sees test traffic.
     env.setdefault("CHANNEL_LAYER_PREFIX", f"tripsage-test-{uuid.uuid4().hex[:8]}")
     try:
+        if not sys.argv[1:]:
+            # The whole suite: the browser client's unit tests first (Node's own test runner).
+            node = shutil.which("node")
+            if node is None:
+                sys.exit(
+                    "The browser client's tests need Node.js 20 or newer (Debian: apt-get "
+                    "install nodejs)."
+                )
+            print("node --test clients/js/test/", flush=True)
+            if subprocess.call([node, "--test", str(ROOT / "clients" / "js" / "test")]) != 0:
+                return 1
         return subprocess.call([sys.executable, "-m", "pytest", *sys.argv[1:]], env=env)
     finally:
         if private is not None:

@@ -95,6 +95,7 @@ def start_daphne(tmp_dir: Path, name: str, **overrides: str) -> DaphneServer:
         REALTIME_RATE_LIMITS=LIFTED_RATE_LIMITS,
     )
     env.update(overrides)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests' process only
     log_path = tmp_dir / f"daphne-{name}-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -125,6 +126,13 @@ def start_daphne(tmp_dir: Path, name: str, **overrides: str) -> DaphneServer:
             time.sleep(0.1)
     server.stop()
     pytest.fail(f"daphne {name} did not listen within 30 s:\n{server.log()}", pytrace=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
+    from its first test on, which the browser tests' database access must be allowed beside
+    (tests/browser/conftest.py); no other test runs after that."""
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))
 
 
 @pytest.fixture(scope="session", autouse=True)

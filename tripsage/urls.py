@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
 from agents import apis as agent_apis
-from collaboration import apis
+from collaboration import apis, views
 
 
 def index(request: HttpRequest) -> JsonResponse:
@@ -31,6 +31,8 @@ def index(request: HttpRequest) -> JsonResponse:
 urlpatterns = [
     path("", index, name="index"),
     path("admin/", admin.site.urls),
+    path("trips/<int:trip_id>/edit", views.trip_edit, name="trip-edit"),
+    path("trips/session-token/", views.session_token, name="session-token"),
     path("api/auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
     path("api/auth/token/verify/", TokenVerifyView.as_view(), name="token_verify"),

@@ -113,6 +113,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The browser client (clients/js, plain ES modules) is served at /static/tripsage/js/.
+STATICFILES_DIRS = [("tripsage/js", BASE_DIR / "clients" / "js")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -1,0 +1,22 @@
+// TripSage Realtime client: everything, from one module (docs/client.md).
+export {
+  CONNECTING,
+  OPEN,
+  CLOSING,
+  CLOSED,
+  CloseCode,
+  EventEmitter,
+  WebSocketError,
+  WebSocketConnection,
+} from "./websocket-connection.js";
+export { ConnectionLifecycleManager, createManagedConnection } from "./lifecycle.js";
+export { DEFAULT_RATE_LIMITS, WebSocketRateLimiter } from "./rate-limiter.js";
+export {
+  DEFAULT_RATE_LIMIT_RETRY_MS,
+  ERROR_TYPES,
+  WebSocketErrorHandler,
+  normalizeError,
+} from "./error-handler.js";
+export { OptimisticUpdateManager, tripUpdateMessage } from "./optimistic.js";
+export { createUseWebSocket, useWebSocket } from "./react.js";
+export { createUseWebSocketConnection, useWebSocketConnection } from "./vue.js";

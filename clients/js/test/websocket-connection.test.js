@@ -1,0 +1,584 @@
+import { describe, it, beforeEach, mock } from "node:test";
+import assert from "node:assert/strict";
+
+import { WebSocketConnection, WebSocketError, EventEmitter } from "../websocket-connection.js";
+import { fakeOptions } from "./helpers.js";
+
+// The seed's Jest cases ("Unit Testing Collaboration Features"), ported to node:test.
+describe("WebSocketConnection (the seed's cases)", () => {
+  let connection;
+  let mockWebSocket;
+  let WebSocketMock;
+  let clock;
+
+  beforeEach(() => {
+    mockWebSocket = {
+      send: mock.fn(),
+      close: mock.fn(),
+      readyState: 1, // WebSocket.OPEN
+      onopen: null,
+      onmessage: null,
+      onclose: null,
+      onerror: null,
+    };
+    // Mock WebSocket constructor (injected instead of replacing global.WebSocket).
+    WebSocketMock = mock.fn(function () {
+      return mockWebSocket;
+    });
+    ({ clock } = fakeOptions());
+    connection = new WebSocketConnection({
+      url: "ws://test.com",
+      token: "test-token",
+      reconnectAttempts: 3,
+      heartbeatInterval: 30000,
+      WebSocket: WebSocketMock,
+      setTimeout: clock.setTimeout,
+      clearTimeout: clock.clearTimeout,
+      now: clock.now,
+      // The seed's test resolves on open alone.
+      waitForEstablished: false,
+    });
+  });
+
+  it("should establish connection successfully", async () => {
+    const connectPromise = connection.connect();
+
+    // Simulate successful connection
+    mockWebSocket.onopen();
+
+    await connectPromise;
+    assert.deepEqual(mockWebSocket.send.mock.calls[0].arguments, [JSON.stringify({ token: "test-token" })]);
+  });
+
+  it("should handle connection errors", async () => {
+    const connectPromise = connection.connect();
+
+    // Simulate connection error
+    mockWebSocket.onerror(new Error("Connection failed"));
+
+    await assert.rejects(connectPromise, /Connection failed/);
+  });
+
+  it("should send messages when connected", async () => {
+    // The seed's test sent without connecting: here the socket is opened first.
+    const connectPromise = connection.connect();
+    mockWebSocket.onopen();
+    await connectPromise;
+
+    connection.send({ type: "test", data: "hello" });
+    const sent = mockWebSocket.send.mock.calls.map((c) => c.arguments[0]);
+    assert.equal(sent.at(-1), JSON.stringify({ type: "test", data: "hello" }));
+  });
+
+  it("should handle reconnection on close", async () => {
+    connection.connect();
+    mockWebSocket.onopen();
+
+    // Simulate unexpected close
+    mockWebSocket.onclose({ code: 1006 });
+
+    // Should attempt reconnection (after the backoff: injected timers, no sleeping)
+    clock.advance(1000);
+    assert.equal(WebSocketMock.mock.callCount(), 2);
+  });
+});
+
+describe("WebSocketConnection", () => {
+  let factory;
+  let clock;
+  let options;
+
+  beforeEach(() => {
+    ({ factory, clock, options } = fakeOptions());
+  });
+
+  it("waits for connection.established by default and resolves with it", async () => {
+    const connection = new WebSocketConnection(options);
+    const states = [];
+    connection.on("stateChange", (state) => states.push(state));
+    let settled = false;
+    const promise = connection.connect().then((m) => {
+      settled = true;
+      return m;
+    });
+    const ws = factory.last();
+    ws.open();
+    await Promise.resolve();
+    assert.equal(settled, false);
+    assert.equal(connection.state, "connecting");
+    assert.deepEqual(ws.sent(), [{ token: "test-token" }]);
+    ws.receive({ type: "connection.established", connection_id: "c1" });
+    const established = await promise;
+    assert.equal(established.connection_id, "c1");
+    assert.equal(connection.state, "connected");
+    assert.deepEqual(states, ["connecting", "connected"]);
+  });
+
+  it("rejects with the server's error envelope and close code, and does not reconnect after 4001", async () => {
+    const connection = new WebSocketConnection(options);
+    const errors = [];
+    connection.on("error", (e) => errors.push(e));
+    const promise = connection.connect();
+    const ws = factory.last();
+    ws.open();
+    ws.receive({
+      type: "error",
+      request_id: null,
+      error: { code: "AUTHENTICATION_FAILED", message: "Invalid or expired token", details: { token_type: "jwt", reason: "expired" } },
+    });
+    ws.serverClose(4001);
+    await assert.rejects(promise, (error) => {
+      assert.ok(error instanceof WebSocketError);
+      assert.equal(error.code, "AUTHENTICATION_FAILED");
+      assert.equal(error.details.reason, "expired");
+      assert.equal(error.closeCode, 4001);
+      assert.equal(error.message, "Invalid or expired token");
+      return true;
+    });
+    assert.equal(errors.length, 1);
+    clock.advance(120000);
+    assert.equal(factory.sockets.length, 1);
+    assert.equal(connection.state, "disconnected");
+  });
+
+  it("rejects on an error envelope even if no close follows (after the grace period)", async () => {
+    const connection = new WebSocketConnection(options);
+    const promise = connection.connect();
+    const ws = factory.last();
+    ws.open();
+    ws.receive({ type: "error", request_id: null, error: { code: "AUTHORIZATION_FAILED", message: "You are not a member of this trip.", details: { trip_id: 9 } } });
+    clock.advance(1000);
+    await assert.rejects(promise, (error) => error.code === "AUTHORIZATION_FAILED" && error.closeCode === null);
+  });
+
+  it("does not reconnect after 4003 on an established socket, and reports it", async () => {
+    const connection = new WebSocketConnection(options);
+    const errors = [];
+    connection.on("error", (e) => errors.push(e));
+    const p = connection.connect();
+    factory.last().establish();
+    await p;
+    factory.last().receive({ type: "error", request_id: null, error: { code: "AUTHORIZATION_FAILED", message: "removed", details: {} } });
+    factory.last().serverClose(4003);
+    clock.advance(120000);
+    assert.equal(factory.sockets.length, 1);
+    assert.equal(connection.state, "disconnected");
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0].closeCode, 4003);
+  });
+
+  it("reconnects after 1006 with exponential backoff and jitter, then gives up", async () => {
+    const random = mock.fn(() => 0.5);
+    ({ factory, clock, options } = fakeOptions({ random }));
+    const connection = new WebSocketConnection(options);
+    const reconnecting = [];
+    const errors = [];
+    connection.on("reconnecting", (info) => reconnecting.push(info));
+    connection.on("error", (e) => errors.push(e));
+    const p = connection.connect();
+    factory.last().establish();
+    await p;
+
+    factory.last().serverClose(1006);
+    assert.equal(connection.state, "reconnecting");
+    // attempt 1: ceiling 1000 ms, equal jitter with random 0.5 -> 750 ms
+    assert.deepEqual(reconnecting[0], { attempt: 1, delay: 750, code: 1006 });
+    clock.advance(749);
+    assert.equal(factory.sockets.length, 1);
+    clock.advance(1);
+    assert.equal(factory.sockets.length, 2);
+
+    factory.last().serverClose(1006); // the attempt fails
+    assert.equal(reconnecting[1].delay, 1500); // ceiling 2000
+    clock.advance(1500);
+    assert.equal(factory.sockets.length, 3);
+    factory.last().serverClose(1006);
+    assert.equal(reconnecting[2].delay, 3000); // ceiling 4000
+    clock.advance(3000);
+    assert.equal(factory.sockets.length, 4);
+    factory.last().serverClose(1006);
+
+    // 3 attempts spent: give up
+    assert.equal(reconnecting.length, 3);
+    assert.equal(connection.state, "disconnected");
+    assert.equal(errors.at(-1).code, "CONNECTION_FAILED");
+    assert.match(errors.at(-1).message, /Gave up/);
+    clock.advance(600000);
+    assert.equal(factory.sockets.length, 4);
+  });
+
+  it("jitter spreads the delay between half and all of the ceiling; the ceiling is capped", () => {
+    const low = new WebSocketConnection({ ...options, random: () => 0 });
+    const high = new WebSocketConnection({ ...options, random: () => 0.999999 });
+    assert.equal(low._backoff(1), 500);
+    assert.equal(high._backoff(1), 1000);
+    assert.equal(high._backoff(10), 30000);
+    assert.equal(low._backoff(10), 15000);
+  });
+
+  for (const code of [1001, 1011, 4008, 4009]) {
+    it(`reconnects after close ${code}`, async () => {
+      const connection = new WebSocketConnection(options);
+      const p = connection.connect();
+      factory.last().establish();
+      await p;
+      factory.last().serverClose(code);
+      assert.equal(connection.state, "reconnecting");
+      clock.advance(1000);
+      assert.equal(factory.sockets.length, 2);
+    });
+  }
+
+  it("waits the server's retry_after (seconds) before reconnecting after 4029", async () => {
+    const connection = new WebSocketConnection(options);
+    const p = connection.connect();
+    factory.last().establish();
+    await p;
+    const reconnecting = [];
+    connection.on("reconnecting", (info) => reconnecting.push(info));
+    factory.last().receive({
+      type: "error",
+      request_id: null,
+      error: { code: "RATE_LIMIT_EXCEEDED", message: "Closed for flooding", details: { reason: "flood", retry_after: 12.5 } },
+    });
+    factory.last().serverClose(4029);
+    assert.equal(reconnecting[0].delay, 12500);
+    clock.advance(12499);
+    assert.equal(factory.sockets.length, 1);
+    clock.advance(1);
+    assert.equal(factory.sockets.length, 2);
+  });
+
+  it("reconnects with Infinity attempts without giving up", async () => {
+    ({ factory, clock, options } = fakeOptions({ reconnectAttempts: Infinity }));
+    const connection = new WebSocketConnection(options);
+    connection.connect();
+    factory.last().establish();
+    for (let i = 0; i < 20; i++) {
+      factory.last().serverClose(1006);
+      clock.advance(30000);
+    }
+    assert.equal(factory.sockets.length, 21);
+    assert.equal(connection.state, "reconnecting");
+  });
+
+  it("sends resume with the last seq after reconnecting, then the queued messages in order", async () => {
+    const connection = new WebSocketConnection(options);
+    const reconnected = [];
+    connection.on("reconnected", (m) => reconnected.push(m));
+    const p = connection.connect();
+    const first = factory.last();
+    first.establish();
+    await p;
+    first.receive({ type: "trip.snapshot", seq: 12, trip: { id: 1, version: 7, seq: 12 } });
+    first.receive({ type: "trip.updated", seq: 13, field: "notes", value: "a" });
+    first.receive({ type: "presence.update", version: 99 });
+    first.receive({ type: "ack", status: "applied", seq: 14 }); // its trip.updated follows: not counted
+    assert.equal(connection.lastSeq, 13);
+
+    first.serverClose(1006);
+    assert.equal(connection.send({ type: "trip.update", n: 1 }), "queued");
+    assert.equal(connection.send({ type: "trip.update", n: 2 }), "queued");
+    assert.equal(connection.send({ type: "trip.update", n: 3 }), "queued");
+    assert.equal(connection.queuedCount, 3);
+
+    clock.advance(1000);
+    const second = factory.last();
+    assert.notEqual(second, first);
+    second.open();
+    assert.deepEqual(second.sent(), [{ token: "test-token" }]); // nothing before the server accepts
+    second.receive({ type: "connection.established", connection_id: "c2" });
+    assert.deepEqual(second.sent(), [
+      { token: "test-token" },
+      { type: "resume", last_seq: 13 },
+      { type: "trip.update", n: 1 },
+      { type: "trip.update", n: 2 },
+      { type: "trip.update", n: 3 },
+    ]);
+    assert.equal(connection.queuedCount, 0);
+    assert.equal(reconnected.length, 1);
+    assert.equal(connection.state, "connected");
+  });
+
+  it("does not send resume on a stream without seq", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.connect();
+    factory.last().establish();
+    factory.last().receive({ type: "agent.runs", runs: [] });
+    factory.last().serverClose(1001);
+    clock.advance(1000);
+    factory.last().establish();
+    assert.deepEqual(factory.last().sent(), [{ token: "test-token" }]);
+  });
+
+  it("resync.required restarts the seq from its snapshot", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.connect();
+    const ws = factory.last();
+    ws.establish();
+    ws.receive({ type: "trip.updated", seq: 500 });
+    ws.receive({ type: "resync.required", reason: "unknown_seq", last_seq: 500, snapshot: { trip: { seq: 40 }, seq: 40 } });
+    assert.equal(connection.lastSeq, 40);
+    ws.receive({ type: "resume.complete", last_seq: 40, replayed: 0, seq: 41 });
+    assert.equal(connection.lastSeq, 41);
+  });
+
+  it("queues sends made before connect and while connecting, and flushes them in order", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.send({ type: "echo", data: 1 });
+    const p = connection.connect();
+    connection.send({ type: "echo", data: 2 });
+    const ws = factory.last();
+    ws.open();
+    connection.send({ type: "echo", data: 3 });
+    ws.receive({ type: "connection.established" });
+    await p;
+    assert.equal(connection.send({ type: "echo", data: 4 }), "sent");
+    assert.deepEqual(
+      ws.sent().map((m) => m.data ?? m.token),
+      ["test-token", 1, 2, 3, 4],
+    );
+  });
+
+  it("bounds the queue", () => {
+    ({ factory, clock, options } = fakeOptions({ maxQueueSize: 2 }));
+    const connection = new WebSocketConnection(options);
+    const errors = [];
+    connection.on("error", (e) => errors.push(e));
+    assert.equal(connection.send({ n: 1 }), "queued");
+    assert.equal(connection.send({ n: 2 }), "queued");
+    assert.equal(connection.send({ n: 3 }), "dropped");
+    assert.equal(errors[0].code, "QUEUE_FULL");
+    assert.deepEqual(connection.clearQueue(), [{ n: 1 }, { n: 2 }]);
+  });
+
+  it("answers server pings with pongs naming the ping", async () => {
+    const connection = new WebSocketConnection(options);
+    const messages = [];
+    connection.on("message", (m) => messages.push(m));
+    connection.connect();
+    const ws = factory.last();
+    ws.establish();
+    ws.receive({ type: "ping", id: "p-1" });
+    ws.receive({ type: "ping", id: "p-2" });
+    assert.deepEqual(ws.sent().slice(1), [
+      { type: "pong", request_id: "p-1" },
+      { type: "pong", request_id: "p-2" },
+    ]);
+    assert.deepEqual(messages.map((m) => m.type), ["connection.established", "ping", "ping"]);
+  });
+
+  it("sends its own ping every heartbeatInterval while open", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.connect();
+    const ws = factory.last();
+    ws.establish();
+    clock.advance(29999);
+    assert.equal(ws.sent().length, 1);
+    clock.advance(1);
+    assert.deepEqual(ws.sent().at(-1), { type: "ping" });
+    ws.receive({ type: "pong", request_id: null });
+    clock.advance(30000);
+    assert.deepEqual(ws.sent().map((m) => m.type ?? "token"), ["token", "ping", "ping"]);
+    connection.disconnect();
+    clock.advance(90000);
+    assert.equal(ws.sent().length, 3);
+  });
+
+  it("replaces a socket that has been silent past heartbeatTimeout", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.connect();
+    const ws = factory.last();
+    ws.establish();
+    // The server answers nothing: after 70 s of silence the next tick drops the socket.
+    clock.advance(90000);
+    assert.equal(ws.close.mock.callCount(), 1);
+    assert.equal(connection.state, "reconnecting");
+    clock.advance(1000);
+    assert.equal(factory.sockets.length, 2);
+  });
+
+  it("disconnect() closes with 1000 and stops reconnecting", async () => {
+    const connection = new WebSocketConnection(options);
+    const closes = [];
+    connection.on("close", (e) => closes.push(e));
+    const p = connection.connect();
+    const ws = factory.last();
+    ws.establish();
+    await p;
+    connection.disconnect();
+    assert.deepEqual(ws.close.mock.calls[0].arguments, [1000, "client disconnect"]);
+    assert.equal(connection.state, "disconnected");
+    assert.equal(closes[0].code, 1000);
+    ws.serverClose(1006); // late events from the old socket are ignored
+    clock.advance(60000);
+    assert.equal(factory.sockets.length, 1);
+  });
+
+  it("does not reconnect after a normal close from the server", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.connect();
+    factory.last().establish();
+    factory.last().serverClose(1000);
+    clock.advance(60000);
+    assert.equal(factory.sockets.length, 1);
+    assert.equal(connection.state, "disconnected");
+  });
+
+  it("setToken sends auth.refresh when connected and uses the new token for the next socket", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.connect();
+    const ws = factory.last();
+    ws.establish();
+    connection.setToken("new-token");
+    assert.deepEqual(ws.sent().at(-1), { type: "auth.refresh", token: "new-token" });
+    ws.serverClose(1006);
+    clock.advance(1000);
+    factory.last().open();
+    assert.deepEqual(factory.last().sent(), [{ token: "new-token" }]);
+  });
+
+  it("after a 4001, setToken + connect() connects again (and resumes)", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.connect();
+    factory.last().establish();
+    factory.last().receive({ type: "trip.updated", seq: 5 });
+    factory.last().receive({ type: "error", error: { code: "AUTHENTICATION_FAILED", message: "expired", details: { reason: "expired" } } });
+    factory.last().serverClose(4001);
+    assert.equal(connection.state, "disconnected");
+    connection.setToken("fresh");
+    const p = connection.connect();
+    factory.last().establish();
+    await p;
+    assert.deepEqual(factory.last().sent(), [{ token: "fresh" }, { type: "resume", last_seq: 5 }]);
+  });
+
+  it("a failed first attempt rejects connect() and keeps retrying in the background", async () => {
+    const connection = new WebSocketConnection(options);
+    const p = connection.connect();
+    factory.last().fail();
+    factory.last().serverClose(1006);
+    await assert.rejects(p, (e) => e.code === "CONNECTION_FAILED");
+    assert.equal(connection.state, "reconnecting");
+    clock.advance(1000);
+    factory.last().establish();
+    assert.equal(connection.state, "connected");
+  });
+
+  it("goOffline drops the socket without spending attempts; goOnline reconnects at once", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.connect();
+    factory.last().establish();
+    factory.last().receive({ type: "trip.updated", seq: 3 });
+    connection.goOffline();
+    assert.equal(connection.state, "reconnecting");
+    assert.equal(factory.sockets[0].close.mock.callCount(), 1);
+    clock.advance(600000);
+    assert.equal(factory.sockets.length, 1);
+    connection.goOnline();
+    assert.equal(factory.sockets.length, 2);
+    factory.last().establish();
+    assert.deepEqual(factory.last().sent().at(-1), { type: "resume", last_seq: 3 });
+    assert.equal(connection.state, "connected");
+  });
+
+  it("goOnline does nothing to a connection that was never started or was disconnected", () => {
+    const connection = new WebSocketConnection(options);
+    connection.goOnline();
+    connection.goOffline();
+    assert.equal(factory.sockets.length, 0);
+    connection.connect();
+    factory.last().establish();
+    connection.disconnect();
+    connection.goOnline();
+    assert.equal(factory.sockets.length, 1);
+  });
+
+  it("reconnect() replaces the socket at once", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.connect();
+    factory.last().establish();
+    connection.reconnect();
+    assert.equal(factory.sockets.length, 2);
+    assert.equal(factory.sockets[0].close.mock.callCount(), 1);
+  });
+
+  it("emits every parsed message and ignores frames that are not JSON", () => {
+    const connection = new WebSocketConnection(options);
+    const messages = [];
+    connection.on("message", (m) => messages.push(m));
+    connection.connect();
+    factory.last().establish();
+    factory.last().receive("not json");
+    factory.last().receive({ type: "trip.snapshot", seq: 1 });
+    assert.deepEqual(messages.map((m) => m.type), ["connection.established", "trip.snapshot"]);
+  });
+
+  it("emits server error envelopes after establishment as `error` events", () => {
+    const connection = new WebSocketConnection(options);
+    const errors = [];
+    connection.on("error", (e) => errors.push(e));
+    connection.connect();
+    factory.last().establish();
+    factory.last().receive({ type: "error", request_id: "m-7", error: { code: "RATE_LIMIT_EXCEEDED", message: "Message rate limit exceeded", details: { retry_after: 0.2 } } });
+    assert.equal(errors[0].code, "RATE_LIMIT_EXCEEDED");
+    assert.equal(errors[0].requestId, "m-7");
+    assert.equal(connection.state, "connected");
+  });
+});
+
+describe("EventEmitter", () => {
+  it("on/once/off and unsubscribe", () => {
+    const emitter = new EventEmitter();
+    const seen = [];
+    const off = emitter.on("x", (v) => seen.push(["on", v]));
+    emitter.once("x", (v) => seen.push(["once", v]));
+    emitter.emit("x", 1);
+    emitter.emit("x", 2);
+    off();
+    emitter.emit("x", 3);
+    assert.deepEqual(seen, [["on", 1], ["once", 1], ["on", 2]]);
+    assert.equal(emitter.listenerCount("x"), 0);
+  });
+});
+
+describe("WebSocketConnection with a rate limiter", () => {
+  it("paces sends and the queue flush by the limiter, in order", async () => {
+    const { WebSocketRateLimiter } = await import("../rate-limiter.js");
+    const { factory, clock, options } = fakeOptions();
+    const limiter = new WebSocketRateLimiter({
+      now: clock.now,
+      enforceBurst: true,
+      limits: { trip_collaboration: { limit: 60, window: 60000, burst: 2 } },
+    });
+    const connection = new WebSocketConnection({ ...options, rateLimiter: limiter });
+    for (let n = 1; n <= 3; n++) connection.send({ type: "echo", data: n });
+    connection.connect();
+    const ws = factory.last();
+    ws.establish({ connection_type: "trip_collaboration" });
+    // burst 2: two go at once, the third when a token has refilled (1 per second)
+    assert.deepEqual(ws.sent().slice(1).map((m) => m.data), [1, 2]);
+    assert.equal(connection.send({ type: "echo", data: 4 }), "queued");
+    clock.advance(1000);
+    assert.deepEqual(ws.sent().slice(1).map((m) => m.data), [1, 2, 3]);
+    clock.advance(1000);
+    assert.deepEqual(ws.sent().slice(1).map((m) => m.data), [1, 2, 3, 4]);
+    assert.equal(connection.queuedCount, 0);
+  });
+
+  it("learns the server's retry_after", async () => {
+    const { WebSocketRateLimiter } = await import("../rate-limiter.js");
+    const { factory, clock, options } = fakeOptions();
+    const limiter = new WebSocketRateLimiter({ now: clock.now });
+    const connection = new WebSocketConnection({ ...options, rateLimiter: limiter, channelType: "chat" });
+    connection.connect();
+    const ws = factory.last();
+    ws.establish({ connection_type: "chat" });
+    ws.receive({ type: "error", request_id: "m-7", error: { code: "RATE_LIMIT_EXCEEDED", message: "x", details: { retry_after: 0.5 } } });
+    assert.equal(connection.send({ type: "chat.send", text: "hi" }), "queued");
+    clock.advance(499);
+    assert.equal(ws.sent().length, 1);
+    clock.advance(1);
+    assert.deepEqual(ws.sent().at(-1), { type: "chat.send", text: "hi" });
+  });
+});

@@ -1,0 +1,105 @@
+"""The README's screenshot: two users editing one trip, side by side (docs/img/two-users.png).
+
+Starts daphne on the embedded defaults with a throw-away SQLite database and the demo data, signs
+in as alice and bob in two Chromium contexts, and has them edit and chat. Needs Debian's
+Chromium (CHROMIUM, default /usr/bin/chromium) and Pillow (`make install-bench`).
+Run: .venv/bin/python scripts/screenshot_two_users.py
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "img" / "two-users.png"
+PORT = 8766
+
+
+def main() -> None:
+    workdir = tempfile.mkdtemp(prefix="tripsage-shot-")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tripsage.settings.base",
+        "DATABASE_URL": f"sqlite:///{workdir}/db.sqlite3",
+        "REALTIME_ALLOWED_ORIGINS": f"http://127.0.0.1:{PORT}",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("REDIS_URL", None)
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([python, "manage.py", "seed_demo"], cwd=ROOT, env=env, check=True)
+    server = subprocess.Popen(
+        [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(PORT), "tripsage.asgi:application"],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", PORT), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        shoot(f"http://127.0.0.1:{PORT}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def shoot(base: str) -> None:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=["--no-sandbox"]
+        )
+        pages = {}
+        for name in ("alice", "bob"):
+            context = browser.new_context(base_url=base, viewport={"width": 900, "height": 720})
+            page = context.new_page()
+            page.goto("/trips/1/edit")
+            page.fill('#signin input[name="username"]', name)
+            page.fill('#signin input[name="password"]', "tripsage-demo")
+            page.click('#signin button[type="submit"]')
+            expect(page.locator(".connection-status")).to_have_text("Connected")
+            pages[name] = page
+        alice, bob = pages["alice"], pages["bob"]
+        expect(alice.locator(".collaborator-count")).to_have_text("2")
+        alice.fill('input[name="budget"]', "1450")
+        alice.click('button[type="submit"]')
+        expect(bob.locator('input[name="budget"]')).to_have_value("1450")
+        bob.fill('input[name="chatText"]', "@alice 1450 works for me, booking the train now")
+        bob.press('input[name="chatText"]', "Enter")
+        expect(alice.locator(".chat-messages li").last).to_contain_text("booking the train")
+        alice.click('input[name="tripName"]')
+        alice.type('input[name="tripName"]', " + Porto")
+        expect(bob.locator(".editing-indicator")).to_be_visible()
+        for page in pages.values():
+            page.evaluate("window.scrollTo(0, 0)")
+        time.sleep(0.3)
+        shots = []
+        for name in ("alice", "bob"):
+            path = Path(tempfile.mkdtemp()) / f"{name}.png"
+            pages[name].screenshot(path=str(path))
+            shots.append(Image.open(path))
+        browser.close()
+    width = sum(s.width for s in shots) + 12
+    combined = Image.new("RGB", (width, max(s.height for s in shots)), "#9aa4b2")
+    x = 0
+    for shot in shots:
+        combined.paste(shot, (x, 0))
+        x += shot.width + 12
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    combined.save(OUT)
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
