@@ -30,6 +30,7 @@ from collaboration.models import (
     TripEvent,
     TripMember,
 )
+from metrics import instruments
 from realtime import protocol
 from realtime.broadcast import (
     broadcast_on_commit,
@@ -354,6 +355,7 @@ def _update_field(
             update_id=update_id,
         )
         trip.open_conflicts += 1
+        transaction.on_commit(instruments.CONFLICTS.labels("detected").inc)
         if applied_by_id is not None and applied_by_id != actor.pk:
             _notify_conflict(trip, conflict, actor, applied_by_id)
         message = record_event(
@@ -429,6 +431,7 @@ def conflict_resolve(
 
     conflict.status = Conflict.Status.RESOLVED
     trip.open_conflicts = max(0, trip.open_conflicts - 1)
+    transaction.on_commit(instruments.CONFLICTS.labels("resolved").inc)
     conflict.resolution = choice
     conflict.resolved_value = fields.to_wire(field, cleaned)
     conflict.resolved_by = actor

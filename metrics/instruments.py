@@ -46,3 +46,34 @@ RATE_LIMITER_FALLBACKS = Counter(
     "tripsage_rate_limiter_fallbacks_total",
     "Rate-limit checks made in this process because Redis did not answer.",
 )
+MESSAGES_SENT = Counter(
+    "tripsage_ws_messages_sent_total",
+    "Frames sent to clients, by connection type.",
+    ["connection_type"],
+)
+BYTES_RECEIVED = Counter(
+    "tripsage_ws_received_bytes_total",
+    "Bytes of client frames, by connection type.",
+    ["connection_type"],
+)
+BYTES_SENT = Counter(
+    "tripsage_ws_sent_bytes_total",
+    "Bytes of frames sent to clients, by connection type.",
+    ["connection_type"],
+)
+FANOUT_LATENCY = Histogram(
+    "tripsage_fanout_latency_seconds",
+    "From the commit that published an event to its send on a socket, by connection type.",
+    ["connection_type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+REPLAYS = Counter(
+    "tripsage_ws_replays_total",
+    "Events sent again from the database: resume replays and gap fills, by connection type.",
+    ["connection_type", "kind"],
+)
+CONFLICTS = Counter(
+    "tripsage_conflicts_total",
+    "Edit conflicts detected and resolved.",
+    ["event"],
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import Any
 
@@ -23,6 +24,7 @@ def user_notifications_group(user_id: int | str) -> str:
 
 
 def _group_send(group: str, event: dict[str, Any]) -> None:
+    event = {**event, "published_at": time.time()}  # for tripsage_fanout_latency_seconds
     layer = get_channel_layer()
     blocking = getattr(layer, "group_send_blocking", None)
     if blocking is not None:
@@ -48,3 +50,12 @@ def revoke_user_sockets(user_id: int) -> None:
     from realtime.revocation import USERS_GROUP
 
     broadcast_on_commit(USERS_GROUP, {"type": "realtime.user_revoked", "user_id": user_id})
+
+
+def close_connections(connection_ids: list[str]) -> None:
+    """Close these sockets (an operator's "disconnect"), on whichever process holds them."""
+    from realtime.revocation import USERS_GROUP
+
+    broadcast_on_commit(
+        USERS_GROUP, {"type": "realtime.connections_close", "connection_ids": list(connection_ids)}
+    )

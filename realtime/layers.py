@@ -79,6 +79,7 @@ class _LoopState:
         self.inboxes: dict[str, _Inbox] = {}
         self.groups: dict[str, set[str]] = {}
         self.direct: dict[str, dict[str, DirectHandler]] = {}
+        self.drops: dict[str, int] = {}  # channel -> messages dropped over capacity
         self.subscribed: dict[str, asyncio.Future[None]] = {}
         self.pubsub: Any = None
         self.listener: asyncio.Task[None] | None = None
@@ -148,6 +149,7 @@ class _LoopState:
             return  # no receiver here any more: dropped, as in every layer
         if len(inbox.items) >= self.layer.get_capacity(channel):
             instruments.LAYER_DROPPED.inc()
+            self.drops[channel] = self.drops.get(channel, 0) + 1
             return
         inbox.put(message)
 
@@ -280,10 +282,15 @@ class FanoutChannelLayer(BaseChannelLayer):
                 state.direct[channel] = handlers
 
     def detach(self, channel: str) -> None:
-        """Forget a finished consumer's channel: its handlers and its inbox."""
+        """Forget a finished consumer's channel: its handlers, its inbox, its drop count."""
         for state in self._states.values():
             state.direct.pop(channel, None)
             state.inboxes.pop(channel, None)
+            state.drops.pop(channel, None)
+
+    def dropped(self, channel: str) -> int:
+        """Messages for `channel` dropped over capacity so far (per-connection metrics)."""
+        return sum(state.drops.get(channel, 0) for state in self._states.values())
 
     async def flush(self) -> None:
         state = await self._state()

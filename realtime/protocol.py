@@ -39,6 +39,7 @@ class CloseCode(IntEnum):
     AUTHORIZATION_FAILED = 4003  # not allowed on this resource: do not retry
     HEARTBEAT_TIMEOUT = 4008  # nothing heard from the client for too long: reconnect
     SLOW_CONSUMER = 4009  # the client stopped reading (unacknowledged data over the limit)
+    CLOSED_BY_OPERATOR = 4010  # an operator's "disconnect" in the admin: reconnect with backoff
     RATE_LIMITED = 4029  # over a connection limit, or flooding far past the message limit
 
 

@@ -1,6 +1,6 @@
-"""Closing a user's sockets everywhere, with one subscription per process instead of one group
-per user: a deactivation is published once to USERS_GROUP, and each process closes the sockets
-it holds for that user."""
+"""Closing sockets everywhere, with one subscription per process instead of one group per user
+or socket: a deactivation (or an operator's disconnect from the admin) is published once to
+USERS_GROUP, and each process closes the sockets it holds for that user (or with those ids)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from metrics.collector import collector
 from realtime.loops import per_loop
 
 logger = logging.getLogger(__name__)
@@ -46,11 +47,25 @@ class Revocations:
         self.ready.set()
         while True:
             message = await layer.receive(channel)
+            if message.get("type") == "realtime.connections_close":
+                await self._close_connections(message.get("connection_ids") or [])
+                continue
             for consumer in list(self.by_user.get(message.get("user_id"), ())):
                 try:
                     await consumer.realtime_user_revoked(message)
                 except Exception:
                     logger.exception("closing a revoked user's socket failed")
+
+    async def _close_connections(self, connection_ids: list[str]) -> None:
+        """An operator's disconnect: the sockets with these ids that this process holds."""
+        for connection_id in connection_ids:
+            consumer = collector().find(connection_id)
+            if consumer is None:
+                continue
+            try:
+                await consumer.close_by_operator()
+            except Exception:
+                logger.exception("closing socket %s for an operator failed", connection_id)
 
 
 revocations = per_loop(Revocations)

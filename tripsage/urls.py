@@ -8,6 +8,8 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from agents import apis as agent_apis
 from collaboration import apis, views
+from metrics import apis as metrics_apis
+from metrics import views as metrics_views
 
 
 def index(request: HttpRequest) -> JsonResponse:
@@ -30,6 +32,7 @@ def index(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("", index, name="index"),
+    path("admin/realtime/dashboard/", metrics_views.dashboard, name="realtime-dashboard"),
     path("admin/", admin.site.urls),
     path("trips/<int:trip_id>/edit", views.trip_edit, name="trip-edit"),
     path("trips/session-token/", views.session_token, name="session-token"),
@@ -83,6 +86,7 @@ urlpatterns = [
         apis.NotificationReadAllApi.as_view(),
         name="notifications-read-all",
     ),
+    path("api/metrics/", metrics_apis.MetricsApi.as_view(), name="metrics-api"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("", include("django_prometheus.urls")),
 ]

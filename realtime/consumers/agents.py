@@ -68,7 +68,7 @@ class AgentStatusConsumer(RealtimeConsumer):
         if run["owner"]["id"] != self.user.pk and not await self._still_member(run["trip_id"]):
             return
         self._remember(run["id"], run["version"])
-        await self.send_text(event["text"])
+        await self.send_published(event)
 
     async def _still_member(self, trip_id: int | None) -> bool:
         """Someone else's run reaches this socket only through a trip group; a member removed

@@ -17,6 +17,7 @@ from django.conf import settings
 
 from collaboration.errors import CollaborationError, InvalidChange
 from metrics import instruments
+from metrics.collector import collector
 from realtime import protocol
 from realtime.auth import AuthContext, AuthFailure, authenticate_token
 from realtime.db import db
@@ -51,20 +52,32 @@ def domain_error(error: CollaborationError, request_id: str | None) -> ProtocolE
 
 class _SocketState:
     """Per-socket counters in one slotted object: thousands of idle sockets each carry one,
-    so they stay out of the consumer's attribute dict."""
+    so they stay out of the consumer's attribute dict. Flow control, heartbeat and rate-limit
+    state, and the seed's ConnectionMetrics (metrics.collector writes them in batches)."""
 
     __slots__ = (
         "bytes_acked",
         "bytes_at_last_ping",
+        "bytes_in",
         "bytes_out",
+        "connected_at",
+        "errors",
+        "flushed",
+        "last_activity",
         "last_heard",
+        "latency_count",
         "latency_ms",
+        "latency_peak",
+        "latency_sum",
         "low_notified",
+        "messages_in",
+        "messages_out",
         "next_ping",
         "pings",
+        "reconnects",
         "refusals",
         "refusals_since",
-    )  # fmt: skip
+    )
 
     def __init__(self, now: float) -> None:
         self.last_heard = now
@@ -77,6 +90,11 @@ class _SocketState:
         self.low_notified = False  # a rate_limit_status went out as the budget fell under 20 %
         self.refusals = 0  # messages refused by the rate limit since refusals_since
         self.refusals_since = now
+        self.connected_at = self.last_activity = time.time()  # wall clock, for the metrics
+        self.messages_in = self.messages_out = self.bytes_in = self.errors = 0
+        self.latency_sum = self.latency_peak = 0.0
+        self.latency_count = self.reconnects = 0
+        self.flushed = 0  # what the collector last wrote (a hash of the counters)
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
@@ -89,6 +107,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         cls._registry = protocol.message_registry(
             protocol.COMMON_CLIENT_MESSAGES + cls.client_messages
         )
+        kind = getattr(cls, "connection_type", None)
+        if kind is not None:  # Prometheus children bound once per class, not per frame
+            cls._sent_messages = instruments.MESSAGES_SENT.labels(kind)
+            cls._sent_bytes = instruments.BYTES_SENT.labels(kind)
+            cls._fanout_latency = instruments.FANOUT_LATENCY.labels(kind)
 
     # -- hooks for connection types -----------------------------------------------------------
 
@@ -127,6 +150,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         io = self.io
         io.bytes_out += len(text)
+        io.messages_out += 1
+        self._sent_messages.inc()
+        self._sent_bytes.inc(len(text))
         await self.base_send({"type": "websocket.send", "text": text})
         unacked = io.bytes_out - io.bytes_acked
         if unacked > settings.REALTIME_MAX_UNACKED_BYTES:
@@ -142,6 +168,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         elif io.bytes_out - io.bytes_at_last_ping > settings.REALTIME_FLOW_PING_BYTES:
             await self.send_ping()
 
+    async def send_published(self, event: dict[str, Any]) -> None:
+        """A fanned-out event (realtime.broadcast): its pre-encoded text, and the time from its
+        publication after commit to this send (tripsage_fanout_latency_seconds)."""
+        published = event.get("published_at")
+        if published is not None:
+            self._fanout_latency.observe(max(0.0, time.time() - published))
+        await self.send_text(event["text"])
+
     async def send_ping(self) -> None:
         io = self.io
         ping = protocol.server_message("ping")
@@ -154,6 +188,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.send_text(protocol.encode(ping))
 
     async def send_error(self, error: ProtocolError) -> None:
+        self.io.errors += 1
         instruments.ERRORS.labels(self.connection_type, error.code).inc()
         await self.send_event(error.envelope())
 
@@ -162,6 +197,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if self._closing:
             return
         self._closing = True  # first: no send below may start another close
+        self._closed_as = code
         await self.base_send({"type": "websocket.send", "text": protocol.encode(envelope)})
         await self.close(code=int(code))
 
@@ -212,6 +248,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
         await revocations().register(self)
         self._opened = True  # registered for revocation and counted as open
+        collector().opened(self)
         # No accept: JWTAuthMiddleware accepted the socket before authenticating it.
         instruments.CONNECTIONS_OPEN.labels(self.connection_type).inc()
         rate = message_rate(self.connection_type)
@@ -252,6 +289,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             detach(self.channel_name)
         if opened:
             instruments.CONNECTIONS_OPEN.labels(self.connection_type).dec()
+            closed_as = getattr(self, "_closed_as", None)
+            code = message.get("code")
+            collector().closed_socket(
+                self,
+                int(closed_as) if closed_as is not None else code,
+                closed_as.name.lower() if closed_as is not None else "client_closed",
+            )
         for group in getattr(self, "_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
         if hasattr(self, "auth"):
@@ -265,7 +309,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     # -- receiving ----------------------------------------------------------------------------
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
-        self.io.last_heard = time.monotonic()
+        io = self.io
+        io.last_heard = time.monotonic()
+        io.last_activity = time.time()
+        io.messages_in += 1
+        frame = message.get("text") or message.get("bytes") or ""
+        io.bytes_in += len(frame)
+        instruments.BYTES_RECEIVED.labels(self.connection_type).inc(len(frame))
         if self._closing:
             return
         request_id = None
@@ -280,6 +330,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 return
             parsed = protocol.validate(data, self._registry)
             instruments.MESSAGES_RECEIVED.labels(self.connection_type, parsed.type).inc()
+            if parsed.type == "resume":
+                io.reconnects += 1  # a client resumes after reconnecting
             handler = getattr(self, "on_" + parsed.type.replace(".", "_"))
             await handler(parsed)
         except ProtocolError as error:
@@ -364,6 +416,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         rtt = time.monotonic() - sent[0]
         io.latency_ms = rtt * 1000
+        io.latency_sum += io.latency_ms
+        io.latency_count += 1
+        io.latency_peak = max(io.latency_peak, io.latency_ms)
+        collector().heartbeat(io.latency_ms)
         io.bytes_acked = max(io.bytes_acked, sent[1])
         instruments.HEARTBEAT_LATENCY.labels(self.connection_type).observe(rtt)
 
@@ -398,6 +454,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         )
 
     # -- group events -------------------------------------------------------------------------
+
+    async def close_by_operator(self) -> None:
+        """An operator's "disconnect" (admin): say so, then close with 4010."""
+        await self.close_with(
+            protocol.error_message(
+                ErrorCode.NETWORK_ERROR,
+                "An operator closed this connection.",
+                details={"reason": "closed_by_operator"},
+            ),
+            CloseCode.CLOSED_BY_OPERATOR,
+        )
 
     async def realtime_user_revoked(self, event: dict[str, Any]) -> None:
         failure = AuthFailure(AuthFailureReason.USER_INACTIVE, "User account is disabled.")

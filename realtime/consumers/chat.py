@@ -9,6 +9,7 @@ from django.conf import settings
 
 from collaboration import selectors, services
 from collaboration.errors import NotFound
+from metrics import instruments
 from realtime import protocol
 from realtime.broadcast import broadcast_now, chat_group
 from realtime.consumers.base import RealtimeConsumer
@@ -133,6 +134,7 @@ class ChatConsumer(RealtimeConsumer):
                 )
                 replayed += 1
             after = page.messages[-1]["seq"]
+        instruments.REPLAYS.labels(self.connection_type, "resume").inc(replayed)
         await self.send_event(
             protocol.server_message(
                 "resume.complete",
@@ -172,12 +174,13 @@ class ChatConsumer(RealtimeConsumer):
             for item in page.messages:
                 if item["seq"] >= seq:
                     break
+                instruments.REPLAYS.labels(self.connection_type, "gap_fill").inc()
                 await self.send_event(
                     protocol.server_message("chat.message", seq=item["seq"], message=item)
                 )
-        await self.send_text(event["text"])
+        await self.send_published(event)
         self.last_seq = seq
 
     async def chat_typing(self, event: dict[str, Any]) -> None:
         if event["connection_id"] != self.connection_id:
-            await self.send_text(event["text"])
+            await self.send_published(event)

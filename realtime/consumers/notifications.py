@@ -51,4 +51,4 @@ class NotificationConsumer(RealtimeConsumer):
         )
 
     async def notification_event(self, event: dict[str, Any]) -> None:
-        await self.send_text(event["text"])
+        await self.send_published(event)

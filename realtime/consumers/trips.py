@@ -9,6 +9,7 @@ from typing import Any
 
 from collaboration import selectors, services
 from collaboration.models import TripMember
+from metrics import instruments
 from realtime import protocol
 from realtime.broadcast import trip_group
 from realtime.consumers.base import RealtimeConsumer
@@ -176,6 +177,7 @@ class TripConsumer(RealtimeConsumer):
                 break
             await self.send_event(event)
             replayed += 1
+        instruments.REPLAYS.labels(self.connection_type, "resume").inc(replayed)
         await self.send_event(
             protocol.server_message(
                 "resume.complete",
@@ -213,7 +215,7 @@ class TripConsumer(RealtimeConsumer):
         if seq != self.last_seq + 1 or event.get("user_id") == self.user.pk:
             return False
         self.last_seq = seq
-        await self.send_text(event["text"])
+        await self.send_published(event)
         return True
 
     async def _direct_presence(self, event: dict[str, Any]) -> bool:
@@ -230,7 +232,7 @@ class TripConsumer(RealtimeConsumer):
             return
         if seq > self.last_seq + 1:
             await self._send_missing_up_to(seq - 1)
-        await self.send_text(event["text"])
+        await self.send_published(event)
         self.last_seq = seq
         if event.get("user_id") == self.user.pk:
             await self._apply_membership(json.loads(event["text"]))
@@ -240,6 +242,7 @@ class TripConsumer(RealtimeConsumer):
         for missed in page.messages:
             if missed["seq"] > seq:
                 break
+            instruments.REPLAYS.labels(self.connection_type, "gap_fill").inc()
             await self.send_event(missed)
             self.last_seq = missed["seq"]
             await self._apply_membership(missed)

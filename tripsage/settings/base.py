@@ -306,6 +306,12 @@ LOGGING = {
     "loggers": {"django.server": {"level": "WARNING"}},
 }
 
+# --- Connection metrics (metrics.collector): counters in memory, written every this many
+# seconds per process; sessions kept this many days after they end, snapshots this many hours.
+METRICS_FLUSH_SECONDS = env_float("METRICS_FLUSH_SECONDS", 5.0)
+METRICS_SESSION_RETENTION_DAYS = env_int("METRICS_SESSION_RETENTION_DAYS", 30)
+METRICS_SNAPSHOT_RETENTION_HOURS = env_int("METRICS_SNAPSHOT_RETENTION_HOURS", 24)
+
 # --- Collaboration.
 # Chat: longest message (characters), messages sent on connect, how long a typing indicator shows
 # without renewal, most messages one `resume` replays before answering `resync.required`.

@@ -1,0 +1,270 @@
+"""Connection metrics: collected in memory, written in batches, shown to staff, across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+import uuid
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from metrics.collector import prune_history
+from metrics.models import ConnectionSession, MetricsSnapshot
+from tests import factories
+from tests.wsclient import closed_with, connect, recv_type, recv_until, send_json
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FAST = {"METRICS_FLUSH_SECONDS": "0.5"}
+
+
+@pytest.fixture(scope="session")
+def metered(daphne_factory):
+    """Two processes flushing metrics every 0.5 s."""
+    return daphne_factory("metrics-a", **FAST), daphne_factory("metrics-b", **FAST)
+
+
+@pytest.fixture
+def crew(transactional_db):
+    return factories.make_crew()
+
+
+async def eventually(check, timeout: float = 10.0):
+    """Poll the database until `check()` (sync) returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await sync_to_async(check)()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "not written in time"
+        await asyncio.sleep(0.2)
+
+
+async def echo(ws, n: int) -> None:
+    await send_json(ws, {"type": "echo", "id": f"e-{n}", "data": "x" * 100})
+    await recv_until(ws, lambda m: m.get("request_id") == f"e-{n}")
+
+
+async def test_counters_are_written_in_batches_and_shown_to_staff(metered, crew):
+    a, b = metered
+    alice, bob, _, trip = crew
+    trip_ws, established = await connect(
+        a.ws_url, f"/ws/trips/{trip.pk}/", factories.access_token(alice)
+    )
+    chat_ws, _chat_established = await connect(
+        b.ws_url, f"/ws/chat/{trip.pk}/", factories.access_token(bob)
+    )
+    for n in range(5):
+        await echo(trip_ws, n)
+    cid = established["connection_id"]
+
+    def flushed():
+        row = ConnectionSession.objects.filter(connection_id=cid).first()
+        return row if row and row.messages_received >= 5 else None
+
+    row = await eventually(flushed)
+    assert row.username == "alice" and row.connection_type == "trip_collaboration"
+    assert row.trip_id == trip.pk and row.ended_at is None
+    assert row.messages_received == 5  # the echoes (the auth message is the middleware's)
+    assert row.messages_sent >= 5 + 3 and row.bytes_sent > 500 and row.bytes_received > 500
+    assert row.errors == 0
+
+    staff = await sync_to_async(get_user_model().objects.create_superuser)(
+        "ops", password=factories.PASSWORD
+    )
+    client = APIClient()
+    await sync_to_async(client.force_authenticate)(staff)
+
+    def both_live():
+        body = client.get("/api/metrics/").json()
+        return body if body["global"]["activeConnections"] == 2 else None
+
+    body = await eventually(both_live)
+    assert len(body["processes"]) == 2
+    assert body["by_type"]["trip_collaboration"]["active_connections"] == 1
+    assert body["by_type"]["chat"]["active_connections"] == 1
+    assert body["global"]["totalMessagesReceived"] >= 5
+    assert body["history"] and body["history"][-1]["active_connections"] >= 1
+
+    viewer = APIClient()
+    await sync_to_async(viewer.force_authenticate)(alice)
+    refused = await sync_to_async(viewer.get)("/api/metrics/")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "AUTHORIZATION_FAILED"
+
+    await trip_ws.close()
+
+    def ended():
+        row = ConnectionSession.objects.get(connection_id=cid)
+        return row if row.ended_at else None
+
+    row = await eventually(ended)
+    assert row.close_code == 1000 and row.end_reason == "client_closed"
+    assert row.messages_received == 5
+    await chat_ws.close()
+
+
+async def test_no_database_write_per_message(daphne_factory, crew):
+    """With the flush far away, a busy socket leaves no row at all: nothing is written per
+    message (the previous test shows the same counters arriving at the flush)."""
+    server = daphne_factory("metrics-never", METRICS_FLUSH_SECONDS="3600")
+    alice, _, _, trip = crew
+    ws, established = await connect(
+        server.ws_url, f"/ws/trips/{trip.pk}/", factories.access_token(alice)
+    )
+    for n in range(30):
+        await echo(ws, n)
+    exists = await sync_to_async(
+        ConnectionSession.objects.filter(connection_id=established["connection_id"]).exists
+    )()
+    assert not exists
+    await ws.close()
+
+
+async def test_the_admin_disconnects_a_socket_on_whichever_process_holds_it(metered, crew):
+    _a, b = metered
+    alice, *_, trip = crew
+    ws, established = await connect(
+        b.ws_url, f"/ws/trips/{trip.pk}/", factories.access_token(alice)
+    )
+    cid = established["connection_id"]
+    row = await eventually(lambda: ConnectionSession.objects.filter(connection_id=cid).first())
+    await sync_to_async(get_user_model().objects.create_superuser)(
+        "ops", password=factories.PASSWORD
+    )
+
+    def disconnect():
+        browser = Client()
+        assert browser.login(username="ops", password=factories.PASSWORD)
+        listing = browser.get("/admin/metrics/liveconnection/?q=alice")
+        assert cid[:12] in listing.content.decode()
+        return browser.post(
+            "/admin/metrics/liveconnection/",
+            {"action": "disconnect", "_selected_action": [row.pk]},
+        )
+
+    response = await sync_to_async(disconnect)()
+    assert response.status_code == 302
+    code, messages = await closed_with(ws)
+    assert code == 4010
+    assert messages[-1]["error"]["details"]["reason"] == "closed_by_operator"
+
+    def ended():
+        row = ConnectionSession.objects.get(connection_id=cid)
+        return row if row.ended_at else None
+
+    row = await eventually(ended)
+    assert row.close_code == 4010 and row.end_reason == "closed_by_operator"
+
+
+async def test_a_killed_process_leaves_no_live_sessions(metered, daphne_factory, crew):
+    a, _ = metered
+    doomed = daphne_factory(f"metrics-doomed-{uuid.uuid4().hex[:4]}", **FAST)
+    alice, *_, trip = crew
+    _ws, established = await connect(
+        doomed.ws_url, f"/ws/trips/{trip.pk}/", factories.access_token(alice)
+    )
+    keep, _ = await connect(a.ws_url, f"/ws/trips/{trip.pk}/", factories.access_token(alice))
+    cid = established["connection_id"]
+    await eventually(lambda: ConnectionSession.objects.filter(connection_id=cid).first())
+    doomed.process.kill()
+    doomed.process.wait(timeout=10)
+
+    def lost():
+        row = ConnectionSession.objects.get(connection_id=cid)
+        return row if row.ended_at else None
+
+    row = await eventually(lost, timeout=20)
+    assert row.end_reason == "process_lost"
+    await keep.close()
+
+
+async def test_prometheus_counts_messages_fanout_and_conflicts(metered, crew):
+    a, _ = metered
+    alice, bob, _, trip = crew
+    ws_alice, _ = await connect(a.ws_url, f"/ws/trips/{trip.pk}/", factories.access_token(alice))
+    ws_bob, _ = await connect(a.ws_url, f"/ws/trips/{trip.pk}/", factories.access_token(bob))
+    version = ws_alice.opening["trip"]["version"]
+    for ws, value in ((ws_alice, "100"), (ws_bob, "200")):
+        await send_json(
+            ws,
+            {
+                "type": "trip.update",
+                "update_id": str(uuid.uuid4()),
+                "field": "budget",
+                "value": value,
+                "base_version": version,
+            },
+        )
+        await recv_type(ws, "ack")  # bob's trip.updated for alice's edit came before it
+    text = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"{a.http_url}/metrics", timeout=10).read().decode()
+    )
+
+    def value(line_start: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(line_start):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    assert value('tripsage_ws_messages_sent_total{connection_type="trip_collaboration"}') > 0
+    assert value('tripsage_fanout_latency_seconds_count{connection_type="trip_collaboration"}') > 0
+    assert value('tripsage_ws_received_bytes_total{connection_type="trip_collaboration"}') > 0
+    assert value('tripsage_conflicts_total{event="detected"}') >= 1
+    for ws in (ws_alice, ws_bob):
+        await ws.close()
+
+
+def test_old_history_is_pruned(settings):
+    settings.METRICS_SESSION_RETENTION_DAYS = 30
+    settings.METRICS_SNAPSHOT_RETENTION_HOURS = 24
+    now = timezone.now()
+
+    def session(ended_days_ago: float | None) -> ConnectionSession:
+        return ConnectionSession.objects.create(
+            connection_id=uuid.uuid4().hex, username="x", connection_type="chat",
+            process="p", connected_at=now, last_activity=now, last_seen=now,
+            ended_at=None if ended_days_ago is None else now - timedelta(days=ended_days_ago),
+        )  # fmt: skip
+
+    old, recent, open_ = session(31), session(29), session(None)
+    for hours in (25, 23):
+        MetricsSnapshot.objects.create(
+            process="p", taken_at=now - timedelta(hours=hours), active_connections=0,
+            connections_total=0, messages_received=0, messages_sent=0, errors=0, started_at=now,
+        )  # fmt: skip
+    assert prune_history(now) == (1, 1)
+    remaining = set(ConnectionSession.objects.filter(process="p").values_list("pk", flat=True))
+    assert remaining == {recent.pk, open_.pk} and old.pk not in remaining
+    assert MetricsSnapshot.objects.filter(process="p").count() == 1
+
+
+def test_history_counts_a_new_process_from_its_first_snapshot():
+    """Traffic before a process's first flush shows up: its first snapshot's counts all
+    happened since it started."""
+    from metrics.selectors import _history
+
+    now = timezone.now()
+    started = now - timedelta(seconds=20)
+
+    def snap(seconds_ago: float, sent: int, received: int, errors: int) -> MetricsSnapshot:
+        return MetricsSnapshot(
+            process="q", taken_at=now - timedelta(seconds=seconds_ago), active_connections=1,
+            connections_total=1, messages_sent=sent, messages_received=received, errors=errors,
+            started_at=started,
+        )  # fmt: skip
+
+    snapshots = [snap(5, 30, 12, 1), snap(15, 10, 4, 0)]  # newest first, as read
+    points = _history(snapshots, now, now - timedelta(minutes=30))
+    assert [p["messages"] for p in points] == [14, 28]
+    assert [p["errors"] for p in points] == [0, 1]
+    # A process that started before the window: its first snapshot in view is a baseline.
+    old = _history(snapshots, now, started + timedelta(seconds=1))
+    assert [p["messages"] for p in old] == [0, 28]
