@@ -22,9 +22,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from metrics import instruments
 from metrics.models import ConnectionSession, MetricsSnapshot
 from realtime.db import db
 from realtime.loops import per_loop
@@ -85,15 +86,21 @@ def counters(consumer: Any) -> dict[str, Any]:
 
 
 class Collector:
+    NEW_PER_FLUSH = 500  # rows inserted per flush at most (a connect storm spreads out)
+    REFRESH_PER_FLUSH = 200  # open sockets' rows refreshed per flush at most
+
     def __init__(self) -> None:
         self.process = process_name()
         self.started_at = timezone.now()
         self.sockets: dict[str, Any] = {}  # connection id -> consumer, open on this process
-        self.written: set[str] = set()  # open sockets that have a row
         self.ended: list[dict[str, Any]] = []  # final rows waiting for the next flush
         self.connections_total = 0
         # Counters of sockets already closed (the process totals go on after a socket ends).
         self.closed = {"messages_received": 0, "messages_sent": 0, "errors": 0}
+        # Per connection type: frames sent, bytes sent, bytes received, of closed sockets, and
+        # what Prometheus has been told so far.
+        self.closed_volume: dict[str, list[int]] = {}
+        self.reported: dict[str, tuple[int, int, int]] = {}
         self.latency_sum = 0.0  # heartbeat round trips since the last snapshot
         self.latency_count = 0
         self.last_prune = 0.0
@@ -114,9 +121,12 @@ class Collector:
         row = {**self._identity(consumer), **counters(consumer)}
         row.update(ended_at=timezone.now(), close_code=code, end_reason=reason[:32])
         self.ended.append(row)
-        self.written.discard(consumer.connection_id)
         for key in self.closed:
             self.closed[key] += row[key]
+        volume = self.closed_volume.setdefault(str(consumer.connection_type), [0, 0, 0])
+        volume[0] += row["messages_sent"]
+        volume[1] += row["bytes_sent"]
+        volume[2] += row["bytes_received"]
 
     def heartbeat(self, latency_ms: float) -> None:
         self.latency_sum += latency_ms
@@ -126,6 +136,9 @@ class Collector:
         return self.sockets.get(connection_id)
 
     # -- flushing ---------------------------------------------------------------------------
+
+    def row_of(self, consumer: Any) -> dict[str, Any]:
+        return {**self._identity(consumer), **counters(consumer)}
 
     def _identity(self, consumer: Any) -> dict[str, Any]:
         client = consumer.scope.get("client") or ("", 0)
@@ -149,27 +162,44 @@ class Collector:
                 logger.exception("writing connection metrics failed; retrying at the next flush")
 
     async def flush(self) -> None:
-        new, changed = [], []
+        """Aggregate in memory; write a bounded batch: new sockets (at most NEW_PER_FLUSH),
+        closed ones, and the counters of at most REFRESH_PER_FLUSH open sockets whose row is
+        older than METRICS_LIVE_REFRESH_SECONDS. A broadcast changes every socket's counters:
+        rewriting them all at every flush stalled a 1,000-member fan-out (docs/metrics.md)."""
+        new, changed, new_sockets = [], [], []
         by_type: dict[str, dict[str, Any]] = {}
         totals = dict(self.closed)
+        volume = {kind: list(values) for kind, values in self.closed_volume.items()}
+        now = time.monotonic()
+        stale = now - settings.METRICS_LIVE_REFRESH_SECONDS
         for cid, consumer in list(self.sockets.items()):
-            row = counters(consumer)
+            io = consumer.io
             kind = str(consumer.connection_type)
-            figures = by_type.setdefault(kind, dict(EMPTY_TYPE_FIGURES))
+            figures = by_type.get(kind)
+            if figures is None:
+                figures = by_type[kind] = dict(EMPTY_TYPE_FIGURES)
             figures["active"] += 1
-            for key in ("messages_received", "messages_sent", "errors"):
-                figures[key] += row[key]
-                totals[key] += row[key]
-            if row["average_latency_ms"] is not None:
-                figures["latency_sum_ms"] += row["average_latency_ms"]
+            figures["messages_received"] += io.messages_in
+            figures["messages_sent"] += io.messages_out
+            figures["errors"] += io.errors
+            if io.latency_count:
+                figures["latency_sum_ms"] += io.latency_sum / io.latency_count
                 figures["latency_count"] += 1
-            signature = hash(tuple(row.values()))
-            if cid not in self.written:
-                new.append({**self._identity(consumer), **row})
-                consumer.io.flushed = signature
-            elif consumer.io.flushed != signature:
-                changed.append({"connection_id": cid, **row})
-                consumer.io.flushed = signature
+            sums = volume.setdefault(kind, [0, 0, 0])
+            sums[0] += io.messages_out
+            sums[1] += io.bytes_out
+            sums[2] += io.bytes_in
+            if not io.flushed:  # no row yet
+                if len(new) < self.NEW_PER_FLUSH:
+                    new.append(consumer)  # its row is built in chunks while writing
+                    new_sockets.append(io)
+            elif io.flushed < stale and len(changed) < self.REFRESH_PER_FLUSH:
+                changed.append({"connection_id": cid, **counters(consumer)})
+                io.flushed = now
+        for figures in by_type.values():
+            for key in ("messages_received", "messages_sent", "errors"):
+                totals[key] += figures[key]
+        self._report_volume(volume)
         ended, self.ended = self.ended, []
         snapshot = {
             "process": self.process,
@@ -184,11 +214,11 @@ class Collector:
             "started_at": self.started_at,
         }
         self.latency_sum, self.latency_count = 0.0, 0
-        prune = time.monotonic() - self.last_prune > 60
+        prune = now - self.last_prune > 60
         if prune:
-            self.last_prune = time.monotonic()
+            self.last_prune = now
         try:
-            await db(write_batch)(new, changed, ended, snapshot, prune)
+            await db(write_batch)(new, changed, ended, snapshot, prune, self.row_of)
         except Exception:
             # Keep the final rows for one more attempt, not forever: a batch that cannot be
             # written must not stop every later flush.
@@ -196,33 +226,39 @@ class Collector:
             for row in self.ended:
                 row["retried"] = True
             raise
-        self.written.update(row["connection_id"] for row in new)
+        for io in new_sockets:
+            io.flushed = now
+
+    def _report_volume(self, volume: dict[str, list[int]]) -> None:
+        """Frames and bytes sent and received go to Prometheus here, as deltas per connection
+        type, instead of three counter increments per frame on the delivery path."""
+        for kind, (messages_sent, bytes_sent, bytes_received) in volume.items():
+            before = self.reported.get(kind, (0, 0, 0))
+            instruments.MESSAGES_SENT.labels(kind).inc(max(0, messages_sent - before[0]))
+            instruments.BYTES_SENT.labels(kind).inc(max(0, bytes_sent - before[1]))
+            instruments.BYTES_RECEIVED.labels(kind).inc(max(0, bytes_received - before[2]))
+            self.reported[kind] = (messages_sent, bytes_sent, bytes_received)
 
 
 @transaction.atomic
 def write_batch(
-    new: list[dict[str, Any]],
+    new: list[Any],
     changed: list[dict[str, Any]],
     ended: list[dict[str, Any]],
     snapshot: dict[str, Any],
     prune: bool = False,
+    row_of: Any = None,
 ) -> None:
-    """One flush of one process, in one transaction."""
+    """One flush of one process, in one transaction. `new` are the sockets that need a row;
+    their rows are built (by `row_of`) a chunk at a time, so a storm's hundreds of new sockets
+    never exist as rows all at once (S3 measures what the flush leaves in memory)."""
     now = timezone.now()
     for row in ended:
         row.pop("retried", None)
-    # A user deleted while (or since) connected: the session stays, without the link.
-    rows_with_users = [*new, *ended]
-    wanted = {row["user_id"] for row in rows_with_users if row.get("user_id") is not None}
-    if wanted:
-        present = set(get_user_model().objects.filter(pk__in=wanted).values_list("pk", flat=True))
-        for row in rows_with_users:
-            if row.get("user_id") not in present:
-                row["user_id"] = None
+    _known_users(ended)
     finals = {row["connection_id"]: row for row in ended}
-    ConnectionSession.objects.bulk_create(
-        [ConnectionSession(last_seen=now, **row) for row in new], ignore_conflicts=True
-    )
+    for start in range(0, len(new), INSERT_CHUNK):
+        _insert(_known_users([row_of(c) for c in new[start : start + INSERT_CHUNK]]), now)
     updates = {row["connection_id"]: row for row in changed}
     if updates or finals:
         rows = ConnectionSession.objects.filter(connection_id__in=[*updates, *finals])
@@ -249,6 +285,63 @@ def write_batch(
     )
     if prune:
         prune_history(now)
+
+
+INSERT_CHUNK = 100
+
+
+def _known_users(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A user deleted while (or since) connected: the session stays, without the link."""
+    wanted = {row["user_id"] for row in rows if row.get("user_id") is not None}
+    if wanted:
+        present = set(get_user_model().objects.filter(pk__in=wanted).values_list("pk", flat=True))
+        for row in rows:
+            if row.get("user_id") not in present:
+                row["user_id"] = None
+    return rows
+
+
+INSERT_COLUMNS = (
+    "connection_id",
+    "user_id",
+    "username",
+    "connection_type",
+    "trip_id",
+    "process",
+    "client_address",
+    "connected_at",
+    "last_seen",
+    *COUNTER_FIELDS,
+    "close_code",
+    "end_reason",
+)
+
+
+def _insert(rows: list[dict[str, Any]], now: datetime) -> None:
+    """New session rows in one executemany of plain tuples: a connect storm's hundreds of rows
+    per flush without building a model instance for each (S3 measures the memory)."""
+    if not rows:
+        return
+    ops = connection.ops
+    table = ops.quote_name(ConnectionSession._meta.db_table)
+    columns = ", ".join(ops.quote_name(c) for c in INSERT_COLUMNS)
+    marks = ", ".join(["%s"] * len(INSERT_COLUMNS))
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
+        f"ON CONFLICT ({ops.quote_name('connection_id')}) DO NOTHING"
+    )
+    dated = {"connected_at", "last_seen", "last_activity"}
+    params = []
+    for row in rows:
+        values = {**row, "last_seen": now, "close_code": None, "end_reason": ""}
+        params.append(
+            tuple(
+                ops.adapt_datetimefield_value(values[c]) if c in dated else values[c]
+                for c in INSERT_COLUMNS
+            )
+        )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def live_processes(now: datetime | None = None) -> list[str]:

@@ -142,6 +142,12 @@ class _LoopState:
                 except Exception:
                     logger.exception("direct delivery failed; queueing instead")
             self.deliver(member, payload)
+        published = payload.get("published_at")
+        if published is not None:
+            # Commit to the last local send (or queueing), once per event and process.
+            histogram = _fanout_histogram(group)
+            if histogram is not None:
+                histogram.observe(max(0.0, time.time() - published))
 
     def deliver(self, channel: str, message: dict[str, Any]) -> None:
         inbox = self.inboxes.get(channel)
@@ -162,8 +168,30 @@ class _LoopState:
                 del self.inboxes[name]
 
 
+_FANOUT_TYPES = {
+    "trip": "trip_collaboration",
+    "chat": "chat",
+    "agents": "agent_status",
+    "notifications": "notifications",
+}
+_fanout_children: dict[str, Any] = {}
+
+
+def _fanout_histogram(group: str) -> Any:
+    """tripsage_fanout_latency_seconds for the connection type a group belongs to (by its
+    name: realtime.broadcast names them), or None for groups of no connection type."""
+    kind = _FANOUT_TYPES.get(group.split("-", 1)[0])
+    if kind is None:
+        return None
+    child = _fanout_children.get(kind)
+    if child is None:
+        child = _fanout_children[kind] = instruments.FANOUT_LATENCY.labels(kind)
+    return child
+
+
 class FanoutChannelLayer(BaseChannelLayer):
     extensions = ["groups", "flush"]
+    observes_fanout = True  # consumers need not time each send (tripsage_fanout_latency_seconds)
 
     def __init__(
         self,

@@ -94,7 +94,7 @@ class _SocketState:
         self.messages_in = self.messages_out = self.bytes_in = self.errors = 0
         self.latency_sum = self.latency_peak = 0.0
         self.latency_count = self.reconnects = 0
-        self.flushed = 0  # what the collector last wrote (a hash of the counters)
+        self.flushed = 0.0  # when the collector last wrote this socket's row (monotonic)
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
@@ -108,9 +108,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             protocol.COMMON_CLIENT_MESSAGES + cls.client_messages
         )
         kind = getattr(cls, "connection_type", None)
-        if kind is not None:  # Prometheus children bound once per class, not per frame
-            cls._sent_messages = instruments.MESSAGES_SENT.labels(kind)
-            cls._sent_bytes = instruments.BYTES_SENT.labels(kind)
+        if kind is not None:  # bound once per class, not looked up per frame
             cls._fanout_latency = instruments.FANOUT_LATENCY.labels(kind)
 
     # -- hooks for connection types -----------------------------------------------------------
@@ -151,8 +149,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         io = self.io
         io.bytes_out += len(text)
         io.messages_out += 1
-        self._sent_messages.inc()
-        self._sent_bytes.inc(len(text))
         await self.base_send({"type": "websocket.send", "text": text})
         unacked = io.bytes_out - io.bytes_acked
         if unacked > settings.REALTIME_MAX_UNACKED_BYTES:
@@ -170,9 +166,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def send_published(self, event: dict[str, Any]) -> None:
         """A fanned-out event (realtime.broadcast): its pre-encoded text, and the time from its
-        publication after commit to this send (tripsage_fanout_latency_seconds)."""
+        publication after commit to this send (tripsage_fanout_latency_seconds; the fan-out
+        layer measures it once per event and process instead, after its last local send)."""
         published = event.get("published_at")
-        if published is not None:
+        if published is not None and not getattr(self.channel_layer, "observes_fanout", False):
             self._fanout_latency.observe(max(0.0, time.time() - published))
         await self.send_text(event["text"])
 
@@ -315,7 +312,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         io.messages_in += 1
         frame = message.get("text") or message.get("bytes") or ""
         io.bytes_in += len(frame)
-        instruments.BYTES_RECEIVED.labels(self.connection_type).inc(len(frame))
         if self._closing:
             return
         request_id = None

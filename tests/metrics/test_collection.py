@@ -22,7 +22,7 @@ from tests.wsclient import closed_with, connect, recv_type, recv_until, send_jso
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-FAST = {"METRICS_FLUSH_SECONDS": "0.5"}
+FAST = {"METRICS_FLUSH_SECONDS": "0.5", "METRICS_LIVE_REFRESH_SECONDS": "1"}
 
 
 @pytest.fixture(scope="session")

@@ -309,6 +309,8 @@ LOGGING = {
 # --- Connection metrics (metrics.collector): counters in memory, written every this many
 # seconds per process; sessions kept this many days after they end, snapshots this many hours.
 METRICS_FLUSH_SECONDS = env_float("METRICS_FLUSH_SECONDS", 5.0)
+# An open socket's row is refreshed at most this often (closed sockets are written at once).
+METRICS_LIVE_REFRESH_SECONDS = env_float("METRICS_LIVE_REFRESH_SECONDS", 60.0)
 METRICS_SESSION_RETENTION_DAYS = env_int("METRICS_SESSION_RETENTION_DAYS", 30)
 METRICS_SNAPSHOT_RETENTION_HOURS = env_int("METRICS_SNAPSHOT_RETENTION_HOURS", 24)
 
