@@ -1,5 +1,7 @@
 """Admin for trips, members, the event log, conflicts, chat and notifications."""
 
+from typing import Any
+
 from django.contrib import admin
 
 from collaboration.models import ChatMessage, Conflict, Notification, Trip, TripEvent, TripMember
@@ -40,10 +42,18 @@ class TripEventAdmin(admin.ModelAdmin):
 
 @admin.register(ChatMessage)
 class ChatMessageAdmin(admin.ModelAdmin):
+    """Read-only: chat is written by the service (seq, fan-out), never by hand."""
+
     list_display = ("id", "trip", "seq", "author", "created_at")
     list_filter = ("trip",)
     search_fields = ("text",)
     raw_id_fields = ("trip", "author")
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Notification)

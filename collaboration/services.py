@@ -495,6 +495,7 @@ def trip_member_remove(*, trip_id: int, actor: AbstractBaseUser, user: AbstractB
         _keep_an_owner(trip, user)
     member.delete()
     record_event(trip, "member.removed", actor=actor, payload={"user": wire.user_ref(user)})
+    broadcast_on_commit(chat_group(trip.pk), {"type": "chat.member_removed", "user_id": user.pk})
     trip.save(update_fields=["seq", "log_floor", "updated_at"])
 
 

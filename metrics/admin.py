@@ -92,7 +92,14 @@ class LiveConnectionAdmin(_ReadOnly):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Disconnect the selected connections (close code 4010)")
+    def has_disconnect_permission(self, request: HttpRequest) -> bool:
+        """Closing other people's sockets is for superusers, not for every staff viewer."""
+        return request.user.is_superuser
+
+    @admin.action(
+        description="Disconnect the selected connections (close code 4010)",
+        permissions=["disconnect"],
+    )
     def disconnect(self, request: HttpRequest, queryset: QuerySet[LiveConnection]) -> None:
         ids = list(queryset.values_list("connection_id", flat=True))
         close_connections(ids)

@@ -154,6 +154,9 @@ class Collector:
         }
 
     async def _run(self) -> None:
+        # While the process holds sockets (and once more after the last one closed). An idle
+        # process writes nothing; it leaves the live set and its totals leave the global
+        # figures until its next socket (docs/metrics.md).
         while self.sockets or self.ended:
             await asyncio.sleep(settings.METRICS_FLUSH_SECONDS)
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -11,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler
 
+from metrics import instruments
 from realtime import protocol
 from realtime.protocol import ErrorCode
 
@@ -54,9 +56,22 @@ def error_envelope_exception_handler(exc: Exception, context: dict[str, Any]) ->
     return response
 
 
+logger = logging.getLogger(__name__)
+
+
 class _Throttle(SimpleRateThrottle):
+    cache_error_logged = False
+
     def allow_request(self, request: Any, view: Any) -> bool:
-        if super().allow_request(request, view):
+        try:
+            allowed = super().allow_request(request, view)
+        except Exception:  # the cache (Redis) is away: serve, do not fail every request
+            if not _Throttle.cache_error_logged:
+                _Throttle.cache_error_logged = True
+                logger.exception("REST throttling skipped: the cache does not answer")
+            instruments.RATE_LIMITER_FALLBACKS.inc()
+            return True
+        if allowed:
             return True
         request.throttle_refusal = {
             "limit": self.num_requests,

@@ -318,7 +318,7 @@ class Throttle:
                         by_user[user][connection] = expiry
                     for user, connections in by_user.items():
                         key = f"{self.prefix}slots:{user}"
-                        pipe.zadd(key, connections)
+                        pipe.zadd(key, connections, xx=True)  # never re-adds a released one
                         pipe.pexpire(key, math.ceil(lease * 1000))
                     await pipe.execute()
             except _REDIS_ERRORS as error:

@@ -90,7 +90,7 @@ def start_daphne(tmp_dir: Path, name: str, **overrides: str) -> DaphneServer:
         REDIS_URL=require_redis_url(),
         PYTHONUNBUFFERED="1",
         # Every test connects from 127.0.0.1 and test users' ids repeat between tests: limits
-        # are lifted unless a test sets its own (tests/realtime/test_throttle_live.py).
+        # are lifted unless a test sets its own (tests/realtime/test_throttling_live.py).
         REALTIME_CONNECTS_PER_MINUTE_PER_IP="1000000",
         REALTIME_RATE_LIMITS=LIFTED_RATE_LIMITS,
     )

@@ -207,7 +207,23 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        if message["type"].startswith("websocket."):
+            await handler(message)
+            return
+        try:
+            await handler(message)
+        except Exception:
+            # A fault of ours in a group event (database or Redis away): tell the client and
+            # close cleanly, so that the socket's bookkeeping is undone by the disconnect.
+            logger.exception("group event %s failed on %s", message["type"], self.connection_type)
+            await self.close_with(
+                protocol.error_message(
+                    ErrorCode.SERVER_ERROR,
+                    "The server failed to deliver an event; reconnect and resume.",
+                    details={"retryable": True},
+                ),
+                CloseCode.SERVER_FAULT,
+            )
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         auth: AuthContext | None = self.scope.get("auth")
@@ -320,14 +336,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 message.get("text"), message.get("bytes"), max_bytes=self.max_message_bytes
             )
             request_id = protocol.request_id_of(data)
-            if data.get("type") not in protocol.UNTHROTTLED_TYPES and not await self._admit(
-                request_id
-            ):
+            kind = data.get("type")
+            counted = not (isinstance(kind, str) and kind in protocol.UNTHROTTLED_TYPES)
+            if counted and not await self._admit(request_id):
                 return
             parsed = protocol.validate(data, self._registry)
             instruments.MESSAGES_RECEIVED.labels(self.connection_type, parsed.type).inc()
             if parsed.type == "resume":
-                io.reconnects += 1  # a client resumes after reconnecting
+                io.reconnects = 1  # this socket is a client's reconnect (it resumed)
             handler = getattr(self, "on_" + parsed.type.replace(".", "_"))
             await handler(parsed)
         except ProtocolError as error:

@@ -98,7 +98,7 @@ class ChatConsumer(RealtimeConsumer):
             chat_group(self.trip_id),
             {
                 "type": "chat.typing",
-                "connection_id": self.connection_id,
+                "user_id": self.user.pk,
                 "text": protocol.encode(event),
             },
         )
@@ -150,6 +150,8 @@ class ChatConsumer(RealtimeConsumer):
     async def chat_event(self, event: dict[str, Any]) -> None:
         """In `seq` order, each once: a gap (the layer delivers at most once) is filled from
         the database first."""
+        if self._closing or getattr(self, "last_seq", None) is None:
+            return  # refused at connect (the group was joined first), or closing
         seq = event["seq"]
         if seq <= self.last_seq:
             return
@@ -182,5 +184,17 @@ class ChatConsumer(RealtimeConsumer):
         self.last_seq = seq
 
     async def chat_typing(self, event: dict[str, Any]) -> None:
-        if event["connection_id"] != self.connection_id:
+        if event.get("user_id") != self.user.pk and not self._closing:
             await self.send_published(event)
+
+    async def chat_member_removed(self, event: dict[str, Any]) -> None:
+        """A member removed from the trip stops reading its chat at once."""
+        if event["user_id"] == self.user.pk:
+            await self.close_with(
+                protocol.error_message(
+                    ErrorCode.AUTHORIZATION_FAILED,
+                    "You are no longer a member of this trip.",
+                    details={"trip_id": self.trip_id},
+                ),
+                CloseCode.AUTHORIZATION_FAILED,
+            )

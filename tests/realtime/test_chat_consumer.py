@@ -178,3 +178,27 @@ async def test_bad_chat_messages_get_precise_errors_and_strangers_are_refused(se
     await send_json(refused, {"token": factories.access_token(stranger)})
     code, messages = await closed_with(refused)
     assert code == 4003 and messages[-1]["error"]["code"] == "AUTHORIZATION_FAILED"
+
+
+async def test_a_removed_member_stops_reading_the_chat_at_once(server, crew):
+    alice, bob, _, trip, path = crew
+    ws_bob, _ = await connect(server.ws_url, path, factories.access_token(bob))
+    await sync_to_async(services.trip_member_remove)(trip_id=trip.pk, actor=alice, user=bob)
+    code, messages = await closed_with(ws_bob)
+    assert code == 4003
+    assert messages[-1]["error"]["code"] == "AUTHORIZATION_FAILED"
+    # What is posted afterwards never reached the removed member's socket.
+    await sync_to_async(services.chat_post)(trip_id=trip.pk, author=alice, text="after")
+    assert not [m for m in messages if m["type"] == "chat.message"]
+
+
+async def test_a_type_that_is_not_a_string_is_a_format_error(server, crew):
+    alice, *_, path = crew
+    ws, _ = await connect(server.ws_url, path, factories.access_token(alice))
+    for bad in ([], {}, 7):
+        await send_json(ws, {"type": bad, "id": "t"})
+        error = await recv_type(ws, "error")
+        assert error["error"]["code"] == "INVALID_MESSAGE_FORMAT", error
+    await send_json(ws, {"type": "ping", "id": "still-open"})
+    assert (await recv_type(ws, "pong"))["request_id"] == "still-open"
+    await ws.close()

@@ -3,6 +3,7 @@ from the environment. Production hardening lives in production.py."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -272,13 +273,16 @@ REALTIME_CONNECTS_PER_MINUTE_PER_IP = env_int("REALTIME_CONNECTS_PER_MINUTE_PER_
 # A process renews its connection slots a few times per lease; a dead process's slots expire.
 REALTIME_CONNECTION_LEASE_SECONDS = env_float("REALTIME_CONNECTION_LEASE_SECONDS", 60.0)
 # Where the limits live: REDIS_URL unless set apart; empty means this process only.
-REALTIME_THROTTLE_REDIS_URL = env_str("REALTIME_THROTTLE_REDIS_URL", REDIS_URL)
+REALTIME_THROTTLE_REDIS_URL = os.environ.get("REALTIME_THROTTLE_REDIS_URL", REDIS_URL) or None
 REALTIME_THROTTLE_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "tripsage")
 # A check waits at most this long for Redis before limiting in-process instead.
 REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS = env_float("REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS", 1.0)
 # REST (DRF): per user (anonymous: per address) and per address, shared through CACHES.
 REST_RATE_USER = env_str("REST_RATE_USER", "600/min")
 REST_RATE_IP = env_str("REST_RATE_IP", "1200/min")
+# Proxies in front of the service that append to X-Forwarded-For: 0 (the default) makes the
+# throttles use the connection's own address, so a client cannot pick its own bucket.
+REST_FRAMEWORK["NUM_PROXIES"] = env_int("NUM_PROXIES", 0)
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
     "realtime.rest.UserThrottle",
     "realtime.rest.AddressThrottle",

@@ -382,7 +382,14 @@ function addChatMessage(item) {
 }
 
 const typists = new Map();
+// Chat sends not yet acknowledged, by client_id: sent again after a reconnect (the server posts
+// a client_id once), so a message typed just before a drop is not lost.
+const unackedChat = new Map();
+
 function onChatMessage(message) {
+  if (message.type === "ack" && message.message?.client_id) {
+    unackedChat.delete(message.message.client_id);
+  }
   if (message.type === "chat.history") message.messages.forEach(addChatMessage);
   else if (message.type === "chat.message") addChatMessage(message.message);
   else if (message.type === "typing.update") {
@@ -435,6 +442,14 @@ async function main() {
   $(".workspace").hidden = false;
   trip = connectStream(`/ws/trips/${TRIP_ID}/`, onTripMessage);
   chat = connectStream(`/ws/chat/${TRIP_ID}/`, onChatMessage);
+  // After a reconnect, what was sent but never answered goes again: update_id and client_id
+  // make the server apply each once, so nothing typed before a drop is lost.
+  trip.on("reconnected", () => {
+    for (const update of optimistic.pendingUpdates.values()) trip.send(tripUpdateMessage(update));
+  });
+  chat.on("reconnected", () => {
+    for (const send of unackedChat.values()) chat.send(send);
+  });
   const lifecycle = new ConnectionLifecycleManager(trip, { window });
   new ConnectionLifecycleManager(chat, { window });
   const status = $(".connection-status");
@@ -491,7 +506,9 @@ async function main() {
     event.preventDefault();
     const text = chatForm.chatText.value.trim();
     if (!text) return;
-    chat.send({ type: "chat.send", text, client_id: crypto.randomUUID() });
+    const send = { type: "chat.send", text, client_id: crypto.randomUUID() };
+    unackedChat.set(send.client_id, send);
+    chat.send(send);
     chat.send({ type: "typing.stop" });
     lastTyping = 0;
     chatForm.chatText.value = "";
