@@ -14,10 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -25,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import websockets
+from demo_server import demo_server  # scripts/ is on sys.path when run as a script
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,37 +32,8 @@ TRAFFIC_SECONDS = 25
 
 
 def main() -> None:
-    workdir = tempfile.mkdtemp(prefix="tripsage-shot-")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tripsage.settings.base",
-        "DATABASE_URL": f"sqlite:///{workdir}/db.sqlite3",
-        "REALTIME_ALLOWED_ORIGINS": f"http://127.0.0.1:{PORT}",
-        "METRICS_FLUSH_SECONDS": "1",
-        "REALTIME_HEARTBEAT_SECONDS": "2",
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("REDIS_URL", None)
-    python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    subprocess.run([python, "manage.py", "seed_demo"], cwd=ROOT, env=env, check=True)
-    server = subprocess.Popen(
-        [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(PORT), "tripsage.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,  # the access log of every request
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", PORT), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        shoot(f"http://127.0.0.1:{PORT}")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with demo_server(PORT, METRICS_FLUSH_SECONDS="1", REALTIME_HEARTBEAT_SECONDS="2") as base:
+        shoot(base)
 
 
 # --- demo traffic: real protocol clients on an event loop in a thread of their own ---------------

@@ -9,13 +9,11 @@ Run: .venv/bin/python scripts/screenshot_two_users.py
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from demo_server import demo_server  # scripts/ is on sys.path when run as a script
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
@@ -25,34 +23,8 @@ PORT = 8766
 
 
 def main() -> None:
-    workdir = tempfile.mkdtemp(prefix="tripsage-shot-")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tripsage.settings.base",
-        "DATABASE_URL": f"sqlite:///{workdir}/db.sqlite3",
-        "REALTIME_ALLOWED_ORIGINS": f"http://127.0.0.1:{PORT}",
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("REDIS_URL", None)
-    python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    subprocess.run([python, "manage.py", "seed_demo"], cwd=ROOT, env=env, check=True)
-    server = subprocess.Popen(
-        [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(PORT), "tripsage.asgi:application"],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", PORT), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        shoot(f"http://127.0.0.1:{PORT}")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with demo_server(PORT) as base:
+        shoot(base)
 
 
 def shoot(base: str) -> None:
