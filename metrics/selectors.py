@@ -53,11 +53,8 @@ def global_metrics(*, history_minutes: int = 30) -> dict[str, Any]:
 
     history = _history(snapshots, now, since)
     recent = [point for point in history if point["at_dt"] >= now - timedelta(minutes=1)]
-    per_minute = (
-        sum(p["messages"] for p in recent) * 60 / max(BUCKET_SECONDS, len(recent) * BUCKET_SECONDS)
-        if recent
-        else 0.0
-    )
+    # The mean of the last minute's bucket rates (each over the time its counts cover).
+    per_minute = sum(p["messages_per_minute"] for p in recent) / len(recent) if recent else 0.0
     errors = sum(p["errors"] for p in recent)
     received = sum(p["received"] for p in recent)
     latency = [
@@ -111,19 +108,29 @@ def _history(
     for key in sorted(buckets):
         members = buckets[key]
         sent = received = errors = 0
+        message_rate = error_rate = 0.0  # per second, summed over the processes
         latency_sum = latency_count = 0.0
         for process, snapshot in members.items():
             before = previous.get(process)
             if before is not None and snapshot.started_at == before.started_at:
-                sent += max(0, snapshot.messages_sent - before.messages_sent)
-                received += max(0, snapshot.messages_received - before.messages_received)
-                errors += max(0, snapshot.errors - before.errors)
+                d_sent = max(0, snapshot.messages_sent - before.messages_sent)
+                d_received = max(0, snapshot.messages_received - before.messages_received)
+                d_errors = max(0, snapshot.errors - before.errors)
+                since_last = before.taken_at
             elif snapshot.started_at >= since:
                 # A process's first snapshot in view, and it started in view: all of its
                 # counts happened since it started.
-                sent += snapshot.messages_sent
-                received += snapshot.messages_received
-                errors += snapshot.errors
+                d_sent, d_received = snapshot.messages_sent, snapshot.messages_received
+                d_errors, since_last = snapshot.errors, snapshot.started_at
+            else:
+                d_sent = d_received = d_errors = 0
+                since_last = snapshot.taken_at
+            sent, received, errors = sent + d_sent, received + d_received, errors + d_errors
+            # Over the time the counts really cover (a flush can come late or a bucket be
+            # skipped), not over the bucket's nominal 5 s.
+            elapsed = max(1.0, (snapshot.taken_at - since_last).total_seconds())
+            message_rate += (d_sent + d_received) / elapsed
+            error_rate += d_errors / elapsed
             latency_sum += snapshot.latency_sum_ms
             latency_count += snapshot.latency_count
             previous[process] = snapshot
@@ -133,11 +140,11 @@ def _history(
                 "at": iso(at),
                 "at_dt": at,
                 "active_connections": sum(s.active_connections for s in members.values()),
-                "messages_per_minute": round((sent + received) * 60 / BUCKET_SECONDS, 1),
+                "messages_per_minute": round(message_rate * 60, 1),
                 "average_latency_ms": round(latency_sum / latency_count, 2)
                 if latency_count
                 else None,
-                "errors_per_minute": round(errors * 60 / BUCKET_SECONDS, 1),
+                "errors_per_minute": round(error_rate * 60, 1),
                 "messages": sent + received,
                 "errors": errors,
                 "received": received,

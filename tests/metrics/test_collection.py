@@ -265,6 +265,9 @@ def test_history_counts_a_new_process_from_its_first_snapshot():
     points = _history(snapshots, now, now - timedelta(minutes=30))
     assert [p["messages"] for p in points] == [14, 28]
     assert [p["errors"] for p in points] == [0, 1]
+    # Rates over the time the counts cover: 14 in the 5 s since start, 28 in the next 10 s.
+    assert [p["messages_per_minute"] for p in points] == [168.0, 168.0]
+    assert [p["errors_per_minute"] for p in points] == [0.0, 6.0]
     # A process that started before the window: its first snapshot in view is a baseline.
     old = _history(snapshots, now, started + timedelta(seconds=1))
     assert [p["messages"] for p in old] == [0, 28]
