@@ -142,6 +142,19 @@ class ProtocolError(Exception):
         )
 
 
+def not_a_member(
+    trip_id: int, *, request_id: str | None = None, anymore: bool = False
+) -> ProtocolError:
+    """The one refusal for a trip's sockets: the same answer for "no such trip" and "not a
+    member" (ids are not probed), at connect or when membership ends."""
+    return ProtocolError(
+        ErrorCode.AUTHORIZATION_FAILED,
+        f"You are {'no longer' if anymore else 'not'} a member of this trip.",
+        details={"trip_id": trip_id},
+        request_id=request_id,
+    )
+
+
 def auth_error(
     reason: AuthFailureReason,
     message: str,

@@ -14,7 +14,7 @@ from realtime import protocol
 from realtime.broadcast import broadcast_now, chat_group
 from realtime.consumers.base import RealtimeConsumer
 from realtime.db import db
-from realtime.protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
+from realtime.protocol import CloseCode, ConnectionType
 
 
 class ChatConsumer(RealtimeConsumer):
@@ -36,12 +36,7 @@ class ChatConsumer(RealtimeConsumer):
                 trip_id=self.trip_id, user=self.user, limit=settings.CHAT_HISTORY_LIMIT
             )
         except NotFound:
-            raise ProtocolError(
-                ErrorCode.AUTHORIZATION_FAILED,
-                "You are not a member of this trip.",
-                details={"trip_id": self.trip_id},
-                request_id=self.auth.request_id,
-            ) from None
+            raise protocol.not_a_member(self.trip_id, request_id=self.auth.request_id) from None
 
     async def on_connected(self) -> None:
         history, self._history = self._history, None
@@ -165,12 +160,7 @@ class ChatConsumer(RealtimeConsumer):
                 )
             except NotFound:  # no longer a member
                 await self.close_with(
-                    protocol.error_message(
-                        ErrorCode.AUTHORIZATION_FAILED,
-                        "You are not a member of this trip.",
-                        details={"trip_id": self.trip_id},
-                    ),
-                    CloseCode.AUTHORIZATION_FAILED,
+                    protocol.not_a_member(self.trip_id).envelope(), CloseCode.AUTHORIZATION_FAILED
                 )
                 return
             for item in page.messages:
@@ -191,10 +181,6 @@ class ChatConsumer(RealtimeConsumer):
         """A member removed from the trip stops reading its chat at once."""
         if event["user_id"] == self.user.pk:
             await self.close_with(
-                protocol.error_message(
-                    ErrorCode.AUTHORIZATION_FAILED,
-                    "You are no longer a member of this trip.",
-                    details={"trip_id": self.trip_id},
-                ),
+                protocol.not_a_member(self.trip_id, anymore=True).envelope(),
                 CloseCode.AUTHORIZATION_FAILED,
             )

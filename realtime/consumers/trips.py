@@ -42,12 +42,7 @@ class TripConsumer(RealtimeConsumer):
         self._snapshot = await db(selectors.trip_connect)(trip_id=self.trip_id, user=self.user)
         if self._snapshot is None:
             # The same answer for "no such trip" and "not a member": ids are not probed.
-            raise ProtocolError(
-                ErrorCode.AUTHORIZATION_FAILED,
-                "You are not a member of this trip.",
-                details={"trip_id": self.trip_id},
-                request_id=self.auth.request_id,
-            )
+            raise protocol.not_a_member(self.trip_id, request_id=self.auth.request_id)
         self.role = self._snapshot["role"]
 
     async def on_connected(self) -> None:
@@ -256,11 +251,7 @@ class TripConsumer(RealtimeConsumer):
             self.role = message["role"]
             return
         await self.close_with(
-            protocol.error_message(
-                ErrorCode.AUTHORIZATION_FAILED,
-                "You are no longer a member of this trip.",
-                details={"trip_id": self.trip_id},
-            ),
+            protocol.not_a_member(self.trip_id, anymore=True).envelope(),
             CloseCode.AUTHORIZATION_FAILED,
         )
 
