@@ -258,28 +258,15 @@ def write_batch(
     now = timezone.now()
     for row in ended:
         row.pop("retried", None)
-    _known_users(ended)
-    finals = {row["connection_id"]: row for row in ended}
     for start in range(0, len(new), INSERT_CHUNK):
         _insert(_known_users([row_of(c) for c in new[start : start + INSERT_CHUNK]]), now)
-    updates = {row["connection_id"]: row for row in changed}
-    if updates or finals:
-        rows = ConnectionSession.objects.filter(connection_id__in=[*updates, *finals])
-        existing = {row.connection_id: row for row in rows}
-        for cid, data in {**updates, **finals}.items():
-            session = existing.get(cid)
-            if session is None:
-                if cid in finals:  # opened and closed between two flushes
-                    ConnectionSession.objects.create(last_seen=now, **data)
-                continue
-            for key, value in data.items():
-                setattr(session, key, value)
-            session.last_seen = now
-        ConnectionSession.objects.bulk_update(
-            existing.values(),
-            [*COUNTER_FIELDS, "last_seen", "ended_at", "close_code", "end_reason"],
-            batch_size=500,
-        )
+    # Plain statements of plain tuples: building a CASE expression per row (bulk_update) for a
+    # few hundred closed sockets held the GIL for tens of milliseconds and stalled fan-out in
+    # the same process (docs/performance.md, S2).
+    for start in range(0, len(ended), INSERT_CHUNK):
+        _finish(_known_users(ended[start : start + INSERT_CHUNK]), now)
+    for start in range(0, len(changed), INSERT_CHUNK):
+        _refresh(changed[start : start + INSERT_CHUNK], now)
     MetricsSnapshot.objects.create(taken_at=now, **snapshot)
     # Sessions of processes that stopped snapshotting (killed, crashed) are over.
     alive = live_processes(now)
@@ -323,26 +310,56 @@ INSERT_COLUMNS = (
 def _insert(rows: list[dict[str, Any]], now: datetime) -> None:
     """New session rows in one executemany of plain tuples: a connect storm's hundreds of rows
     per flush without building a model instance for each (S3 measures the memory)."""
+    _write(rows, now, INSERT_COLUMNS, "DO NOTHING")
+
+
+FINAL_COLUMNS = (*COUNTER_FIELDS, "last_seen", "ended_at", "close_code", "end_reason")
+
+
+def _finish(rows: list[dict[str, Any]], now: datetime) -> None:
+    """Closed sockets' final rows: their counters and how they ended. A socket that opened and
+    closed between two flushes has no row yet and gets one."""
+    ops = connection.ops
+    quoted = [ops.quote_name(c) for c in FINAL_COLUMNS]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in quoted)
+    _write(rows, now, (*INSERT_COLUMNS, "ended_at"), f"DO UPDATE SET {updates}")
+
+
+def _refresh(rows: list[dict[str, Any]], now: datetime) -> None:
+    """Open sockets' counters (a socket whose row is not written yet is left for later)."""
+    ops = connection.ops
+    columns = (*COUNTER_FIELDS, "last_seen")
+    table = ops.quote_name(ConnectionSession._meta.db_table)
+    assignments = ", ".join(f"{ops.quote_name(c)} = %s" for c in columns)
+    sql = f"UPDATE {table} SET {assignments} WHERE {ops.quote_name('connection_id')} = %s"
+    params = [(*_values({**row, "last_seen": now}, columns), row["connection_id"]) for row in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+_DATED = frozenset({"connected_at", "last_seen", "last_activity", "ended_at"})
+
+
+def _values(row: dict[str, Any], columns: tuple[str, ...]) -> tuple[Any, ...]:
+    adapt = connection.ops.adapt_datetimefield_value
+    return tuple(adapt(row[c]) if c in _DATED else row[c] for c in columns)
+
+
+def _write(
+    rows: list[dict[str, Any]], now: datetime, columns: tuple[str, ...], on_conflict: str
+) -> None:
     if not rows:
         return
     ops = connection.ops
     table = ops.quote_name(ConnectionSession._meta.db_table)
-    columns = ", ".join(ops.quote_name(c) for c in INSERT_COLUMNS)
-    marks = ", ".join(["%s"] * len(INSERT_COLUMNS))
+    names = ", ".join(ops.quote_name(c) for c in columns)
+    marks = ", ".join(["%s"] * len(columns))
     sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
-        f"ON CONFLICT ({ops.quote_name('connection_id')}) DO NOTHING"
+        f"INSERT INTO {table} ({names}) VALUES ({marks}) "
+        f"ON CONFLICT ({ops.quote_name('connection_id')}) {on_conflict}"
     )
-    dated = {"connected_at", "last_seen", "last_activity"}
-    params = []
-    for row in rows:
-        values = {**row, "last_seen": now, "close_code": None, "end_reason": ""}
-        params.append(
-            tuple(
-                ops.adapt_datetimefield_value(values[c]) if c in dated else values[c]
-                for c in INSERT_COLUMNS
-            )
-        )
+    defaults = {"last_seen": now, "close_code": None, "end_reason": "", "ended_at": None}
+    params = [_values({**defaults, **row, "last_seen": now}, columns) for row in rows]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
 

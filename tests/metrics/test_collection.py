@@ -271,3 +271,65 @@ def test_history_counts_a_new_process_from_its_first_snapshot():
     # A process that started before the window: its first snapshot in view is a baseline.
     old = _history(snapshots, now, started + timedelta(seconds=1))
     assert [p["messages"] for p in old] == [0, 28]
+
+
+def test_a_flush_writes_new_refreshed_and_final_rows():
+    """One flush's three kinds of row, written as plain statements: a socket that opened and
+    closed between two flushes still gets its row; a refresh for a socket with no row yet
+    creates nothing; a final row keeps the identity written at connect."""
+    from metrics.collector import write_batch
+
+    now = timezone.now()
+    user = factories.make_user("metered")
+
+    def identity(cid: str) -> dict:
+        return {
+            "connection_id": cid, "user_id": user.pk, "username": "metered",
+            "connection_type": "chat", "trip_id": 7, "process": "flush-test",
+            "client_address": "127.0.0.1", "connected_at": now - timedelta(minutes=1),
+        }  # fmt: skip
+
+    def counted(sent: int) -> dict:
+        return {
+            "messages_received": 2, "messages_sent": sent, "bytes_received": 20,
+            "bytes_sent": 10 * sent, "errors": 1, "reconnect_attempts": 0,
+            "average_latency_ms": 3.5, "peak_latency_ms": 9.0, "connection_drops": 0,
+            "last_activity": now,
+        }  # fmt: skip
+
+    def final(cid: str, sent: int, code: int) -> dict:
+        return {**identity(cid), **counted(sent), "ended_at": now, "close_code": code,
+                "end_reason": "client_closed"}  # fmt: skip
+
+    class Socket:  # what write_batch's row_of is given for a new socket
+        def __init__(self, cid: str) -> None:
+            self.cid = cid
+
+    snapshot = {
+        "process": "flush-test", "active_connections": 1, "connections_total": 3,
+        "messages_received": 0, "messages_sent": 0, "errors": 0, "latency_sum_ms": 0.0,
+        "latency_count": 0, "by_type": {}, "started_at": now,
+    }  # fmt: skip
+    write_batch(
+        [Socket("open-1"), Socket("closing-1")], [], [], snapshot,
+        row_of=lambda s: {**identity(s.cid), **counted(1)},
+    )  # fmt: skip
+    assert ConnectionSession.objects.filter(process="flush-test").count() == 2
+
+    write_batch(
+        [],
+        [{"connection_id": "open-1", **counted(40)}, {"connection_id": "unknown", **counted(5)}],
+        [final("closing-1", 12, 1000), final("brief-1", 3, 4001)],
+        snapshot,
+    )
+    rows = {r.connection_id: r for r in ConnectionSession.objects.filter(process="flush-test")}
+    assert set(rows) == {"open-1", "closing-1", "brief-1"}
+    assert rows["open-1"].messages_sent == 40 and rows["open-1"].bytes_sent == 400
+    assert rows["open-1"].ended_at is None and rows["open-1"].close_code is None
+    closing = rows["closing-1"]
+    assert closing.messages_sent == 12 and closing.close_code == 1000
+    assert closing.end_reason == "client_closed" and closing.ended_at is not None
+    assert closing.username == "metered" and closing.user_id == user.pk
+    brief = rows["brief-1"]
+    assert brief.close_code == 4001 and brief.messages_sent == 3 and brief.trip_id == 7
+    assert brief.average_latency_ms == 3.5 and brief.last_seen is not None
