@@ -6,8 +6,9 @@ groups, `flush`), with three differences from channels_redis:
 - One Redis pub/sub subscription per process and group. A group message crosses Redis once per
   process, is decoded once per process, and is then offered to each local member.
 - Direct delivery. A consumer may `attach` handlers for hot message types; the layer calls them
-  in its listener task instead of queueing the message and waking the consumer. A handler that
-  returns False (not ready, or out of order) makes the layer queue the message as usual.
+  in its listener task instead of queueing the message and waking the consumer. A handler is a
+  plain function that returns the write to await, True (nothing to send), or False (not ready,
+  or out of order), which makes the layer queue the message as usual.
 - Bounded inboxes. Each channel holds at most `capacity` queued messages; beyond that the new
   message is dropped and counted (tripsage_layer_dropped_total). Delivery is at most once, as with
   every Channels layer: the trip stream's `seq` and its log repair what is dropped.
@@ -35,8 +36,10 @@ from metrics import instruments
 
 logger = logging.getLogger(__name__)
 
-DirectHandler = Callable[[dict[str, Any]], Awaitable[bool]]
-_NO_HANDLERS: dict[str, DirectHandler] = {}
+# A direct handler answers at once: False (queue the message as usual), True (nothing to send),
+# or the write to await. It runs for each local member, so it is a plain call, not a coroutine.
+Direct = bool | Awaitable[None]
+DirectHandler = Callable[[dict[str, Any]], Direct]
 
 
 class _Inbox:
@@ -133,11 +136,17 @@ class _LoopState:
             self.deliver(payload["c"], payload["m"])
             return
         group = channel[len(self.layer.group_prefix) :]
+        kind = payload["type"]
+        direct = self.direct
         for member in list(self.groups.get(group, ())):
-            handler = self.direct.get(member, _NO_HANDLERS).get(payload["type"])
+            handlers = direct.get(member)
+            handler = handlers.get(kind) if handlers is not None else None
             if handler is not None:
                 try:
-                    if await handler(payload):
+                    outcome = handler(payload)
+                    if outcome is not False:
+                        if outcome is not True:
+                            await outcome
                         continue
                 except Exception:
                     logger.exception("direct delivery failed; queueing instead")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 from channels.consumer import get_handler_name
@@ -140,15 +141,31 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.send_text(protocol.encode(message))
 
     async def send_text(self, text: str) -> None:
-        """Every frame to the client leaves through here, so that what it has not acknowledged
-        can be counted: a client that stops reading is cut off (4009) before it costs unbounded
-        memory. Acknowledgement is the pong to a ping; a ping goes out after every
-        REALTIME_FLOW_PING_BYTES of traffic as well as on the heartbeat."""
+        """Every frame to the client leaves through here (or through `frame`, its synchronous
+        half), so that what it has not acknowledged can be counted: a client that stops reading
+        is cut off (4009) before it costs unbounded memory. Acknowledgement is the pong to a
+        ping; a ping goes out after every REALTIME_FLOW_PING_BYTES of traffic as well as on the
+        heartbeat."""
         if self._closing:
             return
+        await self.frame(text)
+
+    def frame(self, text: str) -> Awaitable[None]:
+        """Count one frame out and return the write to await: the server's send, or, when the
+        flow-control budget says so, the send followed by a ping or by the 4009 close. The
+        fan-out layer calls this for each local member without a coroutine of its own."""
         io = self.io
         io.bytes_out += len(text)
         io.messages_out += 1
+        if (
+            io.bytes_out - io.bytes_acked > settings.REALTIME_MAX_UNACKED_BYTES
+            or io.bytes_out - io.bytes_at_last_ping > settings.REALTIME_FLOW_PING_BYTES
+        ):
+            return self._send_then_control(text)
+        return self.base_send({"type": "websocket.send", "text": text})
+
+    async def _send_then_control(self, text: str) -> None:
+        io = self.io
         await self.base_send({"type": "websocket.send", "text": text})
         unacked = io.bytes_out - io.bytes_acked
         if unacked > settings.REALTIME_MAX_UNACKED_BYTES:
@@ -161,7 +178,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 ),
                 CloseCode.SLOW_CONSUMER,
             )
-        elif io.bytes_out - io.bytes_at_last_ping > settings.REALTIME_FLOW_PING_BYTES:
+        elif not self._closing:
             await self.send_ping()
 
     async def send_published(self, event: dict[str, Any]) -> None:
@@ -232,6 +249,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 f"{type(self).__name__} must be routed behind realtime.auth.JWTAuthMiddleware."
             )
         self.user = self.scope["user"]
+        self.user_id: int = self.user.pk  # read per fanned-out event: no model property there
         self.auth = auth
         self.token_expires_at = auth.token.expires_at
         self.io = _SocketState(time.monotonic())

@@ -14,6 +14,7 @@ from realtime import protocol
 from realtime.broadcast import trip_group
 from realtime.consumers.base import RealtimeConsumer
 from realtime.db import db
+from realtime.layers import Direct
 from realtime.presence import tracker
 from realtime.protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
 
@@ -199,25 +200,27 @@ class TripConsumer(RealtimeConsumer):
 
     # -- group events -------------------------------------------------------------------------
 
-    async def _direct_event(self, event: dict[str, Any]) -> bool:
-        """The fast path, called by the channel layer: only the very next `seq`, only while
-        live; anything else (a gap, a membership change of ours) goes to the queue instead."""
+    def _direct_event(self, event: dict[str, Any]) -> Direct:
+        """The fast path, called by the channel layer for each local member: only the very next
+        `seq`, only while live; anything else (a gap, a membership change of ours) goes to the
+        queue instead. Returns the write for the layer to await."""
         if not self._live or self._paused or self._closing:
             return False
         seq = event["seq"]
         if seq <= self.last_seq:
             return True  # already sent
-        if seq != self.last_seq + 1 or event.get("user_id") == self.user.pk:
+        if seq != self.last_seq + 1:
+            return False
+        subject = event.get("user_id")
+        if subject is not None and subject == self.user_id:
             return False
         self.last_seq = seq
-        await self.send_published(event)
-        return True
+        return self.frame(event["text"])
 
-    async def _direct_presence(self, event: dict[str, Any]) -> bool:
+    def _direct_presence(self, event: dict[str, Any]) -> Direct:
         if not self._live or self._paused or self._closing:
             return False
-        await self.trip_presence(event)
-        return True
+        return self._presence_write(event)
 
     async def trip_event(self, event: dict[str, Any]) -> None:
         """The queued path, in `seq` order: duplicates are dropped and a gap (the channel layer
@@ -256,13 +259,20 @@ class TripConsumer(RealtimeConsumer):
         )
 
     async def trip_presence(self, event: dict[str, Any]) -> None:
+        if self._closing:
+            return
+        write = self._presence_write(event)
+        if write is not True:
+            await write
+
+    def _presence_write(self, event: dict[str, Any]) -> Direct:
         """Presence and editing states are whole states with a version: an older one than the
         last sent is dropped."""
         kind = event["kind"]
         version, digest = self._shown[kind]
         if event["version"] <= version:
-            return
+            return True
         self._shown[kind] = (event["version"], event["digest"])
         if event["digest"] == digest:
-            return  # nothing this socket would see differently
-        await self.send_text(event["text"])
+            return True  # nothing this socket would see differently
+        return self.frame(event["text"])

@@ -71,22 +71,33 @@ async def test_group_discard_stops_delivery(make_layer):
 
 
 async def test_direct_handler_takes_its_types_and_can_decline(make_layer):
+    """A direct handler is a plain call per member: it declines (False: queued for the
+    consumer), takes the message with nothing to send (True), or returns the write, which the
+    layer awaits before the next member."""
     one = make_layer()
     channel = await one.new_channel()
     await one.group_add("g", channel)
-    taken = []
+    taken, written = [], []
 
-    async def handler(message):
-        taken.append(message["n"])
-        return message["n"] % 2 == 0  # odd ones declined: queued for the consumer
+    async def write(n):
+        await asyncio.sleep(0)
+        written.append(n)
+
+    def handler(message):
+        n = message["n"]
+        taken.append(n)
+        if n % 2:
+            return False  # odd ones declined: queued for the consumer
+        return write(n) if n else True
 
     one.attach(channel, {"trip.event": handler})
-    for n in range(4):
+    for n in range(5):
         await one.group_send("g", {"type": "trip.event", "n": n})
     await one.group_send("g", {"type": "other", "n": 9})
     queued = [(await receive(one, channel))["n"] for _ in range(3)]
     assert queued == [1, 3, 9]
-    assert taken == [0, 1, 2, 3]
+    assert taken == [0, 1, 2, 3, 4]
+    assert written == [2, 4]
     one.detach(channel)
 
 
