@@ -40,7 +40,11 @@ APPS = {
     "channels": "bench.apps.plain_channels:application",
     "raw": "bench.apps.raw_asgi:app",
     "traced": "bench.apps.traced:application",  # tripsage under tracemalloc, for profiling S3
+    # TripSage with every frame through daphne's ASGI send (no direct writes, realtime.wire):
+    # what the direct writes are worth, measured in the same run.
+    "tripsage-asgi": "tripsage.asgi:application",
 }
+APP_ENV = {"tripsage-asgi": {"REALTIME_DIRECT_WRITES": "false"}}
 TEXT_FIELDS = ["name", "destination", "notes"]  # one per sender: a sender never conflicts
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -108,7 +112,13 @@ def start_servers(app: str, env: dict[str, str], count: int = 1) -> Servers:
             process = subprocess.Popen(
                 [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APPS[app]],
                 cwd=ROOT,
-                env={**os.environ, **env, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"},
+                env={
+                    **os.environ,
+                    **env,
+                    **APP_ENV.get(app, {}),
+                    "PYTHONPATH": str(ROOT),
+                    "LOG_LEVEL": "WARNING",
+                },
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
@@ -530,13 +540,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="TripSage benchmarks against two references")
     parser.add_argument("--full", action="store_true", help="the long run for docs/performance.md")
     parser.add_argument("--scenarios", default="s1,s2,s3,s4,s5,s6")
-    parser.add_argument("--apps", default="tripsage,channels,raw")
+    parser.add_argument(
+        "--apps",
+        help="default: tripsage,channels,raw, and in full mode tripsage-asgi for S1 and S2",
+    )
     parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/")
     parser.add_argument("--sizes", default="10,100,1000", help="S1 trip sizes")
     parser.add_argument("--duration", type=float, help="seconds of sending per S1 step")
     args = parser.parse_args()
     full = args.full
-    apps = args.apps.split(",")
+    apps = (args.apps or "tripsage,channels,raw" + (",tripsage-asgi" if full else "")).split(",")
+    # The ASGI-send variant differs from tripsage only in how frames are written: S3-S6 do not
+    # measure that, so it runs in S1 and S2 only.
+    single = [a for a in apps if a != "tripsage-asgi"] or apps
     wanted = set(args.scenarios.split(","))
 
     members = 2000 if full else 1000
@@ -556,14 +572,14 @@ def main() -> None:
     if "s2" in wanted:
         # 500 members: big enough that fan-out, not the one trip's write rate, sets the limit
         # (S6 measures that), small enough that daphne's per-event cost leaves room under 100 ms.
-        rates = [10, 20, 30, 40, 60, 80, 120] if full else [10, 20, 40, 80]
+        rates = [10, 20, 30, 40, 60, 80, 120, 160, 200] if full else [10, 20, 40, 80]
         results["s2"] = s2(fx, apps, 500, rates, seconds)
     if "s3" in wanted:
-        results["s3"] = s3(fx, apps, 2000 if full else 500)
+        results["s3"] = s3(fx, single, 2000 if full else 500)
     if "s4" in wanted:
-        results["s4"] = s4(fx, apps, 2000 if full else 400)
+        results["s4"] = s4(fx, single, 2000 if full else 400)
     if "s5" in wanted:
-        s5_apps = [a for a in apps if a != "channels"] or apps
+        s5_apps = [a for a in single if a != "channels"] or single
         results["s5"] = s5(fx, s5_apps, 1000 if full else 500, 10, seconds)
     if "s6" in wanted:
         results["s6"] = s6(fx, seconds)

@@ -10,7 +10,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 IMG = ROOT / "docs" / "img"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-COLORS = {"tripsage": "#1f77b4", "channels": "#d62728", "raw": "#2ca02c"}
+COLORS = {
+    "tripsage": "#1f77b4",
+    "tripsage-asgi": "#9467bd",
+    "channels": "#d62728",
+    "raw": "#2ca02c",
+}
 
 
 def _ratio(value: float, reference: float | None) -> str:

@@ -1,7 +1,9 @@
 """Every Prometheus instrument of the service, declared once. Label values come from closed sets
 (connection type, message type from the protocol registry, error code), never from client input."""
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 CONNECTIONS_OPEN = Gauge(
     "tripsage_ws_connections_open",
@@ -77,3 +79,25 @@ CONFLICTS = Counter(
     "Edit conflicts detected and resolved.",
     ["event"],
 )
+
+
+class _DirectWrites(Collector):
+    """tripsage_ws_direct_writes_total: frames written straight to the socket (realtime.wire),
+    read from the writer's plain counters at scrape time (an instrument per write would cost
+    more than the write saves)."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        from realtime import wire
+
+        family = CounterMetricFamily(
+            "tripsage_ws_direct_writes",
+            "Frames offered to direct writes under daphne, by outcome: sent whole, sent in part "
+            "(the rest buffered by Twisted), declined (sent through the ASGI send instead).",
+            labels=["outcome"],
+        )
+        for outcome, count in zip(wire.OUTCOMES, wire.counts, strict=True):
+            family.add_metric([outcome], count)
+        yield family
+
+
+REGISTRY.register(_DirectWrites())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 from channels.consumer import get_handler_name
@@ -22,6 +21,7 @@ from metrics.collector import collector
 from realtime import protocol
 from realtime.auth import AuthContext, AuthFailure, authenticate_token
 from realtime.db import db
+from realtime.layers import Direct
 from realtime.protocol import (
     AuthFailureReason,
     ClientMessage,
@@ -33,6 +33,7 @@ from realtime.protocol import (
 from realtime.revocation import revocations
 from realtime.throttling import Decision, message_rate, throttle
 from realtime.timers import ticker
+from realtime.wire import text_frame, writer_for
 
 logger = logging.getLogger(__name__)
 
@@ -148,12 +149,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         heartbeat."""
         if self._closing:
             return
-        await self.frame(text)
+        write = self.frame(text)
+        if write is not True:
+            await write
 
-    def frame(self, text: str) -> Awaitable[None]:
-        """Count one frame out and return the write to await: the server's send, or, when the
+    def frame(self, text: str, framed: bytes | None = None) -> Direct:
+        """Count one frame out and send it: written straight to the socket when it can be
+        (realtime.wire; True, nothing to await), else the ASGI send to await, or, when the
         flow-control budget says so, the send followed by a ping or by the 4009 close. The
-        fan-out layer calls this for each local member without a coroutine of its own."""
+        fan-out layer calls this for each local member, with the event framed once (`framed`)."""
         io = self.io
         io.bytes_out += len(text)
         io.messages_out += 1
@@ -162,6 +166,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             or io.bytes_out - io.bytes_at_last_ping > settings.REALTIME_FLOW_PING_BYTES
         ):
             return self._send_then_control(text)
+        wire = self._wire
+        if wire is not None and wire(framed if framed is not None else text_frame(text)):
+            return True
         return self.base_send({"type": "websocket.send", "text": text})
 
     async def _send_then_control(self, text: str) -> None:
@@ -253,6 +260,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.auth = auth
         self.token_expires_at = auth.token.expires_at
         self.io = _SocketState(time.monotonic())
+        self._wire = writer_for(self.base_send)  # None: every frame through the ASGI send
         self._closing = False
         self._joined: list[str] = []
 

@@ -17,6 +17,7 @@ from realtime.db import db
 from realtime.layers import Direct
 from realtime.presence import tracker
 from realtime.protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
+from realtime.wire import event_frame
 
 PRESENCE_KINDS = ("presence.update", "editing.update")
 
@@ -215,7 +216,7 @@ class TripConsumer(RealtimeConsumer):
         if subject is not None and subject == self.user_id:
             return False
         self.last_seq = seq
-        return self.frame(event["text"])
+        return self.frame(event["text"], event_frame(event))
 
     def _direct_presence(self, event: dict[str, Any]) -> Direct:
         if not self._live or self._paused or self._closing:
@@ -275,4 +276,4 @@ class TripConsumer(RealtimeConsumer):
         self._shown[kind] = (event["version"], event["digest"])
         if event["digest"] == digest:
             return True  # nothing this socket would see differently
-        return self.frame(event["text"])
+        return self.frame(event["text"], event_frame(event))
