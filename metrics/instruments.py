@@ -34,6 +34,12 @@ LAYER_RECONNECTS = Counter(
     "tripsage_layer_reconnects_total",
     "Times the channel layer's Redis subscription was lost and re-established.",
 )
+LAYER_HELD = Counter(
+    "tripsage_layer_held_total",
+    "Group events that arrived ahead of their seq and were held by the channel layer, by how "
+    "the hold ended: the missing ones came (reordered) or the wait ran out (released).",
+    ["outcome"],
+)
 SLOW_CONSUMER_CLOSES = Counter(
     "tripsage_ws_slow_consumer_closes_total",
     "Sockets closed with 4009 because the client stopped reading (too many unacknowledged bytes).",

@@ -12,6 +12,12 @@ groups, `flush`), with three differences from channels_redis:
 - Bounded inboxes. Each channel holds at most `capacity` queued messages; beyond that the new
   message is dropped and counted (tripsage_layer_dropped_total). Delivery is at most once, as with
   every Channels layer: the trip stream's `seq` and its log repair what is dropped.
+- Ordered streams. Group messages of `ordered_types` carry a contiguous per-group `seq`. Two
+  commits publish from two threads, so Redis may carry seq 6 before seq 5; the layer then holds
+  6 (at most `reorder_wait` seconds) until 5 comes, once per process, instead of letting every
+  member see a gap and read the missing event from the database. If 5 does not come in time, 6
+  goes out and the members fill the gap from the log, as for any loss
+  (tripsage_layer_held_total).
 
 Publishing from synchronous code (transaction.on_commit callbacks) uses a blocking Redis client
 (`group_send_blocking`), so a commit costs one PUBLISH and no event loop hop.
@@ -69,6 +75,21 @@ class _Inbox:
         return self.items.pop(0)  # inboxes stay short: the fast path bypasses them
 
 
+IDLE_SWEEP_SECONDS = 30.0  # a quiet listener sweeps forgotten inboxes this often
+
+
+class _Sequence:
+    """Where one ordered group's stream stands in this process: the last `seq` offered to its
+    members, and events that came early, by seq, until `deadline`."""
+
+    __slots__ = ("deadline", "held", "last")
+
+    def __init__(self, last: int) -> None:
+        self.last = last
+        self.held: dict[int, dict[str, Any]] = {}
+        self.deadline = 0.0
+
+
 class _LoopState:
     """Everything bound to one event loop: Redis connections, the listener, local channels."""
 
@@ -84,6 +105,7 @@ class _LoopState:
         self.direct: dict[str, dict[str, DirectHandler]] = {}
         self.drops: dict[str, int] = {}  # channel -> messages dropped over capacity
         self.subscribed: dict[str, asyncio.Future[None]] = {}
+        self.sequences: dict[str, _Sequence] = {}  # ordered groups' streams
         self.pubsub: Any = None
         self.listener: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
@@ -102,11 +124,13 @@ class _LoopState:
                 self.ready.set()
                 backoff = 0.1
                 while True:
-                    item = await self.pubsub.get_message(timeout=30.0)
-                    if item is None:
+                    wait = self._wait()
+                    item = await self.pubsub.get_message(timeout=wait)
+                    if item is not None:
+                        await self._handle(item)
+                    elif wait >= IDLE_SWEEP_SECONDS:
                         self._sweep_idle()
-                        continue
-                    await self._handle(item)
+                    await self._release_overdue()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -136,6 +160,13 @@ class _LoopState:
             self.deliver(payload["c"], payload["m"])
             return
         group = channel[len(self.layer.group_prefix) :]
+        if payload["type"] in self.layer.ordered_types and isinstance(payload.get("seq"), int):
+            for ready in self._in_order(group, payload):
+                await self._fan_out(group, ready)
+        else:
+            await self._fan_out(group, payload)
+
+    async def _fan_out(self, group: str, payload: dict[str, Any]) -> None:
         kind = payload["type"]
         direct = self.direct
         for member in list(self.groups.get(group, ())):
@@ -157,6 +188,56 @@ class _LoopState:
             histogram = _fanout_histogram(group)
             if histogram is not None:
                 histogram.observe(max(0.0, time.time() - published))
+
+    # -- ordered streams ------------------------------------------------------------------------
+
+    def _in_order(self, group: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """The events of an ordered group that can go out now, in `seq` order."""
+        seq = payload["seq"]
+        stream = self.sequences.get(group)
+        if stream is None:  # the first event this process sees: the stream starts here
+            stream = self.sequences[group] = _Sequence(seq - 1)
+        if seq <= stream.last:
+            return [payload]  # late (released past already) or repeated: members drop or place it
+        if seq > stream.last + 1:
+            if not stream.held:
+                stream.deadline = time.monotonic() + self.layer.reorder_wait
+            stream.held[seq] = payload
+            if len(stream.held) <= self.layer.reorder_limit:
+                return []
+            return self._release(stream)  # too far ahead to be a reordering: stop waiting
+        ready = [payload]
+        stream.last = seq
+        if stream.held:
+            instruments.LAYER_HELD.labels("reordered").inc(len(stream.held))
+            while stream.last + 1 in stream.held:
+                stream.last += 1
+                ready.append(stream.held.pop(stream.last))
+        return ready
+
+    def _release(self, stream: _Sequence) -> list[dict[str, Any]]:
+        """Give up waiting: the held events go out in order; members fill the gap from the log."""
+        instruments.LAYER_HELD.labels("released").inc(len(stream.held))
+        ready = [stream.held[seq] for seq in sorted(stream.held)]
+        stream.held.clear()
+        stream.last = ready[-1]["seq"]
+        return ready
+
+    def _wait(self) -> float:
+        """How long the listener may wait for Redis: until the first hold runs out."""
+        deadlines = [s.deadline for s in self.sequences.values() if s.held]
+        if not deadlines:
+            return IDLE_SWEEP_SECONDS
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    async def _release_overdue(self) -> None:
+        if not any(s.held for s in self.sequences.values()):
+            return
+        now = time.monotonic()
+        for group, stream in list(self.sequences.items()):
+            if stream.held and stream.deadline <= now:
+                for ready in self._release(stream):
+                    await self._fan_out(group, ready)
 
     def deliver(self, channel: str, message: dict[str, Any]) -> None:
         inbox = self.inboxes.get(channel)
@@ -209,6 +290,9 @@ class FanoutChannelLayer(BaseChannelLayer):
         expiry: int = 60,
         capacity: int = 1000,
         channel_capacity: dict[str, int] | None = None,
+        ordered_types: tuple[str, ...] = ("trip.event", "chat.event"),
+        reorder_wait: float = 0.1,
+        reorder_limit: int = 100,
         **kwargs: Any,
     ) -> None:
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
@@ -221,6 +305,9 @@ class FanoutChannelLayer(BaseChannelLayer):
             self.url, self.client_options = host, {}
         self.client_options.setdefault("socket_timeout", None)
         self.prefix = prefix
+        self.ordered_types = frozenset(ordered_types)
+        self.reorder_wait = reorder_wait  # seconds an early event waits for the ones before it
+        self.reorder_limit = reorder_limit  # events held per group at most
         self.process_id = uuid.uuid4().hex[:12]
         self.process_channel = f"{prefix}:p:{self.process_id}"
         self.group_prefix = f"{prefix}:g:"
@@ -295,6 +382,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         members.discard(channel)
         if not members:
             del state.groups[group]
+            state.sequences.pop(group, None)
             state.subscribed.pop(self.group_key(group), None)
             await state.pubsub.unsubscribe(self.group_key(group))
 
@@ -309,6 +397,16 @@ class FanoutChannelLayer(BaseChannelLayer):
         if self._blocking is None:
             self._blocking = redis.Redis.from_url(self.url, socket_connect_timeout=5)
         self._blocking.publish(self.group_key(group), msgpack.packb(message, use_bin_type=True))
+
+    # -- ordered streams ----------------------------------------------------------------------
+
+    def expect(self, group: str, seq: int) -> None:
+        """A member read `group`'s state up to `seq` (a snapshot, a history): if this process
+        has not seen the group's stream yet, it starts there, so that an early seq + 2 waits
+        for seq + 1 instead of starting the stream past it."""
+        for state in self._states.values():
+            if group in state.groups and group not in state.sequences:
+                state.sequences[group] = _Sequence(seq)
 
     # -- direct delivery ----------------------------------------------------------------------
 
@@ -333,6 +431,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         state = await self._state()
         state.inboxes.clear()
         state.direct.clear()
+        state.sequences.clear()
         for group in list(state.groups):
             await state.pubsub.unsubscribe(self.group_key(group))
         state.groups.clear()

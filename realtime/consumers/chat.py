@@ -41,6 +41,9 @@ class ChatConsumer(RealtimeConsumer):
     async def on_connected(self) -> None:
         history, self._history = self._history, None
         self.last_seq = self.history_seq = history.seq
+        expect = getattr(self.channel_layer, "expect", None)
+        if expect is not None:  # the layer's stream of this chat starts here if it had none
+            expect(chat_group(self.trip_id), history.seq)
         await self.send_event(
             protocol.server_message(
                 "chat.history",

@@ -38,6 +38,7 @@ class TripConsumer(RealtimeConsumer):
     async def authorize(self) -> None:
         self.trip_id = int(self.scope["url_route"]["kwargs"]["trip_id"])
         self._live = False
+        self._paused = 0
         # Join before reading the snapshot: an event committed in between arrives through the
         # group and is dropped or sent by its `seq`, never lost.
         await self.join(trip_group(self.trip_id))
@@ -71,7 +72,9 @@ class TripConsumer(RealtimeConsumer):
         """From here on the channel layer may write this trip's events straight to the socket,
         in the layer's listener, without waking this consumer (realtime.layers)."""
         self._live = True
-        self._paused = 0
+        expect = getattr(self.channel_layer, "expect", None)
+        if expect is not None:
+            expect(trip_group(self.trip_id), self.last_seq)
         attach = getattr(self.channel_layer, "attach", None)
         if attach is not None:
             attach(
@@ -226,21 +229,28 @@ class TripConsumer(RealtimeConsumer):
     async def trip_event(self, event: dict[str, Any]) -> None:
         """The queued path, in `seq` order: duplicates are dropped and a gap (the channel layer
         delivers at most once) is filled from the log before the event is sent."""
-        seq = event["seq"]
-        if seq <= self.last_seq:
-            return
-        if seq > self.last_seq + 1:
-            await self._send_missing_up_to(seq - 1)
-        await self.send_published(event)
-        self.last_seq = seq
-        if event.get("user_id") == self.user.pk:
-            await self._apply_membership(json.loads(event["text"]))
+        # While this runs (a gap is read from the database), the layer must not write newer
+        # events straight to the socket: they wait in the queue, behind this one.
+        async with self._queued():
+            seq = event["seq"]
+            if seq <= self.last_seq:
+                return
+            if seq > self.last_seq + 1:
+                await self._send_missing_up_to(seq - 1)
+                if seq <= self.last_seq:
+                    return
+            await self.send_published(event)
+            self.last_seq = seq
+            if event.get("user_id") == self.user_id:
+                await self._apply_membership(json.loads(event["text"]))
 
     async def _send_missing_up_to(self, seq: int) -> None:
         page = await db(selectors.events_after)(trip_id=self.trip_id, after=self.last_seq)
         for missed in page.messages:
             if missed["seq"] > seq:
                 break
+            if missed["seq"] <= self.last_seq:
+                continue  # sent meanwhile: never twice
             instruments.REPLAYS.labels(self.connection_type, "gap_fill").inc()
             await self.send_event(missed)
             self.last_seq = missed["seq"]

@@ -101,6 +101,44 @@ async def test_direct_handler_takes_its_types_and_can_decline(make_layer):
     one.detach(channel)
 
 
+def held(outcome: str) -> float:
+    return REGISTRY.get_sample_value("tripsage_layer_held_total", {"outcome": outcome}) or 0.0
+
+
+async def test_an_ordered_stream_reaches_members_in_seq_order(make_layer):
+    """Two commits publish from two threads: Redis may carry seq 3 before seq 2. The layer
+    holds 3 until 2 comes, once per process, so no member sees a gap."""
+    one, two = make_layer(), make_layer(reorder_wait=5.0)
+    channel = await two.new_channel()
+    await two.group_add("trip-9", channel)
+    reordered = held("reordered")
+    for seq in (1, 3, 4, 2, 5):
+        await one.group_send("trip-9", {"type": "trip.event", "seq": seq})
+    got = [(await receive(two, channel))["seq"] for _ in range(5)]
+    assert got == [1, 2, 3, 4, 5]
+    assert held("reordered") - reordered == 2  # 3 and 4 waited for 2
+    # Unordered types and events without a seq are never held.
+    await one.group_send("trip-9", {"type": "trip.presence", "n": 1})
+    assert (await receive(two, channel))["n"] == 1
+
+
+async def test_a_lost_event_stops_holding_the_stream_after_the_wait(make_layer):
+    one, two = make_layer(), make_layer(reorder_wait=0.3)
+    channel = await two.new_channel()
+    await two.group_add("chat-9", channel)
+    released = held("released")
+    await one.group_send("chat-9", {"type": "chat.event", "seq": 1})
+    await one.group_send("chat-9", {"type": "chat.event", "seq": 3})  # 2 never comes
+    assert (await receive(two, channel))["seq"] == 1
+    await nothing_arrives(two, channel, wait=0.15)  # 3 waits for 2 ...
+    assert (await receive(two, channel))["seq"] == 3  # ... until the wait runs out
+    assert held("released") - released == 1
+    await one.group_send("chat-9", {"type": "chat.event", "seq": 4})
+    assert (await receive(two, channel))["seq"] == 4  # the stream goes on from there
+    await one.group_send("chat-9", {"type": "chat.event", "seq": 2})
+    assert (await receive(two, channel))["seq"] == 2  # late: members drop or place it
+
+
 async def test_inbox_is_bounded_and_drops_are_counted(make_layer):
     one = make_layer(capacity=3)
     channel = await one.new_channel()

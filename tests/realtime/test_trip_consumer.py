@@ -462,3 +462,91 @@ async def test_snapshot_lists_the_open_conflicts_that_involve_you(live, crew):
         ws, snapshot = await join(live, trip, user)
         assert [c["id"] for c in snapshot["conflicts"]] == expected
         await ws.close()
+
+
+async def _commit_unpublished(monkeypatch, trip, actor, values):
+    """Commit edits but keep their publications back, to send them in an order of our own."""
+    held = []
+    monkeypatch.setattr(broadcast, "_group_send", lambda group, event: held.append((group, event)))
+    for value in values:
+        await sync_to_async(services.trip_update)(
+            trip_id=trip.pk, actor=actor, update_id=uuid.uuid4(), field="destination",
+            value=value, base_version=1,
+        )  # fmt: skip
+    monkeypatch.undo()
+    return held
+
+
+async def _updates_until_echo(ws):
+    """Every trip.updated the socket gets before the answer to an echo sent now."""
+    await send_json(ws, {"type": "echo", "id": "fence"})
+    seen = []
+    async with asyncio.timeout(10):
+        while True:
+            message = await recv_json(ws)
+            if message["type"] == "ping":
+                await send_json(ws, {"type": "pong", "request_id": message["id"]})
+            elif message["type"] == "trip.updated":
+                seen.append((message["seq"], message["value"]))
+            elif message.get("request_id") == "fence":
+                return seen
+
+
+def _metric(server, name, **labels):
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{server.http_url}/metrics").read().decode()
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}}"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_events_published_out_of_order_reach_each_socket_once_in_order(
+    daphne_factory, crew, monkeypatch
+):
+    """Two commits publish from two threads, so Redis may carry them in either order. The
+    layer puts them back in order for every member of the process: no gap, no database read,
+    each event once."""
+    alice, bob, _, trip = crew
+    server = await asyncio.to_thread(daphne_factory, "reorder", CHANNEL_LAYER_REORDER_WAIT="5")
+    ws, snapshot = await join(server, trip, bob)
+    base = snapshot["seq"]
+    gap_fills = await asyncio.to_thread(
+        _metric, server, "tripsage_ws_replays_total",
+        connection_type="trip_collaboration", kind="gap_fill",
+    )  # fmt: skip
+    held = await _commit_unpublished(monkeypatch, trip, alice, ["Porto", "Lisbon"])
+    for group, event in reversed(held):
+        await sync_to_async(broadcast._group_send)(group, event)
+    await recv_until(ws, is_type("trip.updated", seq=base + 2))
+    assert await _updates_until_echo(ws) == []  # nothing more came after it
+    assert await asyncio.to_thread(
+        _metric, server, "tripsage_ws_replays_total",
+        connection_type="trip_collaboration", kind="gap_fill",
+    ) == gap_fills  # fmt: skip
+    await ws.close()
+
+
+async def test_a_late_event_is_never_shown_twice_after_a_gap_fill(
+    daphne_factory, crew, monkeypatch
+):
+    """With no wait for order, a socket that sees seq N+2 first reads N+1 from the log; N+1
+    arriving meanwhile must not be written to the socket as well."""
+    alice, bob, _, trip = crew
+    server = await asyncio.to_thread(daphne_factory, "no-reorder", CHANNEL_LAYER_REORDER_WAIT="0")
+    ws, snapshot = await join(server, trip, bob)
+    base = snapshot["seq"]
+    for round_ in range(3):
+        values = [f"City {round_}a", f"City {round_}b"]
+        held = await _commit_unpublished(monkeypatch, trip, alice, values)
+        for group, event in reversed(held):
+            await sync_to_async(broadcast._group_send)(group, event)
+        first = base + 2 * round_
+        seen = [await recv_until(ws, is_type("trip.updated"))]
+        if seen[0]["seq"] != first + 2:
+            seen.append(await recv_until(ws, is_type("trip.updated")))
+        seen = [(m["seq"], m["value"]) for m in seen] + await _updates_until_echo(ws)
+        assert seen == [(first + 1, values[0]), (first + 2, values[1])]
+    await ws.close()

@@ -163,6 +163,11 @@ if REDIS_URL:
             },
         }
     }
+    if REDIS_CHANNEL_LAYER == "fanout":
+        # How long an event ahead of its seq waits for the ones before it (realtime.layers).
+        CHANNEL_LAYERS["default"]["CONFIG"]["reorder_wait"] = env_float(
+            "CHANNEL_LAYER_REORDER_WAIT", 0.1
+        )
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
