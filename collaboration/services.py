@@ -7,6 +7,7 @@ and a row in the event log in the same transaction; and is fanned out only after
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import asdict, dataclass
@@ -15,11 +16,11 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.db.models import Min, OuterRef, Subquery
+from django.db import connection, transaction
+from django.db.models import Min
 from django.utils import timezone
 
-from collaboration import fields, wire
+from collaboration import fields, sql, wire
 from collaboration.errors import InvalidChange, NotAllowed, NotFound
 from collaboration.models import (
     ChatMessage,
@@ -78,17 +79,31 @@ def _role(trip: Trip, user: AbstractBaseUser) -> str:
 
 
 def _lock_for_edit(trip_id: int, actor: AbstractBaseUser) -> tuple[Trip, str]:
-    """The trip's row lock and the actor's role in one statement (edits are the hot path)."""
-    role = TripMember.objects.filter(trip=OuterRef("pk"), user=actor).values("role")[:1]
-    try:
-        trip = Trip.objects.select_for_update().annotate(actor_role=Subquery(role)).get(pk=trip_id)
-    except Trip.DoesNotExist:
-        raise NotFound("No such trip.", trip_id=trip_id) from None
+    """The trip's row lock and the actor's role in one statement (edits are the hot path: the
+    ORM took 0.85 ms of CPU to build this query with a Subquery, the plain SQL 0.1 ms)."""
+    found = list(Trip.objects.raw(_lock_sql(connection.vendor), [actor.pk, trip_id]))
+    if not found:
+        raise NotFound("No such trip.", trip_id=trip_id)
+    trip = found[0]
     if trip.actor_role is None:
         raise NotFound("You are not a member of this trip.", trip_id=trip_id)
     if trip.actor_role not in EDIT_ROLES:
         raise NotAllowed("Viewers cannot edit this trip.", role=trip.actor_role, trip_id=trip_id)
     return trip, trip.actor_role
+
+
+@functools.cache
+def _lock_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    trips, members = quote(Trip._meta.db_table), quote(TripMember._meta.db_table)
+    sql = (
+        f"SELECT t.*, (SELECT m.{quote('role')} FROM {members} m"
+        f" WHERE m.{quote('trip_id')} = t.{quote('id')} AND m.{quote('user_id')} = %s)"
+        f" AS actor_role FROM {trips} t WHERE t.{quote('id')} = %s"
+    )
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    return sql
 
 
 def record_event(
@@ -104,14 +119,16 @@ def record_event(
     holds the trip's row lock and saves the trip."""
     trip.seq += 1
     message = protocol.server_message(type_, seq=trip.seq, trip_id=trip.pk, **payload)
-    TripEvent.objects.create(
-        trip=trip,
+    sql.insert(
+        TripEvent,
+        trip_id=trip.pk,
         seq=trip.seq,
         type=type_,
         field=field,
         version=version,
-        actor=actor,
+        actor_id=actor.pk if actor is not None else None,
         message=message,
+        created_at=timezone.now(),
     )
     event: dict[str, Any] = {
         "type": "trip.event",
@@ -229,15 +246,43 @@ def _first_answer(
 def _previous(
     trip: Trip, actor: AbstractBaseUser, update_id: uuid.UUID, request: dict[str, Any]
 ) -> MutationResult | None:
-    existing = ClientMutation.objects.filter(trip=trip, actor=actor, update_id=update_id).first()
-    if existing is None:
+    """The first answer to this `update_id`, if it was used before (one indexed read on every
+    edit: plain SQL, a third of the ORM's CPU here)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _previous_sql(connection.vendor),
+            [trip.pk, actor.pk, _UPDATE_ID.get_db_prep_value(update_id, connection)],
+        )
+        row = cursor.fetchone()
+    if row is None:
         return None
-    if existing.request != request:
+    existing_request, existing_result = (
+        _REQUEST.from_db_value(row[0], None, connection),
+        _RESULT.from_db_value(row[1], None, connection),
+    )
+    if existing_request != request:
         raise InvalidChange(
             "update_id was already used for a different change: use a new update_id.",
             field="update_id",
         )
-    return MutationResult(**{**existing.result, "status": "duplicate"})
+    return MutationResult(**{**existing_result, "status": "duplicate"})
+
+
+_UPDATE_ID = ClientMutation._meta.get_field("update_id")
+_REQUEST = ClientMutation._meta.get_field("request")
+_RESULT = ClientMutation._meta.get_field("result")
+
+
+@functools.cache
+def _previous_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    columns = {f.name: quote(f.column) for f in ClientMutation._meta.concrete_fields}
+    return (
+        f"SELECT {columns['request']}, {columns['result']}"
+        f" FROM {quote(ClientMutation._meta.db_table)}"
+        f" WHERE {columns['trip']} = %s AND {columns['actor']} = %s"
+        f" AND {columns['update_id']} = %s"
+    )
 
 
 def _remember(
@@ -247,8 +292,14 @@ def _remember(
     request: dict[str, Any],
     result: MutationResult,
 ) -> None:
-    ClientMutation.objects.create(
-        trip=trip, actor=actor, update_id=update_id, request=request, result=result.as_dict()
+    sql.insert(
+        ClientMutation,
+        trip_id=trip.pk,
+        actor_id=actor.pk,
+        update_id=update_id,
+        request=request,
+        result=result.as_dict(),
+        created_at=timezone.now(),
     )
 
 
@@ -282,7 +333,7 @@ def trip_update(
     trip, _ = _lock_for_edit(trip_id, actor)
     result = _update_field(trip, actor, update_id, field, value, base_version)
     _check_dates(trip, field)
-    trip.save()
+    sql.save(trip)
     return result
 
 
@@ -312,7 +363,7 @@ def trip_update_fields(
         for field, value in changes.items()
     ]
     _check_dates(trip, "end_date" if "end_date" in changes else "start_date")
-    trip.save()
+    sql.save(trip)
     return results
 
 

@@ -45,6 +45,38 @@ def test_applied_update_bumps_version_field_version_and_seq(people):
     assert event.message["by"] == {"id": alice.pk, "username": "alice"}
 
 
+def test_what_an_edit_writes_reads_back_through_the_orm(people):
+    """Edits write their rows with plain statements (collaboration.sql): every column must read
+    back as the ORM would have written it, on SQLite and PostgreSQL alike."""
+    from decimal import Decimal
+
+    alice, _, _, trip = people
+    before = Trip.objects.get(pk=trip.pk)
+    update_id = uuid.uuid4()
+    update(trip, alice, "budget", "1234.50", before.version, update_id=update_id)
+    update(trip, alice, "start_date", "2027-03-01", before.version + 1)
+    after = Trip.objects.get(pk=trip.pk)
+    assert after.budget == Decimal("1234.50") and str(after.start_date) == "2027-03-01"
+    assert after.version == before.version + 2 and after.seq == before.seq + 2
+    assert after.field_versions == {
+        **before.field_versions,
+        "budget": before.version + 1,
+        "start_date": before.version + 2,
+    }
+    assert after.field_editors["budget"][0] == alice.pk
+    assert after.created_at == before.created_at and after.updated_at > before.updated_at
+    assert (after.name, after.currency, after.notes) == (before.name, before.currency, before.notes)
+    event = TripEvent.objects.get(trip=trip, seq=after.seq)
+    assert event.actor_id == alice.pk and event.version == after.version
+    assert event.field == "start_date" and event.message["value"] == "2027-03-01"
+    assert event.created_at >= before.updated_at
+    mutation = ClientMutation.objects.get(trip=trip, update_id=update_id)
+    assert mutation.actor_id == alice.pk and mutation.request["value"] == "1234.50"
+    assert mutation.result["status"] == "applied"
+    again = update(trip, alice, "budget", "1234.50", before.version, update_id=update_id)
+    assert (again.status, again.original_status) == ("duplicate", "applied")
+
+
 def test_edits_of_different_fields_from_one_base_never_conflict(people):
     alice, bob, _, trip = people
     base = trip.version
