@@ -572,7 +572,7 @@ def main() -> None:
     if "s2" in wanted:
         # 500 members: big enough that fan-out, not the one trip's write rate, sets the limit
         # (S6 measures that), small enough that daphne's per-event cost leaves room under 100 ms.
-        rates = [10, 20, 30, 40, 60, 80, 120, 160, 200] if full else [10, 20, 40, 80]
+        rates = [10, 20, 30, 40, 60, 80, 100, 120, 140, 160, 200] if full else [10, 20, 40, 80]
         results["s2"] = s2(fx, apps, 500, rates, seconds)
     if "s3" in wanted:
         results["s3"] = s3(fx, single, 2000 if full else 500)
