@@ -106,6 +106,7 @@ class _LoopState:
         self.drops: dict[str, int] = {}  # channel -> messages dropped over capacity
         self.subscribed: dict[str, asyncio.Future[None]] = {}
         self.sequences: dict[str, _Sequence] = {}  # ordered groups' streams
+        self.holding: set[str] = set()  # groups whose stream holds early events
         self.pubsub: Any = None
         self.listener: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
@@ -136,6 +137,12 @@ class _LoopState:
             except Exception:
                 # Messages published while we are away are lost (at most once); seq repairs.
                 self.ready.clear()
+                try:  # held events wait for nothing now; streams restart after the outage
+                    await self._release_overdue(everything=True)
+                except Exception:
+                    logger.exception("releasing held events failed")
+                self.sequences.clear()
+                self.holding.clear()
                 logger.exception("channel layer lost Redis; resubscribing in %.1f s", backoff)
                 instruments.LAYER_RECONNECTS.inc()
                 await asyncio.sleep(backoff)
@@ -160,6 +167,8 @@ class _LoopState:
             self.deliver(payload["c"], payload["m"])
             return
         group = channel[len(self.layer.group_prefix) :]
+        if group not in self.groups:
+            return  # the last local member left while this was on its way
         if payload["type"] in self.layer.ordered_types and isinstance(payload.get("seq"), int):
             for ready in self._in_order(group, payload):
                 await self._fan_out(group, ready)
@@ -202,41 +211,54 @@ class _LoopState:
         if seq > stream.last + 1:
             if not stream.held:
                 stream.deadline = time.monotonic() + self.layer.reorder_wait
+                self.holding.add(group)
             stream.held[seq] = payload
             if len(stream.held) <= self.layer.reorder_limit:
                 return []
-            return self._release(stream)  # too far ahead to be a reordering: stop waiting
+            return self._release(group, stream)  # too far ahead to be a reordering
         ready = [payload]
         stream.last = seq
         if stream.held:
-            instruments.LAYER_HELD.labels("reordered").inc(len(stream.held))
             while stream.last + 1 in stream.held:
                 stream.last += 1
                 ready.append(stream.held.pop(stream.last))
+            instruments.LAYER_HELD.labels("reordered").inc(len(ready) - 1)
+            if not stream.held:
+                self.holding.discard(group)
         return ready
 
-    def _release(self, stream: _Sequence) -> list[dict[str, Any]]:
+    def _release(self, group: str, stream: _Sequence) -> list[dict[str, Any]]:
         """Give up waiting: the held events go out in order; members fill the gap from the log."""
         instruments.LAYER_HELD.labels("released").inc(len(stream.held))
         ready = [stream.held[seq] for seq in sorted(stream.held)]
         stream.held.clear()
+        self.holding.discard(group)
         stream.last = ready[-1]["seq"]
         return ready
 
     def _wait(self) -> float:
         """How long the listener may wait for Redis: until the first hold runs out."""
-        deadlines = [s.deadline for s in self.sequences.values() if s.held]
-        if not deadlines:
+        if not self.holding:
             return IDLE_SWEEP_SECONDS
-        return max(0.0, min(deadlines) - time.monotonic())
+        first = min(
+            (self.sequences[group].deadline for group in self.holding if group in self.sequences),
+            default=0.0,
+        )
+        return max(0.0, first - time.monotonic())
 
-    async def _release_overdue(self) -> None:
-        if not any(s.held for s in self.sequences.values()):
+    async def _release_overdue(self, everything: bool = False) -> None:
+        """Send what waited its full time (or, when the stream's position is lost with the
+        Redis connection, everything held)."""
+        if not self.holding:
             return
         now = time.monotonic()
-        for group, stream in list(self.sequences.items()):
-            if stream.held and stream.deadline <= now:
-                for ready in self._release(stream):
+        for group in list(self.holding):
+            stream = self.sequences.get(group)
+            if stream is None or not stream.held:  # the group went while we were sending
+                self.holding.discard(group)
+                continue
+            if everything or stream.deadline <= now:
+                for ready in self._release(group, stream):
                     await self._fan_out(group, ready)
 
     def deliver(self, channel: str, message: dict[str, Any]) -> None:
@@ -366,6 +388,8 @@ class FanoutChannelLayer(BaseChannelLayer):
         members = state.groups.get(group)
         if members is None:
             members = state.groups[group] = set()
+            state.sequences.pop(group, None)  # a stream left from before starts afresh
+            state.holding.discard(group)
             key = self.group_key(group)
             waiter = state.subscribed[key] = asyncio.get_running_loop().create_future()
             await state.pubsub.subscribe(key)
@@ -383,6 +407,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         if not members:
             del state.groups[group]
             state.sequences.pop(group, None)
+            state.holding.discard(group)
             state.subscribed.pop(self.group_key(group), None)
             await state.pubsub.unsubscribe(self.group_key(group))
 
@@ -432,6 +457,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         state.inboxes.clear()
         state.direct.clear()
         state.sequences.clear()
+        state.holding.clear()
         for group in list(state.groups):
             await state.pubsub.unsubscribe(self.group_key(group))
         state.groups.clear()

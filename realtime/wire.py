@@ -86,6 +86,14 @@ def writer_for(send: Any) -> Writer | None:
 def _writer(connections: dict[Any, dict[str, Any]], protocol: Any, transport: Any) -> Writer:
     if protocol.autoFragmentSize or protocol.logOctets or protocol.trackedTimings:
         raise AttributeError("autobahn options this writer does not reproduce")
+    # Everything the writer reads, read once here: a library that renamed any of it turns
+    # direct writes off for the connection (AttributeError) instead of failing every frame.
+    for name in ("state", "send_state", "send_queue", "_perMessageCompress"):
+        getattr(protocol, name)
+    protocol.maxMessagePayloadSize  # noqa: B018
+    for name in ("_tempDataBuffer", "offset", "dataBuffer", "connected", "disconnecting"):
+        getattr(transport, name)
+    transport._writeDisconnected  # noqa: B018
     sock = transport.socket
     is_open = protocol.STATE_OPEN
     ground = protocol.SEND_STATE_GROUND

@@ -47,6 +47,9 @@ class TripConsumer(RealtimeConsumer):
             # The same answer for "no such trip" and "not a member": ids are not probed.
             raise protocol.not_a_member(self.trip_id, request_id=self.auth.request_id)
         self.role = self._snapshot["role"]
+        expect = getattr(self.channel_layer, "expect", None)
+        if expect is not None:  # the layer's stream of this trip starts here if it had none
+            expect(trip_group(self.trip_id), self._snapshot["seq"])
 
     async def on_connected(self) -> None:
         snapshot = self._snapshot
@@ -72,9 +75,6 @@ class TripConsumer(RealtimeConsumer):
         """From here on the channel layer may write this trip's events straight to the socket,
         in the layer's listener, without waking this consumer (realtime.layers)."""
         self._live = True
-        expect = getattr(self.channel_layer, "expect", None)
-        if expect is not None:
-            expect(trip_group(self.trip_id), self.last_seq)
         attach = getattr(self.channel_layer, "attach", None)
         if attach is not None:
             attach(
@@ -219,7 +219,7 @@ class TripConsumer(RealtimeConsumer):
         if subject is not None and subject == self.user_id:
             return False
         self.last_seq = seq
-        return self.frame(event["text"], event_frame(event))
+        return self.frame(event["text"], event_frame(event) if self._wire is not None else None)
 
     def _direct_presence(self, event: dict[str, Any]) -> Direct:
         if not self._live or self._paused or self._closing:
@@ -286,4 +286,4 @@ class TripConsumer(RealtimeConsumer):
         self._shown[kind] = (event["version"], event["digest"])
         if event["digest"] == digest:
             return True  # nothing this socket would see differently
-        return self.frame(event["text"], event_frame(event))
+        return self.frame(event["text"], event_frame(event) if self._wire is not None else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import msgpack
 import pytest
 from asgiref.sync import sync_to_async
 from prometheus_client import REGISTRY
@@ -137,6 +138,28 @@ async def test_a_lost_event_stops_holding_the_stream_after_the_wait(make_layer):
     assert (await receive(two, channel))["seq"] == 4  # the stream goes on from there
     await one.group_send("chat-9", {"type": "chat.event", "seq": 2})
     assert (await receive(two, channel))["seq"] == 2  # late: members drop or place it
+
+
+async def test_a_group_joined_again_starts_its_stream_from_the_new_snapshot(make_layer):
+    """A stream left from an earlier membership must not hold the next event: the member's
+    snapshot (`expect`) says where the stream stands now."""
+    one, two = make_layer(), make_layer(reorder_wait=5.0)
+    channel = await two.new_channel()
+    await two.group_add("trip-8", channel)
+    await one.group_send("trip-8", {"type": "trip.event", "seq": 40})
+    assert (await receive(two, channel))["seq"] == 40
+    await two.group_discard("trip-8", channel)
+    # Seq 41 was already on its way when the last member left: the listener reads it after.
+    listener = next(iter(two._states.values()))
+    packed = msgpack.packb({"type": "trip.event", "seq": 41}, use_bin_type=True)
+    await listener._handle(
+        {"type": "message", "channel": two.group_key("trip-8").encode(), "data": packed}
+    )
+    again = await two.new_channel()
+    await two.group_add("trip-8", again)
+    two.expect("trip-8", 90)
+    await one.group_send("trip-8", {"type": "trip.event", "seq": 91})
+    assert (await receive(two, again, timeout=1.0))["seq"] == 91  # not held for 5 s
 
 
 async def test_inbox_is_bounded_and_drops_are_counted(make_layer):
