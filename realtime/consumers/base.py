@@ -6,8 +6,10 @@ A connection type subclasses it, names its `connection_type` and `client_message
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from channels.consumer import get_handler_name
@@ -262,6 +264,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.io = _SocketState(time.monotonic())
         self._wire = writer_for(self.base_send)  # None: every frame through the ASGI send
         self._closing = False
+        self._paused = 0  # > 0: fanned-out events wait in the queue (see `_queued`)
         self._joined: list[str] = []
 
         try:
@@ -340,6 +343,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if hasattr(self, "auth"):
             await self.on_disconnected(message.get("code", CloseCode.NORMAL))
         raise StopConsumer()
+
+    @contextlib.asynccontextmanager
+    async def _queued(self) -> AsyncIterator[None]:
+        """While this socket's own request (or a replay) is handled, fanned-out events for it
+        wait in its queue instead of being written by the layer: the client gets its `ack`
+        (or the whole replay) before the events that follow it."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
 
     async def join(self, group: str) -> None:
         await self.channel_layer.group_add(group, self.channel_name)

@@ -14,7 +14,9 @@ from realtime import protocol
 from realtime.broadcast import broadcast_now, chat_group
 from realtime.consumers.base import RealtimeConsumer
 from realtime.db import db
+from realtime.layers import Direct
 from realtime.protocol import CloseCode, ConnectionType
+from realtime.wire import event_frame
 
 
 class ChatConsumer(RealtimeConsumer):
@@ -53,14 +55,23 @@ class ChatConsumer(RealtimeConsumer):
                 has_more=history.has_more,
             )
         )
+        attach = getattr(self.channel_layer, "attach", None)
+        if attach is not None:  # from here the layer may write messages straight to the socket
+            attach(
+                self.channel_name,
+                {"chat.event": self._direct_event, "chat.typing": self._direct_typing},
+            )
 
     # -- client messages ----------------------------------------------------------------------
 
     async def on_chat_send(self, message: protocol.ChatSend) -> None:
+        async with self._queued():  # the ack comes before the message's own event
+            await self._chat_send(message)
+
+    async def _chat_send(self, message: protocol.ChatSend) -> None:
         result = await db(services.chat_post)(
             trip_id=self.trip_id, author=self.user, text=message.text, client_id=message.client_id
         )
-        # The ack comes first: this socket handles its group events after this handler returns.
         await self.send_event(
             protocol.server_message(
                 "ack",
@@ -102,6 +113,10 @@ class ChatConsumer(RealtimeConsumer):
         )
 
     async def on_resume(self, message: protocol.Resume) -> None:
+        async with self._queued():  # live messages wait until the replay is out
+            await self._resume(message)
+
+    async def _resume(self, message: protocol.Resume) -> None:
         """The messages after `last_seq` up to this socket's history, in order, then
         `resume.complete`; messages after that this socket sends live. Too many missed:
         `resync.required` (the history already sent is the fresh start)."""
@@ -145,7 +160,30 @@ class ChatConsumer(RealtimeConsumer):
 
     # -- group events -------------------------------------------------------------------------
 
+    def _direct_event(self, event: dict[str, Any]) -> Direct:
+        """The fast path, called by the channel layer for each local member: only the very next
+        `seq`, only while no request or replay of this socket is in progress; anything else
+        goes to the queue (`chat_event`)."""
+        if self._closing or self._paused:
+            return False
+        seq = event["seq"]
+        if seq <= self.last_seq:
+            return True  # already sent
+        if seq != self.last_seq + 1:
+            return False
+        self.last_seq = seq
+        return self.frame(event["text"], event_frame(event) if self._wire is not None else None)
+
+    def _direct_typing(self, event: dict[str, Any]) -> Direct:
+        if self._closing or event.get("user_id") == self.user_id:
+            return True
+        return self.frame(event["text"], event_frame(event) if self._wire is not None else None)
+
     async def chat_event(self, event: dict[str, Any]) -> None:
+        async with self._queued():  # the fast path waits while a gap is read
+            await self._queued_event(event)
+
+    async def _queued_event(self, event: dict[str, Any]) -> None:
         """In `seq` order, each once: a gap (the layer delivers at most once) is filled from
         the database first."""
         if self._closing or getattr(self, "last_seq", None) is None:
@@ -169,15 +207,20 @@ class ChatConsumer(RealtimeConsumer):
             for item in page.messages:
                 if item["seq"] >= seq:
                     break
+                if item["seq"] <= self.last_seq:
+                    continue  # sent meanwhile: never twice
                 instruments.REPLAYS.labels(self.connection_type, "gap_fill").inc()
                 await self.send_event(
                     protocol.server_message("chat.message", seq=item["seq"], message=item)
                 )
+                self.last_seq = item["seq"]
+            if seq <= self.last_seq:
+                return
         await self.send_published(event)
         self.last_seq = seq
 
     async def chat_typing(self, event: dict[str, Any]) -> None:
-        if event.get("user_id") != self.user.pk and not self._closing:
+        if event.get("user_id") != self.user_id and not self._closing:
             await self.send_published(event)
 
     async def chat_member_removed(self, event: dict[str, Any]) -> None:

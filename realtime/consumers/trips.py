@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from collaboration import selectors, services
@@ -38,7 +36,6 @@ class TripConsumer(RealtimeConsumer):
     async def authorize(self) -> None:
         self.trip_id = int(self.scope["url_route"]["kwargs"]["trip_id"])
         self._live = False
-        self._paused = 0
         # Join before reading the snapshot: an event committed in between arrives through the
         # group and is dropped or sent by its `seq`, never lost.
         await self.join(trip_group(self.trip_id))
@@ -92,16 +89,6 @@ class TripConsumer(RealtimeConsumer):
     async def on_trip_update(self, message: protocol.TripUpdate) -> None:
         async with self._queued():
             await self._trip_update(message)
-
-    @contextlib.asynccontextmanager
-    async def _queued(self) -> AsyncIterator[None]:
-        """While this socket's own request is handled, events for it wait in its queue: the
-        client gets its `ack` (or the whole replay) before the events that follow it."""
-        self._paused += 1
-        try:
-            yield
-        finally:
-            self._paused -= 1
 
     async def _trip_update(self, message: protocol.TripUpdate) -> None:
         result = await db(services.trip_update)(
