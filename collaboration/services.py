@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.models import Min
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from collaboration import fields, sql, wire
@@ -81,6 +82,8 @@ def _role(trip: Trip, user: AbstractBaseUser) -> str:
 def _lock_for_edit(trip_id: int, actor: AbstractBaseUser) -> tuple[Trip, str]:
     """The trip's row lock and the actor's role in one statement (edits are the hot path: the
     ORM took 0.85 ms of CPU to build this query with a Subquery, the plain SQL 0.1 ms)."""
+    if not connection.in_atomic_block:  # as the ORM's select_for_update() refuses it
+        raise TransactionManagementError("An edit must lock its trip inside a transaction.")
     found = list(Trip.objects.raw(_lock_sql(connection.vendor), [actor.pk, trip_id]))
     if not found:
         raise NotFound("No such trip.", trip_id=trip_id)

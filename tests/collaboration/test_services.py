@@ -340,3 +340,14 @@ def test_trips_without_editor_records_fall_back_to_the_log(people):
     Trip.objects.filter(pk=trip.pk).update(field_editors={})
     assert update(trip, alice, "notes", "alice's", 1).status == "conflict"
     assert update(trip, bob, "notes", "bob again", 2).status == "applied"
+
+
+def test_the_edit_lock_is_only_taken_inside_a_transaction(transactional_db):
+    from django.db.transaction import TransactionManagementError
+
+    alice, _, _, trip = factories.make_crew()  # outside the test's own transaction
+    with pytest.raises(TransactionManagementError):
+        services._lock_for_edit(trip.pk, alice)
+    with transaction.atomic():
+        locked, role = services._lock_for_edit(trip.pk, alice)
+    assert (locked.pk, role) == (trip.pk, "owner")
