@@ -35,7 +35,7 @@ from realtime.protocol import (
 from realtime.revocation import revocations
 from realtime.throttling import Decision, message_rate, throttle
 from realtime.timers import ticker
-from realtime.wire import text_frame, writer_for
+from realtime.wire import event_frame, text_frame, writer_for
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class _SocketState:
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
     connection_type: ClassVar[ConnectionType]
+    last_seq: int  # the last `seq` of its ordered stream sent, for types that have one
     client_messages: ClassVar[tuple[type[ClientMessage], ...]] = ()
     _registry: ClassVar[dict[str, type[ClientMessage]]] = {}
 
@@ -189,6 +190,27 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             )
         elif not self._closing:
             await self.send_ping()
+
+    def write_published(self, event: dict[str, Any]) -> Direct:
+        """A fanned-out event's pre-encoded text, written by the fan-out layer (`frame`): framed
+        once per process (realtime.wire) when it goes straight to the socket."""
+        return self.frame(event["text"], event_frame(event) if self._wire is not None else None)
+
+    def write_next(self, event: dict[str, Any]) -> Direct:
+        """The fast path of an ordered stream, for the fan-out layer: only the very next `seq`
+        (`last_seq`, kept by connection types with a stream), and only while no request,
+        replay or gap fill of this socket is in progress (`_queued`). Anything else goes to the
+        queue, where the connection type's handler puts it in order; an event already sent is
+        taken and dropped."""
+        if self._closing or self._paused:
+            return False
+        seq = event["seq"]
+        if seq <= self.last_seq:
+            return True  # already sent
+        if seq != self.last_seq + 1:
+            return False
+        self.last_seq = seq
+        return self.write_published(event)
 
     async def send_published(self, event: dict[str, Any]) -> None:
         """A fanned-out event (realtime.broadcast): its pre-encoded text, and the time from its

@@ -16,7 +16,6 @@ from realtime.consumers.base import RealtimeConsumer
 from realtime.db import db
 from realtime.layers import Direct
 from realtime.protocol import CloseCode, ConnectionType
-from realtime.wire import event_frame
 
 
 class ChatConsumer(RealtimeConsumer):
@@ -59,7 +58,7 @@ class ChatConsumer(RealtimeConsumer):
         if attach is not None:  # from here the layer may write messages straight to the socket
             attach(
                 self.channel_name,
-                {"chat.event": self._direct_event, "chat.typing": self._direct_typing},
+                {"chat.event": self.write_next, "chat.typing": self._direct_typing},
             )
 
     # -- client messages ----------------------------------------------------------------------
@@ -160,24 +159,10 @@ class ChatConsumer(RealtimeConsumer):
 
     # -- group events -------------------------------------------------------------------------
 
-    def _direct_event(self, event: dict[str, Any]) -> Direct:
-        """The fast path, called by the channel layer for each local member: only the very next
-        `seq`, only while no request or replay of this socket is in progress; anything else
-        goes to the queue (`chat_event`)."""
-        if self._closing or self._paused:
-            return False
-        seq = event["seq"]
-        if seq <= self.last_seq:
-            return True  # already sent
-        if seq != self.last_seq + 1:
-            return False
-        self.last_seq = seq
-        return self.frame(event["text"], event_frame(event) if self._wire is not None else None)
-
     def _direct_typing(self, event: dict[str, Any]) -> Direct:
         if self._closing or event.get("user_id") == self.user_id:
             return True
-        return self.frame(event["text"], event_frame(event) if self._wire is not None else None)
+        return self.write_published(event)
 
     async def chat_event(self, event: dict[str, Any]) -> None:
         async with self._queued():  # the fast path waits while a gap is read

@@ -15,7 +15,6 @@ from realtime.db import db
 from realtime.layers import Direct
 from realtime.presence import tracker
 from realtime.protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
-from realtime.wire import event_frame
 
 PRESENCE_KINDS = ("presence.update", "editing.update")
 
@@ -192,21 +191,11 @@ class TripConsumer(RealtimeConsumer):
     # -- group events -------------------------------------------------------------------------
 
     def _direct_event(self, event: dict[str, Any]) -> Direct:
-        """The fast path, called by the channel layer for each local member: only the very next
-        `seq`, only while live; anything else (a gap, a membership change of ours) goes to the
-        queue instead. Returns the write for the layer to await."""
-        if not self._live or self._paused or self._closing:
+        """The fast path (`write_next`), once live; a membership change of this socket's own
+        user goes to the queue, where `trip_event` acts on it."""
+        if not self._live or event.get("user_id") == self.user_id:
             return False
-        seq = event["seq"]
-        if seq <= self.last_seq:
-            return True  # already sent
-        if seq != self.last_seq + 1:
-            return False
-        subject = event.get("user_id")
-        if subject is not None and subject == self.user_id:
-            return False
-        self.last_seq = seq
-        return self.frame(event["text"], event_frame(event) if self._wire is not None else None)
+        return self.write_next(event)
 
     def _direct_presence(self, event: dict[str, Any]) -> Direct:
         if not self._live or self._paused or self._closing:
@@ -273,4 +262,4 @@ class TripConsumer(RealtimeConsumer):
         self._shown[kind] = (event["version"], event["digest"])
         if event["digest"] == digest:
             return True  # nothing this socket would see differently
-        return self.frame(event["text"], event_frame(event) if self._wire is not None else None)
+        return self.write_published(event)
