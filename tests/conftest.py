@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +65,21 @@ class DaphneServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample of this process's Prometheus registry (`/metrics`): the first called `name`
+        whose labels include `labels`; 0.0 when there is none yet. Blocking: from async tests,
+        call it through asyncio.to_thread."""
+        text = urllib.request.urlopen(f"{self.http_url}/metrics", timeout=10).read().decode()
+        for line in text.splitlines():
+            sample, _, value = line.rpartition(" ")
+            sample_name, _, label_text = sample.partition("{")
+            if line.startswith("#") or sample_name != name:
+                continue
+            found = dict(re.findall(r'(\w+)="([^"]*)"', label_text))
+            if all(found.get(key) == wanted for key, wanted in labels.items()):
+                return float(value)
+        return 0.0
 
     def stop(self) -> None:
         if self.process.poll() is None:

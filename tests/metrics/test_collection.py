@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 import uuid
 from datetime import timedelta
 
@@ -204,20 +203,12 @@ async def test_prometheus_counts_messages_fanout_and_conflicts(metered, crew):
             },
         )
         await recv_type(ws, "ack")  # bob's trip.updated for alice's edit came before it
-    text = await asyncio.to_thread(
-        lambda: urllib.request.urlopen(f"{a.http_url}/metrics", timeout=10).read().decode()
-    )
 
-    def value(line_start: str) -> float:
-        for line in text.splitlines():
-            if line.startswith(line_start):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    assert value('tripsage_ws_messages_sent_total{connection_type="trip_collaboration"}') > 0
-    assert value('tripsage_fanout_latency_seconds_count{connection_type="trip_collaboration"}') > 0
-    assert value('tripsage_ws_received_bytes_total{connection_type="trip_collaboration"}') > 0
-    assert value('tripsage_conflicts_total{event="detected"}') >= 1
+    trips = {"connection_type": "trip_collaboration"}
+    assert await asyncio.to_thread(a.metric, "tripsage_ws_messages_sent_total", **trips) > 0
+    assert await asyncio.to_thread(a.metric, "tripsage_fanout_latency_seconds_count", **trips) > 0
+    assert await asyncio.to_thread(a.metric, "tripsage_ws_received_bytes_total", **trips) > 0
+    assert await asyncio.to_thread(a.metric, "tripsage_conflicts_total", event="detected") >= 1
     for ws in (ws_alice, ws_bob):
         await ws.close()
 

@@ -439,14 +439,12 @@ async def test_a_client_that_stops_reading_is_cut_off_and_others_keep_flowing(da
     assert code == 4009
     assert messages[-1]["error"]["details"]["reason"] == "slow_consumer"
     assert reader.close_code is None
-    import urllib.request
-
-    metrics = await asyncio.to_thread(
-        lambda: urllib.request.urlopen(f"{tight.http_url}/metrics").read().decode()
+    closes = await asyncio.to_thread(
+        tight.metric,
+        "tripsage_ws_slow_consumer_closes_total",
+        connection_type="trip_collaboration",
     )
-    assert 'tripsage_ws_slow_consumer_closes_total{connection_type="trip_collaboration"} 1.0' in (
-        metrics
-    )
+    assert closes == 1.0
     await reader.close()
 
 
@@ -492,17 +490,6 @@ async def _updates_until_echo(ws):
                 return seen
 
 
-def _metric(server, name, **labels):
-    import urllib.request
-
-    text = urllib.request.urlopen(f"{server.http_url}/metrics").read().decode()
-    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{{wanted}}}"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 async def test_events_published_out_of_order_reach_each_socket_once_in_order(
     daphne_factory, crew, monkeypatch
 ):
@@ -514,7 +501,7 @@ async def test_events_published_out_of_order_reach_each_socket_once_in_order(
     ws, snapshot = await join(server, trip, bob)
     base = snapshot["seq"]
     gap_fills = await asyncio.to_thread(
-        _metric, server, "tripsage_ws_replays_total",
+        server.metric, "tripsage_ws_replays_total",
         connection_type="trip_collaboration", kind="gap_fill",
     )  # fmt: skip
     held = await _commit_unpublished(monkeypatch, trip, alice, ["Porto", "Lisbon"])
@@ -523,7 +510,7 @@ async def test_events_published_out_of_order_reach_each_socket_once_in_order(
     await recv_until(ws, is_type("trip.updated", seq=base + 2))
     assert await _updates_until_echo(ws) == []  # nothing more came after it
     assert await asyncio.to_thread(
-        _metric, server, "tripsage_ws_replays_total",
+        server.metric, "tripsage_ws_replays_total",
         connection_type="trip_collaboration", kind="gap_fill",
     ) == gap_fills  # fmt: skip
     await ws.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import urllib.request
 import uuid
 
 import pytest
@@ -58,13 +57,10 @@ async def _stalled_socket(server, path: str, token: str):
 
 
 def _direct_writes(server) -> dict[str, float]:
-    text = urllib.request.urlopen(f"{server.http_url}/metrics").read().decode()
-    found = {}
-    for line in text.splitlines():
-        if line.startswith("tripsage_ws_direct_writes_total{"):
-            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
-            found[outcome] = float(line.rsplit(" ", 1)[1])
-    return found
+    return {
+        outcome: server.metric("tripsage_ws_direct_writes_total", outcome=outcome)
+        for outcome in ("sent", "partial", "declined")
+    }
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["direct-writes", "asgi-sends"])
