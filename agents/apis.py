@@ -22,7 +22,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from agents import selectors, services
 from agents.models import AgentRun
-from agents.wire import run_wire
+from agents.payloads import run_payload
 from collaboration.apis import raise_for
 from collaboration.errors import CollaborationError
 
@@ -141,7 +141,7 @@ class AgentRunListApi(APIView):
                 {"state": [f"must be one of {', '.join(AgentRun.State.values)}"]}
             )
         runs = selectors.runs_for(user=request.user, state=state)
-        return Response([run_wire(run) for run in runs])
+        return Response([run_payload(run) for run in runs])
 
     @extend_schema(request=RunCreateSerializer, responses=None, summary="Start a run (queued)")
     def post(self, request: Request) -> Response:
@@ -155,7 +155,7 @@ class AgentRunListApi(APIView):
             )
         except CollaborationError as error:
             raise_for(error)
-        return Response(run_wire(run), status=status.HTTP_201_CREATED)
+        return Response(run_payload(run), status=status.HTTP_201_CREATED)
 
 
 class AgentRunDetailApi(APIView):
@@ -165,7 +165,7 @@ class AgentRunDetailApi(APIView):
             run = selectors.run_for_viewer(run_id=run_id, user=request.user)
         except CollaborationError as error:
             raise_for(error)
-        return Response(run_wire(run))
+        return Response(run_payload(run))
 
 
 class AgentRunCancelApi(APIView):
@@ -175,7 +175,7 @@ class AgentRunCancelApi(APIView):
             run = services.agent_run_cancel(run_id=run_id, actor=request.user)
         except CollaborationError as error:
             raise_for(error)
-        return Response(run_wire(run))
+        return Response(run_payload(run))
 
 
 class AgentRunStatusApi(APIView):
@@ -202,4 +202,4 @@ class AgentRunStatusApi(APIView):
             run = services.agent_run_update(run_id=run_id, **serializer.validated_data)
         except CollaborationError as error:
             raise_for(error)
-        return Response(run_wire(run))
+        return Response(run_payload(run))

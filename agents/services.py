@@ -9,13 +9,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+import protocol
 from agents.models import TERMINAL_STATES, AgentRun
-from agents.wire import run_wire
+from agents.payloads import run_payload
 from collaboration.errors import InvalidChange, NotAllowed, NotFound
 from collaboration.models import Notification, TripMember
 from collaboration.services import notify
-from realtime import protocol
-from realtime.broadcast import broadcast_on_commit
+from events.broadcast import broadcast_on_commit
+from events.groups import agents_trip_group, agents_user_group
 
 State = AgentRun.State
 AGENT_MAX_LENGTH = AgentRun._meta.get_field("agent").max_length
@@ -23,23 +24,13 @@ STEP_MAX_LENGTH = AgentRun._meta.get_field("step").max_length
 MESSAGE_MAX_LENGTH = 10_000  # a status line or an error summary, not a transcript
 
 
-def agents_user_group(user_id: int) -> str:
-    """The runs a user owns. (Channels group names allow no ':'.)"""
-    return f"agents-user-{user_id}"
-
-
-def agents_trip_group(trip_id: int) -> str:
-    """The runs attached to a trip, for its members."""
-    return f"agents-trip-{trip_id}"
-
-
 def _publish(run: AgentRun) -> None:
     """Fan the run's new state out after commit, serialized once for every recipient."""
-    wire = run_wire(run)
+    payload = run_payload(run)
     event = {
         "type": "agent.run",
-        "run": wire,
-        "text": protocol.encode(protocol.server_message("agent.run", run=wire)),
+        "run": payload,
+        "text": protocol.encode(protocol.server_message("agent.run", run=payload)),
     }
     broadcast_on_commit(agents_user_group(run.owner_id), event)
     if run.trip_id is not None:

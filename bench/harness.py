@@ -40,7 +40,7 @@ APPS = {
     "channels": "bench.apps.plain_channels:application",
     "raw": "bench.apps.raw_asgi:app",
     "traced": "bench.apps.traced:application",  # tripsage under tracemalloc, for profiling S3
-    # TripSage with every frame through daphne's ASGI send (no direct writes, realtime.wire):
+    # TripSage with every frame through daphne's ASGI send (no direct writes, realtime.direct):
     # what the direct writes are worth, measured in the same run.
     "tripsage-asgi": "tripsage.asgi:application",
 }

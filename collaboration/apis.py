@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from collaboration import fields, selectors, services, wire
+from collaboration import fields, payloads, selectors, services
 from collaboration.errors import CollaborationError, InvalidChange, NotFound
 from collaboration.models import Conflict, TripMember
 
@@ -58,7 +58,7 @@ class TripFieldsSerializer(serializers.Serializer):
 
 def _trip_body(trip: Any, user: Any) -> dict[str, Any]:
     return {
-        **wire.trip_state(trip),
+        **payloads.trip_state(trip),
         "role": selectors.trip_role(trip_id=trip.pk, user_id=user.pk),
         "members": selectors.members(trip=trip),
     }
@@ -156,7 +156,7 @@ class TripDetailApi(APIView):
         conflicts = [r.conflict_id for r in results if r.original_status == "conflict"]
         if conflicts:
             body["conflicts"] = [
-                wire.conflict_dict(c) for c in Conflict.objects.filter(pk__in=conflicts)
+                payloads.conflict_dict(c) for c in Conflict.objects.filter(pk__in=conflicts)
             ]
             return Response(body, status=status.HTTP_409_CONFLICT, headers={"ETag": _etag(trip)})
         return Response(body, headers={"ETag": _etag(trip)})
@@ -191,7 +191,7 @@ class TripMembersApi(APIView):
             )
         except CollaborationError as error:
             raise_for(error)
-        return Response({"user": wire.user_ref(user), "role": member.role})
+        return Response({"user": payloads.user_ref(user), "role": member.role})
 
 
 class TripMemberApi(APIView):
@@ -277,7 +277,7 @@ class TripConflictsApi(APIView):
         if wanted not in (None, "open", "resolved"):
             raise exceptions.ValidationError({"status": ["must be open or resolved"]})
         return Response(
-            [wire.conflict_dict(c) for c in selectors.conflicts(trip=trip, status=wanted)]
+            [payloads.conflict_dict(c) for c in selectors.conflicts(trip=trip, status=wanted)]
         )
 
 
@@ -309,7 +309,7 @@ class TripConflictResolveApi(APIView):
         except CollaborationError as error:
             raise_for(error)
         conflict = Conflict.objects.get(pk=conflict_id)
-        return Response({"result": result.as_dict(), "conflict": wire.conflict_dict(conflict)})
+        return Response({"result": result.as_dict(), "conflict": payloads.conflict_dict(conflict)})
 
 
 # -- chat ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
-from collaboration import wire
+from collaboration import payloads
 from collaboration.errors import NotFound
 from collaboration.models import ChatMessage, Conflict, Notification, Trip, TripEvent, TripMember
 
@@ -35,7 +35,7 @@ def trips_for_user(*, user: AbstractBaseUser) -> QuerySet[Trip]:
 
 def members(*, trip: Trip) -> list[dict[str, Any]]:
     return [
-        {"user": wire.user_ref(member.user), "role": member.role}
+        {"user": payloads.user_ref(member.user), "role": member.role}
         for member in TripMember.objects.filter(trip=trip).select_related("user").order_by("id")
     ]
 
@@ -61,12 +61,12 @@ def trip_connect(*, trip_id: int, user: AbstractBaseUser) -> dict[str, Any] | No
         return None
     trip = Trip.objects.get(pk=trip_id)
     open_conflicts = (
-        [wire.conflict_dict(c) for c in conflicts(trip=trip, status="open", user=user)]
+        [payloads.conflict_dict(c) for c in conflicts(trip=trip, status="open", user=user)]
         if trip.open_conflicts
         else []
     )
     return {
-        "trip": wire.trip_state(trip),
+        "trip": payloads.trip_state(trip),
         "seq": trip.seq,
         "role": role,
         "conflicts": open_conflicts,
@@ -141,7 +141,7 @@ def chat_page(
         found = list(rows.order_by("-seq")[: limit + 1])
         has_more = len(found) > limit
         found = found[:limit][::-1]
-    return ChatPage([wire.chat_message_dict(m) for m in found], seq, has_more)
+    return ChatPage([payloads.chat_message_dict(m) for m in found], seq, has_more)
 
 
 # -- notifications ---------------------------------------------------------------------------
@@ -161,4 +161,4 @@ def notifications_for(
     if before is not None:
         rows = rows.filter(pk__lt=before)
     found = list(rows.order_by("-id")[: limit + 1])
-    return [wire.notification_dict(n) for n in found[:limit]], len(found) > limit
+    return [payloads.notification_dict(n) for n in found[:limit]], len(found) > limit

@@ -21,7 +21,8 @@ from django.db.models import Min
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from collaboration import fields, sql, wire
+import protocol
+from collaboration import fields, payloads, sql
 from collaboration.errors import InvalidChange, NotAllowed, NotFound
 from collaboration.models import (
     ChatMessage,
@@ -32,14 +33,9 @@ from collaboration.models import (
     TripEvent,
     TripMember,
 )
+from events.broadcast import broadcast_on_commit
+from events.groups import chat_group, trip_group, user_notifications_group
 from metrics import instruments
-from realtime import protocol
-from realtime.broadcast import (
-    broadcast_on_commit,
-    chat_group,
-    trip_group,
-    user_notifications_group,
-)
 
 Role = TripMember.Role
 EDIT_ROLES = (Role.OWNER, Role.EDITOR)
@@ -220,7 +216,7 @@ def _apply(
             "field": field,
             "value": fields.to_wire(field, value),
             "version": trip.version,
-            "by": wire.user_ref(actor),
+            "by": payloads.user_ref(actor),
         },
     )
 
@@ -417,7 +413,7 @@ def _update_field(
             "conflict.detected",
             actor=actor,
             field=field,
-            payload={"conflict": wire.conflict_dict(conflict)},
+            payload={"conflict": payloads.conflict_dict(conflict)},
         )
         result = _first_answer("conflict", trip, field, update_id, message["seq"], conflict.pk)
     else:
@@ -496,7 +492,7 @@ def conflict_resolve(
         "conflict.resolved",
         actor=actor,
         field=field,
-        payload={"conflict": wire.conflict_dict(conflict)},
+        payload={"conflict": payloads.conflict_dict(conflict)},
     )
     trip.save()
     result = _first_answer("applied", trip, field, update_id, seq or message["seq"], conflict.pk)
@@ -530,7 +526,7 @@ def trip_member_set(
     if actor is None or actor.pk != user.pk:
         _notify_membership(trip, user, role, added=current is None, actor=actor)
     record_event(
-        trip, "member.updated", actor=actor, payload={"user": wire.user_ref(user), "role": role}
+        trip, "member.updated", actor=actor, payload={"user": payloads.user_ref(user), "role": role}
     )
     trip.save(update_fields=["seq", "log_floor", "updated_at"])
     return member
@@ -548,7 +544,7 @@ def trip_member_remove(*, trip_id: int, actor: AbstractBaseUser, user: AbstractB
     if member.role == Role.OWNER:
         _keep_an_owner(trip, user)
     member.delete()
-    record_event(trip, "member.removed", actor=actor, payload={"user": wire.user_ref(user)})
+    record_event(trip, "member.removed", actor=actor, payload={"user": payloads.user_ref(user)})
     broadcast_on_commit(chat_group(trip.pk), {"type": "chat.member_removed", "user_id": user.pk})
     trip.save(update_fields=["seq", "log_floor", "updated_at"])
 
@@ -590,13 +586,13 @@ def chat_post(
     if client_id is not None:
         first = ChatMessage.objects.filter(trip=trip, author=author, client_id=client_id).first()
         if first is not None:
-            return ChatResult(wire.chat_message_dict(first), duplicate=True)
+            return ChatResult(payloads.chat_message_dict(first), duplicate=True)
     trip.chat_seq += 1
     Trip.objects.filter(pk=trip.pk).update(chat_seq=trip.chat_seq)
     message = ChatMessage.objects.create(
         trip=trip, seq=trip.chat_seq, author=author, text=text, client_id=client_id
     )
-    body = wire.chat_message_dict(message)
+    body = payloads.chat_message_dict(message)
     event = protocol.server_message("chat.message", seq=message.seq, message=body)
     broadcast_on_commit(
         chat_group(trip.pk),
@@ -622,7 +618,7 @@ def _notify_mentions(trip: Trip, message: ChatMessage, author: AbstractBaseUser)
             title=f"{author.get_username()} mentioned you in {trip.name}",
             body=message.text[:500],
             link=f"/trips/{trip.pk}/edit",
-            data={"trip_id": trip.pk, "chat_seq": message.seq, "by": wire.user_ref(author)},
+            data={"trip_id": trip.pk, "chat_seq": message.seq, "by": payloads.user_ref(author)},
         )
 
 
@@ -651,7 +647,7 @@ def notify(
         unread = Notification.objects.filter(recipient=recipient, read_at__isnull=True).count()
         event = protocol.server_message(
             "notification.created",
-            notification=wire.notification_dict(notification),
+            notification=payloads.notification_dict(notification),
             unread_count=unread,
         )
         broadcast_on_commit(
@@ -696,7 +692,7 @@ def _notify_membership(
             else f"{by} made you {role} on {trip.name}"
         ),
         link=f"/trips/{trip.pk}/edit",
-        data={"trip_id": trip.pk, "role": role, "by": wire.user_ref(actor)},
+        data={"trip_id": trip.pk, "role": role, "by": payloads.user_ref(actor)},
     )
 
 

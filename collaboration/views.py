@@ -8,8 +8,8 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from rest_framework_simplejwt.tokens import AccessToken
 
-from realtime import protocol
-from realtime.protocol import ErrorCode
+import protocol
+from protocol import ErrorCode
 
 
 @never_cache

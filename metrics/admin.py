@@ -9,9 +9,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from events.broadcast import close_connections
 from metrics.collector import live_processes
 from metrics.models import ConnectionSession, LiveConnection
-from realtime.broadcast import close_connections
 
 COLUMNS = (
     "connection_id_short",

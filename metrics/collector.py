@@ -25,10 +25,10 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
+from events.aio import db, per_loop
+from events.fanout import fanout
 from metrics import instruments
 from metrics.models import ConnectionSession, MetricsSnapshot
-from realtime.db import db
-from realtime.loops import per_loop
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +67,7 @@ def _wall(timestamp: float) -> datetime:
 def counters(consumer: Any) -> dict[str, Any]:
     """The seed's ConnectionMetrics counters of one socket, as ConnectionSession fields."""
     io = consumer.io
-    drops = 0
-    dropped = getattr(consumer.channel_layer, "dropped", None)
-    if dropped is not None:
-        drops = dropped(consumer.channel_name)
+    drops = fanout(consumer.channel_layer).dropped(consumer.channel_name)
     return {
         "messages_received": io.messages_in,
         "messages_sent": io.messages_out,
@@ -131,9 +128,6 @@ class Collector:
     def heartbeat(self, latency_ms: float) -> None:
         self.latency_sum += latency_ms
         self.latency_count += 1
-
-    def find(self, connection_id: str) -> Any | None:
-        return self.sockets.get(connection_id)
 
     # -- flushing ---------------------------------------------------------------------------
 

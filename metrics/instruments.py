@@ -87,21 +87,27 @@ CONFLICTS = Counter(
 )
 
 
+# Writes taken by direct writers in this process (realtime.direct), by outcome: written whole;
+# written in part (the kernel's buffer was full, Twisted holds the rest); declined (something was
+# buffered or the connection was not plainly open: the caller used the ASGI send). Plain
+# integers, counted on the hot path and read at scrape time.
+DIRECT_WRITE_OUTCOMES = ("sent", "partial", "declined")
+direct_write_counts = [0, 0, 0]
+
+
 class _DirectWrites(Collector):
-    """tripsage_ws_direct_writes_total: frames written straight to the socket (realtime.wire),
+    """tripsage_ws_direct_writes_total: frames written straight to the socket (realtime.direct),
     read from the writer's plain counters at scrape time (an instrument per write would cost
     more than the write saves)."""
 
     def collect(self):  # type: ignore[no-untyped-def]
-        from realtime import wire
-
         family = CounterMetricFamily(
             "tripsage_ws_direct_writes",
             "Frames offered to direct writes under daphne, by outcome: sent whole, sent in part "
             "(the rest buffered by Twisted), declined (sent through the ASGI send instead).",
             labels=["outcome"],
         )
-        for outcome, count in zip(wire.OUTCOMES, wire.counts, strict=True):
+        for outcome, count in zip(DIRECT_WRITE_OUTCOMES, direct_write_counts, strict=True):
             family.add_metric([outcome], count)
         yield family
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from metrics.collector import live_processes
 from metrics.models import MetricsSnapshot
-from realtime.protocol import ConnectionType, iso
+from protocol import ConnectionType, iso
 
 BUCKET_SECONDS = 5
 

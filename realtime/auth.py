@@ -15,10 +15,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from rest_framework_simplejwt import settings as simplejwt_settings
 
+import protocol
+from events.aio import db
 from metrics import instruments
-from realtime import protocol
-from realtime.db import db
-from realtime.protocol import AuthFailureReason, CloseCode, ErrorCode
+from protocol import AuthFailureReason, CloseCode, ErrorCode
 from realtime.throttling import throttle
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ groups, `flush`), with three differences from channels_redis:
   (tripsage_layer_held_total).
 
 Publishing from synchronous code (transaction.on_commit callbacks) uses a blocking Redis client
-(`group_send_blocking`), so a commit costs one PUBLISH and no event loop hop.
+(`publish_blocking`), so a commit costs one PUBLISH and no event loop hop.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
@@ -38,14 +37,11 @@ import redis.asyncio as aioredis
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
+from events.fanout import DirectHandler, Fanout
+from events.groups import connection_type_of
 from metrics import instruments
 
 logger = logging.getLogger(__name__)
-
-# A direct handler answers at once: False (queue the message as usual), True (nothing to send),
-# or the write to await. It runs for each local member, so it is a plain call, not a coroutine.
-Direct = bool | Awaitable[None]
-DirectHandler = Callable[[dict[str, Any]], Direct]
 
 
 class _Inbox:
@@ -280,19 +276,13 @@ class _LoopState:
                 del self.inboxes[name]
 
 
-_FANOUT_TYPES = {
-    "trip": "trip_collaboration",
-    "chat": "chat",
-    "agents": "agent_status",
-    "notifications": "notifications",
-}
 _fanout_children: dict[str, Any] = {}
 
 
 def _fanout_histogram(group: str) -> Any:
     """tripsage_fanout_latency_seconds for the connection type a group belongs to (by its
-    name: realtime.broadcast names them), or None for groups of no connection type."""
-    kind = _FANOUT_TYPES.get(group.split("-", 1)[0])
+    name: events.groups names them), or None for groups of no connection type."""
+    kind = connection_type_of(group)
     if kind is None:
         return None
     child = _fanout_children.get(kind)
@@ -301,7 +291,7 @@ def _fanout_histogram(group: str) -> Any:
     return child
 
 
-class FanoutChannelLayer(BaseChannelLayer):
+class FanoutChannelLayer(BaseChannelLayer, Fanout):
     extensions = ["groups", "flush"]
     observes_fanout = True  # consumers need not time each send (tripsage_fanout_latency_seconds)
 
@@ -416,7 +406,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         state = await self._state()
         await state.client.publish(self.group_key(group), msgpack.packb(message, use_bin_type=True))
 
-    def group_send_blocking(self, group: str, message: dict[str, Any]) -> None:
+    def publish_blocking(self, group: str, message: dict[str, Any]) -> None:
         """The same, from synchronous code (on_commit callbacks), without an event loop."""
         assert self.require_valid_group_name(group)
         if self._blocking is None:

@@ -21,8 +21,9 @@ from typing import Any
 
 from django.conf import settings
 
-from realtime import protocol
-from realtime.broadcast import broadcast_now, trip_group
+import protocol
+from events.broadcast import broadcast_now
+from events.groups import trip_group
 
 logger = logging.getLogger(__name__)
 

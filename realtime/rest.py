@@ -12,9 +12,9 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler
 
+import protocol
 from metrics import instruments
-from realtime import protocol
-from realtime.protocol import ErrorCode
+from protocol import ErrorCode
 
 _CODES = {
     status.HTTP_400_BAD_REQUEST: ErrorCode.INVALID_MESSAGE_FORMAT,

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from realtime.broadcast import revoke_user_sockets
+from events.broadcast import revoke_user_sockets
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="realtime-user-deactivated")

@@ -30,8 +30,8 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from events.aio import per_loop
 from metrics import instruments
-from realtime.loops import per_loop
 
 logger = logging.getLogger(__name__)
 

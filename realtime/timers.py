@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from realtime.loops import per_loop
+from events.aio import per_loop
 
 logger = logging.getLogger(__name__)
 

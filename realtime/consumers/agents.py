@@ -7,12 +7,13 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 
+import protocol
 from agents import selectors, services
-from agents.wire import run_wire
-from realtime import protocol
+from agents.payloads import run_payload
+from events.aio import db
+from events.groups import agents_trip_group, agents_user_group
+from protocol import ConnectionType
 from realtime.consumers.base import RealtimeConsumer
-from realtime.db import db
-from realtime.protocol import ConnectionType
 
 # Runs whose last version a socket remembers, to drop repeats and stale states; beyond this the
 # oldest is forgotten (at worst a client sees a state it already has once more).
@@ -20,11 +21,11 @@ REMEMBERED_RUNS = 1000
 
 
 def _active_runs(user: AbstractBaseUser) -> list[dict[str, Any]]:
-    return [run_wire(run) for run in selectors.active_runs_for(user=user)]
+    return [run_payload(run) for run in selectors.active_runs_for(user=user)]
 
 
 def _cancel(*, run_id: int, actor: AbstractBaseUser) -> dict[str, Any]:
-    return run_wire(services.agent_run_cancel(run_id=run_id, actor=actor))
+    return run_payload(services.agent_run_cancel(run_id=run_id, actor=actor))
 
 
 class AgentStatusConsumer(RealtimeConsumer):
@@ -39,10 +40,10 @@ class AgentStatusConsumer(RealtimeConsumer):
         self._versions: dict[int, int] = {}
         # Join before reading the runs: a change committed in between arrives through a group
         # (after the list, as this socket handles one thing at a time) and is never lost.
-        await self.join(services.agents_user_group(self.user.pk))
+        await self.join(agents_user_group(self.user.pk))
         trip_ids = await db(selectors.member_trip_ids)(user=self.user)
         for trip_id in trip_ids:
-            await self.join(services.agents_trip_group(trip_id))
+            await self.join(agents_trip_group(trip_id))
         self._trip_ids = set(trip_ids)
         # Only what the joined groups will keep up to date (a trip joined a moment ago is not).
         wires = [
@@ -78,7 +79,7 @@ class AgentStatusConsumer(RealtimeConsumer):
         if await db(selectors.is_trip_member)(trip_id=trip_id, user_id=self.user.pk):
             return True
         self._trip_ids.discard(trip_id)
-        group = services.agents_trip_group(trip_id)
+        group = agents_trip_group(trip_id)
         await self.channel_layer.group_discard(group, self.channel_name)
         if group in self._joined:
             self._joined.remove(group)

@@ -17,14 +17,13 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+import protocol
 from collaboration.errors import CollaborationError, InvalidChange
+from events.aio import db
+from events.fanout import Direct, fanout
 from metrics import instruments
 from metrics.collector import collector
-from realtime import protocol
-from realtime.auth import AuthContext, AuthFailure, authenticate_token
-from realtime.db import db
-from realtime.layers import Direct
-from realtime.protocol import (
+from protocol import (
     AuthFailureReason,
     ClientMessage,
     CloseCode,
@@ -32,10 +31,11 @@ from realtime.protocol import (
     ErrorCode,
     ProtocolError,
 )
-from realtime.revocation import revocations
+from realtime.auth import AuthContext, AuthFailure, authenticate_token
+from realtime.connections import connections
+from realtime.direct import event_frame, text_frame, writer_for
 from realtime.throttling import Decision, message_rate, throttle
 from realtime.timers import ticker
-from realtime.wire import event_frame, text_frame, writer_for
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     def frame(self, text: str, framed: bytes | None = None) -> Direct:
         """Count one frame out and send it: written straight to the socket when it can be
-        (realtime.wire; True, nothing to await), else the ASGI send to await, or, when the
+        (realtime.direct; True, nothing to await), else the ASGI send to await, or, when the
         flow-control budget says so, the send followed by a ping or by the 4009 close. The
         fan-out layer calls this for each local member, with the event framed once (`framed`)."""
         io = self.io
@@ -193,7 +193,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     def write_published(self, event: dict[str, Any]) -> Direct:
         """A fanned-out event's pre-encoded text, written by the fan-out layer (`frame`): framed
-        once per process (realtime.wire) when it goes straight to the socket."""
+        once per process (realtime.direct) when it goes straight to the socket."""
         return self.frame(event["text"], event_frame(event) if self._wire is not None else None)
 
     def write_next(self, event: dict[str, Any]) -> Direct:
@@ -213,11 +213,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         return self.write_published(event)
 
     async def send_published(self, event: dict[str, Any]) -> None:
-        """A fanned-out event (realtime.broadcast): its pre-encoded text, and the time from its
+        """A fanned-out event (events.broadcast): its pre-encoded text, and the time from its
         publication after commit to this send (tripsage_fanout_latency_seconds; the fan-out
         layer measures it once per event and process instead, after its last local send)."""
         published = event.get("published_at")
-        if published is not None and not getattr(self.channel_layer, "observes_fanout", False):
+        if published is not None and not fanout(self.channel_layer).observes_fanout:
             self._fanout_latency.observe(max(0.0, time.time() - published))
         await self.send_text(event["text"])
 
@@ -250,7 +250,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels 4.2+ awaits aclose_old_connections() (a thread hop) before every event,
-        # group messages included. Our database work all goes through realtime.db.db,
+        # group messages included. Our database work all goes through events.aio.db,
         # which closes stale connections itself, so the per-event hop is pure cost.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
@@ -310,7 +310,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         auth = self.auth
         await self.authorize()
 
-        await revocations().register(self)
+        await connections().register(self)
         self._opened = True  # registered for revocation and counted as open
         collector().opened(self)
         # No accept: JWTAuthMiddleware accepted the socket before authenticating it.
@@ -347,10 +347,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         opened = getattr(self, "_opened", False)
         self._opened = False  # a second disconnect must not count the socket out twice
         if opened:
-            revocations().unregister(self)
-        detach = getattr(self.channel_layer, "detach", None)
-        if detach is not None:
-            detach(self.channel_name)
+            connections().unregister(self)
+        fanout(self.channel_layer).detach(self.channel_name)
         if opened:
             instruments.CONNECTIONS_OPEN.labels(self.connection_type).dec()
             closed_as = getattr(self, "_closed_as", None)

@@ -7,15 +7,16 @@ from typing import Any
 
 from django.conf import settings
 
+import protocol
 from collaboration import selectors, services
 from collaboration.errors import NotFound
+from events.aio import db
+from events.broadcast import broadcast_now
+from events.fanout import Direct, fanout
+from events.groups import chat_group
 from metrics import instruments
-from realtime import protocol
-from realtime.broadcast import broadcast_now, chat_group
+from protocol import CloseCode, ConnectionType
 from realtime.consumers.base import RealtimeConsumer
-from realtime.db import db
-from realtime.layers import Direct
-from realtime.protocol import CloseCode, ConnectionType
 
 
 class ChatConsumer(RealtimeConsumer):
@@ -42,9 +43,8 @@ class ChatConsumer(RealtimeConsumer):
     async def on_connected(self) -> None:
         history, self._history = self._history, None
         self.last_seq = self.history_seq = history.seq
-        expect = getattr(self.channel_layer, "expect", None)
-        if expect is not None:  # the layer's stream of this chat starts here if it had none
-            expect(chat_group(self.trip_id), history.seq)
+        layer = fanout(self.channel_layer)
+        layer.expect(chat_group(self.trip_id), history.seq)  # the layer's stream starts here
         await self.send_event(
             protocol.server_message(
                 "chat.history",
@@ -54,12 +54,10 @@ class ChatConsumer(RealtimeConsumer):
                 has_more=history.has_more,
             )
         )
-        attach = getattr(self.channel_layer, "attach", None)
-        if attach is not None:  # from here the layer may write messages straight to the socket
-            attach(
-                self.channel_name,
-                {"chat.event": self.write_next, "chat.typing": self._direct_typing},
-            )
+        # From here the layer may write messages straight to the socket.
+        layer.attach(
+            self.channel_name, {"chat.event": self.write_next, "chat.typing": self._direct_typing}
+        )
 
     # -- client messages ----------------------------------------------------------------------
 

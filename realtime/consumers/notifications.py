@@ -7,12 +7,12 @@ from typing import Any
 
 from django.conf import settings
 
+import protocol
 from collaboration import selectors, services
-from realtime import protocol
-from realtime.broadcast import user_notifications_group
+from events.aio import db
+from events.groups import user_notifications_group
+from protocol import ConnectionType
 from realtime.consumers.base import RealtimeConsumer
-from realtime.db import db
-from realtime.protocol import ConnectionType
 
 
 def _unread(user: Any) -> tuple[list[dict[str, Any]], int]:

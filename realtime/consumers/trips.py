@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import protocol
 from collaboration import selectors, services
 from collaboration.models import TripMember
+from events.aio import db
+from events.fanout import Direct, fanout
+from events.groups import trip_group
 from metrics import instruments
-from realtime import protocol
-from realtime.broadcast import trip_group
+from protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
 from realtime.consumers.base import RealtimeConsumer
-from realtime.db import db
-from realtime.layers import Direct
 from realtime.presence import tracker
-from realtime.protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
 
 PRESENCE_KINDS = ("presence.update", "editing.update")
 
@@ -43,9 +43,8 @@ class TripConsumer(RealtimeConsumer):
             # The same answer for "no such trip" and "not a member": ids are not probed.
             raise protocol.not_a_member(self.trip_id, request_id=self.auth.request_id)
         self.role = self._snapshot["role"]
-        expect = getattr(self.channel_layer, "expect", None)
-        if expect is not None:  # the layer's stream of this trip starts here if it had none
-            expect(trip_group(self.trip_id), self._snapshot["seq"])
+        # The layer's stream of this trip starts here if it had none.
+        fanout(self.channel_layer).expect(trip_group(self.trip_id), self._snapshot["seq"])
 
     async def on_connected(self) -> None:
         snapshot = self._snapshot
@@ -71,12 +70,10 @@ class TripConsumer(RealtimeConsumer):
         """From here on the channel layer may write this trip's events straight to the socket,
         in the layer's listener, without waking this consumer (realtime.layers)."""
         self._live = True
-        attach = getattr(self.channel_layer, "attach", None)
-        if attach is not None:
-            attach(
-                self.channel_name,
-                {"trip.event": self._direct_event, "trip.presence": self._direct_presence},
-            )
+        fanout(self.channel_layer).attach(
+            self.channel_name,
+            {"trip.event": self._direct_event, "trip.presence": self._direct_presence},
+        )
 
     async def on_disconnected(self, code: int) -> None:
         self._live = False

@@ -13,7 +13,7 @@ from django.db import transaction
 from collaboration import selectors, services
 from collaboration.errors import InvalidChange, NotAllowed, NotFound
 from collaboration.models import ClientMutation, Conflict, Trip, TripEvent
-from realtime.broadcast import trip_group
+from events.groups import trip_group
 from tests import factories
 
 

@@ -11,10 +11,10 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import path
 
-from realtime import protocol
+import protocol
+from protocol import ConnectionType
 from realtime.auth import JWTAuthMiddleware
 from realtime.consumers.base import RealtimeConsumer
-from realtime.protocol import ConnectionType
 from tests import factories
 from tests.wsclient import closed_with, connect, recv_json, recv_type, send_json
 

@@ -179,7 +179,7 @@ async def test_blocking_publish_from_synchronous_code(make_layer):
     one = make_layer()
     channel = await one.new_channel()
     await one.group_add("g", channel)
-    await sync_to_async(one.group_send_blocking, thread_sensitive=False)("g", {"type": "sync"})
+    await sync_to_async(one.publish_blocking, thread_sensitive=False)("g", {"type": "sync"})
     assert (await receive(one, channel))["type"] == "sync"
 
 

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from collaboration import services
 from collaboration.models import Conflict, Trip
-from realtime import broadcast
+from events import broadcast
 from tests import factories
 from tests.conftest import PRESENCE_TIMINGS
 from tests.wsclient import (

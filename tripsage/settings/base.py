@@ -249,7 +249,7 @@ REALTIME_FLOW_PING_BYTES = env_int("REALTIME_FLOW_PING_BYTES", 64 * 1024)
 # slow client stays bounded.
 REALTIME_MAX_UNACKED_BYTES = env_int("REALTIME_MAX_UNACKED_BYTES", 1024 * 1024)
 # Under daphne, write finished frames straight to the socket when nothing is buffered
-# (realtime.wire); off: every frame goes through the ASGI send.
+# (realtime.direct); off: every frame goes through the ASGI send.
 REALTIME_DIRECT_WRITES = env_bool("REALTIME_DIRECT_WRITES", True)
 REALTIME_CONNECTION_TYPES = ("trip_collaboration", "chat", "agent_status", "notifications")
 _DEFAULT_MAX_MESSAGE_BYTES = env_int("REALTIME_MAX_MESSAGE_BYTES", 64 * 1024)

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from agents import selectors, services
 from agents.models import AgentRun
-from agents.wire import run_wire
+from agents.payloads import run_payload
 from collaboration.errors import CollaborationError
 
 
@@ -49,4 +49,4 @@ class Command(BaseCommand):
                 run = selectors.run_by_id(run_id=options["run_id"])
         except CollaborationError as error:
             raise CommandError(error.message) from None
-        self.stdout.write(json.dumps(run_wire(run), indent=2))
+        self.stdout.write(json.dumps(run_payload(run), indent=2))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from realtime import protocol
-from realtime.protocol import ErrorCode, ProtocolError
+import protocol
+from protocol import ErrorCode, ProtocolError
 
 REGISTRY = protocol.message_registry((*protocol.COMMON_CLIENT_MESSAGES, protocol.Echo))
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from agents.models import AgentRun
-from collaboration.wire import user_ref
-from realtime.protocol import iso
+from collaboration.payloads import user_ref
+from protocol import iso
 
 
-def run_wire(run: AgentRun) -> dict[str, Any]:
+def run_payload(run: AgentRun) -> dict[str, Any]:
     return {
         "id": run.pk,
         "agent": run.agent,

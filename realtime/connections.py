@@ -1,6 +1,7 @@
-"""Closing sockets everywhere, with one subscription per process instead of one group per user
-or socket: a deactivation (or an operator's disconnect from the admin) is published once to
-USERS_GROUP, and each process closes the sockets it holds for that user (or with those ids)."""
+"""The registry of this process's live sockets, by user and by connection id, and the one
+subscription per process that closes them: a deactivation (or an operator's disconnect from the
+admin) is published once to USERS_GROUP (events.broadcast), and each process closes the sockets
+it holds for that user (or with those ids)."""
 
 from __future__ import annotations
 
@@ -11,39 +12,46 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from metrics.collector import collector
-from realtime.loops import per_loop
+from events.aio import per_loop
+from events.groups import USERS_GROUP
 
 logger = logging.getLogger(__name__)
 
-USERS_GROUP = "realtime-users"
 
-
-class Revocations:
+class Connections:
     def __init__(self) -> None:
         self.by_user: dict[Any, set[Any]] = defaultdict(set)
+        self.by_id: dict[str, Any] = {}
         self.task: asyncio.Task[None] | None = None
         self.ready: asyncio.Event | None = None
 
     async def register(self, consumer: Any) -> None:
+        """Count `consumer` as live here; returns once this process hears USERS_GROUP."""
         self.by_user[consumer.user.pk].add(consumer)
+        self.by_id[consumer.connection_id] = consumer
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.task.get_loop() is not loop:
             self.ready = asyncio.Event()
             self.task = loop.create_task(self._listen())
+        assert self.ready is not None
         await self.ready.wait()
 
     def unregister(self, consumer: Any) -> None:
+        self.by_id.pop(consumer.connection_id, None)
         sockets = self.by_user.get(consumer.user.pk)
         if sockets is not None:
             sockets.discard(consumer)
             if not sockets:
                 del self.by_user[consumer.user.pk]
 
+    def find(self, connection_id: str) -> Any | None:
+        return self.by_id.get(connection_id)
+
     async def _listen(self) -> None:
         layer = get_channel_layer()
         channel = await layer.new_channel()
         await layer.group_add(USERS_GROUP, channel)
+        assert self.ready is not None
         self.ready.set()
         while True:
             message = await layer.receive(channel)
@@ -59,7 +67,7 @@ class Revocations:
     async def _close_connections(self, connection_ids: list[str]) -> None:
         """An operator's disconnect: the sockets with these ids that this process holds."""
         for connection_id in connection_ids:
-            consumer = collector().find(connection_id)
+            consumer = self.find(connection_id)
             if consumer is None:
                 continue
             try:
@@ -68,4 +76,4 @@ class Revocations:
                 logger.exception("closing socket %s for an operator failed", connection_id)
 
 
-revocations = per_loop(Revocations)
+connections = per_loop(Connections)

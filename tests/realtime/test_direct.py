@@ -1,4 +1,4 @@
-"""Direct writes (realtime.wire): frames written straight to daphne's sockets arrive whole and in
+"""Direct writes (realtime.direct): frames written straight to daphne's sockets arrive whole and in
 order, also when the kernel's buffer is full and Twisted takes over part of the stream."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from collaboration import services
-from realtime.wire import text_frame
+from realtime.direct import text_frame
 from tests import factories
 from tests.wsclient import recv_json, recv_until, send_json
 

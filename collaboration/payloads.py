@@ -8,7 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from collaboration import fields
 from collaboration.models import ChatMessage, Conflict, Notification, Trip
-from realtime.protocol import iso
+from protocol import iso
 
 
 def user_ref(user: AbstractBaseUser | None) -> dict[str, Any] | None:

@@ -24,16 +24,15 @@ from typing import Any
 
 from django.conf import settings
 
+from metrics import instruments
+
 logger = logging.getLogger(__name__)
 
 Writer = Callable[[bytes], bool]
 
-# Writes taken by direct writers in this process, by outcome: written whole; written in part
-# (the kernel's buffer was full, Twisted holds the rest); declined (something was buffered or the
-# connection was not plainly open: the caller used the ASGI send). Plain integers, counted on the
-# hot path; exported as tripsage_ws_direct_writes_total (metrics.instruments).
-OUTCOMES = ("sent", "partial", "declined")
-counts = [0, 0, 0]
+# Plain integers counted on the hot path: sent, partial, declined
+# (tripsage_ws_direct_writes_total, declared in metrics.instruments).
+counts = instruments.direct_write_counts
 
 _TEXT_FIN = 0x81  # FIN + opcode 1 (text); server frames are never masked (RFC 6455, 5.1)
 

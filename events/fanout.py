@@ -1,0 +1,87 @@
+"""The fan-out layer's extras behind one explicit interface, with plain Channels layers adapted.
+
+`fanout()` returns what realtime and the publishers use beyond Channels' own layer API: our
+FanoutChannelLayer (realtime.layers) implements `Fanout` itself; any other layer (the in-memory
+layer, channels_redis) is wrapped in `PlainFanout`, whose extras do nothing, so that the same
+code path serves both: without direct delivery every message goes through the consumer's queue.
+"""
+
+from __future__ import annotations
+
+import abc
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+# A direct handler answers at once: False (queue the message as usual), True (nothing to send),
+# or the write to await. It runs for each local member, so it is a plain call, not a coroutine.
+Direct = bool | Awaitable[None]
+DirectHandler = Callable[[dict[str, Any]], Direct]
+
+
+class Fanout(abc.ABC):
+    """What a socket and a publisher may ask of the channel layer beyond Channels' API."""
+
+    # True: the layer times each event from publication to its last local send
+    # (tripsage_fanout_latency_seconds), so consumers need not time each send themselves.
+    observes_fanout: bool = False
+
+    @abc.abstractmethod
+    def attach(self, channel: str, handlers: dict[str, DirectHandler]) -> None:
+        """Deliver these message types to `channel` by calling the handlers (direct delivery)."""
+
+    @abc.abstractmethod
+    def detach(self, channel: str) -> None:
+        """Forget a finished consumer's channel: its handlers, its inbox, its drop count."""
+
+    @abc.abstractmethod
+    def expect(self, group: str, seq: int) -> None:
+        """A member read `group`'s ordered stream up to `seq` (a snapshot, a history)."""
+
+    @abc.abstractmethod
+    def dropped(self, channel: str) -> int:
+        """Messages for `channel` dropped over capacity so far (per-connection metrics)."""
+
+    @abc.abstractmethod
+    def publish_blocking(self, group: str, message: dict[str, Any]) -> None:
+        """`group_send` from synchronous code (transaction.on_commit callbacks)."""
+
+
+class PlainFanout(Fanout):
+    """A plain Channels layer: no direct delivery, no ordered streams, no drop counts."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+
+    def attach(self, channel: str, handlers: dict[str, DirectHandler]) -> None:
+        pass  # every message reaches the consumer through its queue
+
+    def detach(self, channel: str) -> None:
+        pass
+
+    def expect(self, group: str, seq: int) -> None:
+        pass  # members put the stream in order themselves (gap fill)
+
+    def dropped(self, channel: str) -> int:
+        return 0
+
+    def publish_blocking(self, group: str, message: dict[str, Any]) -> None:
+        async_to_sync(self.layer.group_send)(group, message)
+
+
+_adapters: weakref.WeakKeyDictionary[Any, PlainFanout] = weakref.WeakKeyDictionary()
+
+
+def fanout(layer: Any | None = None) -> Fanout:
+    """The extras of `layer` (default: the configured channel layer)."""
+    if layer is None:
+        layer = get_channel_layer()
+    if isinstance(layer, Fanout):
+        return layer
+    adapter = _adapters.get(layer)
+    if adapter is None:
+        adapter = _adapters[layer] = PlainFanout(layer)
+    return adapter
