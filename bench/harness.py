@@ -45,6 +45,9 @@ APPS = {
     "tripsage-asgi": "tripsage.asgi:application",
 }
 APP_ENV = {"tripsage-asgi": {"REALTIME_DIRECT_WRITES": "false"}}
+# Apps served from another source tree than this one: "tripsage-before" (--baseline REV) is this
+# service at an earlier commit, so a change's before and after are measured in the same run.
+APP_ROOT: dict[str, Path] = {}
 TEXT_FIELDS = ["name", "destination", "notes"]  # one per sender: a sender never conflicts
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -104,6 +107,7 @@ class Servers:
 
 def start_servers(app: str, env: dict[str, str], count: int = 1) -> Servers:
     servers = Servers(app)
+    root = APP_ROOT.get(app, ROOT)
     for _ in range(count):
         port = free_port()
         logs = ROOT / "bench" / "results" / "logs"
@@ -111,12 +115,12 @@ def start_servers(app: str, env: dict[str, str], count: int = 1) -> Servers:
         with (logs / f"{app}-{port}.log").open("wb") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APPS[app]],
-                cwd=ROOT,
+                cwd=root,
                 env={
                     **os.environ,
                     **env,
                     **APP_ENV.get(app, {}),
-                    "PYTHONPATH": str(ROOT),
+                    "PYTHONPATH": str(root),
                     "LOG_LEVEL": "WARNING",
                 },
                 stdout=log_file,
@@ -462,26 +466,27 @@ def s5(fx: Fixture, apps: list[str], members: int, rate: float, duration: float)
     return rows
 
 
-def s6(fx: Fixture, duration: float) -> list[dict]:
+def s6(fx: Fixture, duration: float, apps: tuple[str, ...] = ("tripsage",)) -> list[dict]:
     """Persisted edits per second: over sockets, against the same service called directly."""
-    servers = start_servers("tripsage", fx.env)
-    try:
-        worker = Worker(
-            loadgen.editors,
-            {"targets": servers.targets, "paths": fx.editor_paths, "tokens": fx.editor_tokens},
-        )
-        worker.recv()
-        worker.send("go", duration)
-        applied = worker.recv(duration + 120)[1]
-        worker.close()
-    finally:
-        servers.stop()
+    rows = []
+    for app in apps:
+        servers = start_servers(app, fx.env)
+        try:
+            worker = Worker(
+                loadgen.editors,
+                {"targets": servers.targets, "paths": fx.editor_paths, "tokens": fx.editor_tokens},
+            )
+            worker.recv()
+            worker.send("go", duration)
+            applied = worker.recv(duration + 120)[1]
+            worker.close()
+        finally:
+            servers.stop()
+        rows.append({"path": f"socket ({app})", "edits_per_second": applied / duration})
+        log(f"S6: {applied / duration:.0f} edits/s over sockets ({app})")
     direct = direct_service_rate(fx, duration)
-    rows = [
-        {"path": "socket (tripsage)", "edits_per_second": applied / duration},
-        {"path": "service called directly", "edits_per_second": direct},
-    ]
-    log(f"S6: {applied / duration:.0f} edits/s over sockets, {direct:.0f} direct")
+    rows.append({"path": "service called directly", "edits_per_second": direct})
+    log(f"S6: {direct:.0f} edits/s direct")
     return rows
 
 
@@ -536,6 +541,23 @@ def versions() -> dict[str, str]:
     return found
 
 
+def baseline_tree(rev: str) -> Path:
+    """A checkout of `rev` beside this tree (made once per commit, reused after)."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    tree = ROOT / "bench" / "results" / f"baseline-{sha[:12]}"
+    if not (tree / "manage.py").exists():
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=True)
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), sha], cwd=ROOT, check=True)
+    log(f"tripsage-before: {rev} ({sha[:12]}) from {tree}")
+    return tree
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="TripSage benchmarks against two references")
     parser.add_argument("--full", action="store_true", help="the long run for docs/performance.md")
@@ -547,9 +569,19 @@ def main() -> None:
     parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/")
     parser.add_argument("--sizes", default="10,100,1000", help="S1 trip sizes")
     parser.add_argument("--duration", type=float, help="seconds of sending per S1 step")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run this service at git revision REV as tripsage-before (a worktree under "
+        "bench/results/), for before/after figures of one change in the same run",
+    )
     args = parser.parse_args()
     full = args.full
     apps = (args.apps or "tripsage,channels,raw" + (",tripsage-asgi" if full else "")).split(",")
+    if args.baseline:
+        APP_ROOT["tripsage-before"] = baseline_tree(args.baseline)
+        APPS["tripsage-before"] = APPS["tripsage"]
+        apps.insert(1, "tripsage-before")
     # The ASGI-send variant differs from tripsage only in how frames are written: S3-S6 do not
     # measure that, so it runs in S1 and S2 only.
     single = [a for a in apps if a != "tripsage-asgi"] or apps
@@ -582,7 +614,8 @@ def main() -> None:
         s5_apps = [a for a in single if a != "channels"] or single
         results["s5"] = s5(fx, s5_apps, 1000 if full else 500, 10, seconds)
     if "s6" in wanted:
-        results["s6"] = s6(fx, seconds)
+        s6_apps = tuple(a for a in ("tripsage", "tripsage-before") if a in apps)
+        results["s6"] = s6(fx, seconds, s6_apps or ("tripsage",))
     results["seconds"] = time.time() - started
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

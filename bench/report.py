@@ -13,6 +13,7 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 COLORS = {
     "tripsage": "#1f77b4",
     "tripsage-asgi": "#9467bd",
+    "tripsage-before": "#7f7f7f",
     "channels": "#d62728",
     "raw": "#2ca02c",
 }
