@@ -23,7 +23,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from agents import selectors, services
 from agents.models import AgentRun
 from agents.payloads import run_payload
-from collaboration.apis import raise_for
+from collaboration.apis.common import raise_for
 from collaboration.errors import CollaborationError
 
 

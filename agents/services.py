@@ -14,7 +14,7 @@ from agents.models import TERMINAL_STATES, AgentRun
 from agents.payloads import run_payload
 from collaboration.errors import InvalidChange, NotAllowed, NotFound
 from collaboration.models import Notification, TripMember
-from collaboration.services import notify
+from collaboration.services.notifications import notify
 from events.broadcast import broadcast_on_commit
 from events.groups import agents_trip_group, agents_user_group
 

@@ -493,8 +493,8 @@ def s6(fx: Fixture, duration: float, apps: tuple[str, ...] = ("tripsage",)) -> l
 def direct_service_rate(fx: Fixture, duration: float) -> float:
     from django.db import connections
 
-    from collaboration import services
     from collaboration.models import TripMember
+    from collaboration.services import trips
 
     pairs = list(
         TripMember.objects.filter(
@@ -506,7 +506,7 @@ def direct_service_rate(fx: Fixture, duration: float) -> float:
 
     def loop(i: int, member: Any) -> None:
         while time.time() < deadline:
-            services.trip_update(
+            trips.trip_update(
                 trip_id=member.trip_id, actor=member.user, update_id=uuid.uuid4(),
                 field="destination", value=f"d{counts[i]}", base_version=1,
             )  # fmt: skip

@@ -39,13 +39,14 @@ def setup_database(env: dict[str, str], members: int) -> tuple[int, list[str]]:
     from django.contrib.auth import get_user_model
     from rest_framework_simplejwt.tokens import AccessToken
 
-    from collaboration import services
+    from collaboration.services.members import trip_member_set
+    from collaboration.services.trips import trip_create
 
     user_model = get_user_model()
     users = [user_model.objects.create(username=f"member{i}") for i in range(members)]
-    trip = services.trip_create(owner=users[0], name="Bench trip")
+    trip = trip_create(owner=users[0], name="Bench trip")
     for user in users[1:]:
-        services.trip_member_set(trip_id=trip.pk, actor=None, user=user, role="editor")
+        trip_member_set(trip_id=trip.pk, actor=None, user=user, role="editor")
     tokens = []
     for user in users:
         token = AccessToken.for_user(user)

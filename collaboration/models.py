@@ -25,7 +25,7 @@ class Trip(models.Model):
     field_versions = models.JSONField(default=dict, blank=True)
     # field name -> [id of the user who last changed it, the last version at which anyone else
     # changed it]: enough to tell "changed after v by someone other than me" without reading
-    # the log (services._changed_by_others_since).
+    # the log (services.conflicts.changed_by_others_since).
     field_editors = models.JSONField(default=dict, blank=True)
     # The last event's sequence number, and the highest one pruned from the log.
     seq = models.PositiveBigIntegerField(default=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
@@ -49,6 +50,22 @@ def conflicts(*, trip: Trip, status: str | None = None, user: AbstractBaseUser |
     if user is not None:
         queryset = queryset.filter(Q(applied_by=user) | Q(proposed_by=user))
     return queryset.order_by("id")
+
+
+def conflicts_with_ids(*, ids: list[int]) -> QuerySet[Conflict]:
+    return Conflict.objects.filter(pk__in=ids)
+
+
+def conflict(*, conflict_id: int) -> Conflict:
+    return Conflict.objects.get(pk=conflict_id)
+
+
+def user_with_id(*, user_id: int) -> AbstractBaseUser | None:
+    return get_user_model().objects.filter(pk=user_id).first()
+
+
+def active_user(*, username: str) -> AbstractBaseUser | None:
+    return get_user_model().objects.filter(username=username, is_active=True).first()
 
 
 def trip_connect(*, trip_id: int, user: AbstractBaseUser) -> dict[str, Any] | None:
@@ -149,6 +166,10 @@ def chat_page(
 
 def unread_count(*, user: AbstractBaseUser) -> int:
     return Notification.objects.filter(recipient=user, read_at__isnull=True).count()
+
+
+def is_own_notification(*, user: AbstractBaseUser, notification_id: int) -> bool:
+    return user.notifications.filter(pk=notification_id).exists()
 
 
 def notifications_for(

@@ -14,8 +14,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from collaboration import services
 from collaboration.models import Trip
+from collaboration.services.members import trip_member_set
+from collaboration.services.trips import trip_create
 
 KEYS = Path(__file__).resolve().parent / "keys"
 PASSWORD = "correct-horse-battery"
@@ -29,9 +30,9 @@ def make_user(username: str, *, is_active: bool = True, **fields: Any) -> Abstra
 
 
 def make_trip(owner: AbstractBaseUser, members: dict[AbstractBaseUser, str] | None = None) -> Trip:
-    trip = services.trip_create(owner=owner, name=f"{owner.get_username()}'s trip")
+    trip = trip_create(owner=owner, name=f"{owner.get_username()}'s trip")
     for user, role in (members or {}).items():
-        services.trip_member_set(trip_id=trip.pk, actor=None, user=user, role=role)
+        trip_member_set(trip_id=trip.pk, actor=None, user=user, role=role)
     return trip
 
 

@@ -7,7 +7,8 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
 from agents import apis as agent_apis
-from collaboration import apis, views
+from collaboration import views
+from collaboration.apis import chat, conflicts, me, members, notifications, trips
 from metrics import apis as metrics_apis
 from metrics import views as metrics_views
 
@@ -39,22 +40,24 @@ urlpatterns = [
     path("api/auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
     path("api/auth/token/verify/", TokenVerifyView.as_view(), name="token_verify"),
-    path("api/me/", apis.MeApi.as_view(), name="me"),
-    path("api/trips/", apis.TripListApi.as_view(), name="trips"),
-    path("api/trips/<int:trip_id>/", apis.TripDetailApi.as_view(), name="trip"),
-    path("api/trips/<int:trip_id>/members/", apis.TripMembersApi.as_view(), name="trip-members"),
+    path("api/me/", me.MeApi.as_view(), name="me"),
+    path("api/trips/", trips.TripListApi.as_view(), name="trips"),
+    path("api/trips/<int:trip_id>/", trips.TripDetailApi.as_view(), name="trip"),
+    path("api/trips/<int:trip_id>/members/", members.TripMembersApi.as_view(), name="trip-members"),
     path(
         "api/trips/<int:trip_id>/members/<int:user_id>/",
-        apis.TripMemberApi.as_view(),
+        members.TripMemberApi.as_view(),
         name="trip-member",
     ),
-    path("api/trips/<int:trip_id>/events/", apis.TripEventsApi.as_view(), name="trip-events"),
+    path("api/trips/<int:trip_id>/events/", trips.TripEventsApi.as_view(), name="trip-events"),
     path(
-        "api/trips/<int:trip_id>/conflicts/", apis.TripConflictsApi.as_view(), name="trip-conflicts"
+        "api/trips/<int:trip_id>/conflicts/",
+        conflicts.TripConflictsApi.as_view(),
+        name="trip-conflicts",
     ),
     path(
         "api/trips/<int:trip_id>/conflicts/<int:conflict_id>/resolve/",
-        apis.TripConflictResolveApi.as_view(),
+        conflicts.TripConflictResolveApi.as_view(),
         name="trip-conflict-resolve",
     ),
     path("api/agents/runs/", agent_apis.AgentRunListApi.as_view(), name="agent-runs"),
@@ -69,21 +72,21 @@ urlpatterns = [
         agent_apis.AgentRunStatusApi.as_view(),
         name="agent-run-status",
     ),
-    path("api/trips/<int:trip_id>/chat/", apis.TripChatApi.as_view(), name="trip-chat"),
-    path("api/notifications/", apis.NotificationsApi.as_view(), name="notifications"),
+    path("api/trips/<int:trip_id>/chat/", chat.TripChatApi.as_view(), name="trip-chat"),
+    path("api/notifications/", notifications.NotificationsApi.as_view(), name="notifications"),
     path(
         "api/notifications/unread-count/",
-        apis.NotificationUnreadCountApi.as_view(),
+        notifications.NotificationUnreadCountApi.as_view(),
         name="notifications-unread-count",
     ),
     path(
         "api/notifications/<int:notification_id>/read/",
-        apis.NotificationReadApi.as_view(),
+        notifications.NotificationReadApi.as_view(),
         name="notification-read",
     ),
     path(
         "api/notifications/read-all/",
-        apis.NotificationReadAllApi.as_view(),
+        notifications.NotificationReadAllApi.as_view(),
         name="notifications-read-all",
     ),
     path("api/metrics/", metrics_apis.MetricsApi.as_view(), name="metrics-api"),

@@ -8,8 +8,9 @@ from typing import Any
 from django.conf import settings
 
 import protocol
-from collaboration import selectors, services
+from collaboration import selectors
 from collaboration.errors import NotFound
+from collaboration.services import chat
 from events.aio import db
 from events.broadcast import broadcast_now
 from events.fanout import Direct, fanout
@@ -66,7 +67,7 @@ class ChatConsumer(RealtimeConsumer):
             await self._chat_send(message)
 
     async def _chat_send(self, message: protocol.ChatSend) -> None:
-        result = await db(services.chat_post)(
+        result = await db(chat.chat_post)(
             trip_id=self.trip_id, author=self.user, text=message.text, client_id=message.client_id
         )
         await self.send_event(

@@ -8,7 +8,8 @@ from typing import Any
 from django.conf import settings
 
 import protocol
-from collaboration import selectors, services
+from collaboration import selectors
+from collaboration.services import notifications
 from events.aio import db
 from events.groups import user_notifications_group
 from protocol import ConnectionType
@@ -44,7 +45,7 @@ class NotificationConsumer(RealtimeConsumer):
         await self._read(message.id, None)
 
     async def _read(self, request_id: str | None, ids: list[int] | None) -> None:
-        changed, count = await db(services.notification_read)(user=self.user, ids=ids)
+        changed, count = await db(notifications.notification_read)(user=self.user, ids=ids)
         # Every socket of the user (this one too) also gets `notification.read` when any changed.
         await self.send_event(
             protocol.server_message("ack", request_id=request_id, ids=changed, unread_count=count)

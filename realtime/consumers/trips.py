@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import protocol
-from collaboration import selectors, services
+from collaboration import selectors
 from collaboration.models import TripMember
+from collaboration.services import conflicts, trips
 from events.aio import db
 from events.fanout import Direct, fanout
 from events.groups import trip_group
@@ -87,7 +88,7 @@ class TripConsumer(RealtimeConsumer):
             await self._trip_update(message)
 
     async def _trip_update(self, message: protocol.TripUpdate) -> None:
-        result = await db(services.trip_update)(
+        result = await db(trips.trip_update)(
             trip_id=self.trip_id,
             actor=self.user,
             update_id=message.update_id,
@@ -112,7 +113,7 @@ class TripConsumer(RealtimeConsumer):
                 details={"reason": "invalid_fields", "field": "value"},
                 request_id=message.id,
             )
-        result = await db(services.conflict_resolve)(
+        result = await db(conflicts.conflict_resolve)(
             trip_id=self.trip_id,
             conflict_id=message.conflict_id,
             actor=self.user,

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
-from collaboration import services
 from collaboration.errors import InvalidChange, NotFound
 from collaboration.models import ChatMessage, Notification
+from collaboration.services import chat, members, notifications, trips
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -29,13 +29,13 @@ def as_user(user) -> APIClient:
 def test_chat_is_for_every_member_in_seq_order(crew):
     alice, bob, carol, trip = crew
     seqs = [
-        services.chat_post(trip_id=trip.pk, author=user, text=f"hi from {user}").message["seq"]
+        chat.chat_post(trip_id=trip.pk, author=user, text=f"hi from {user}").message["seq"]
         for user in (alice, bob, carol)  # the viewer too
     ]
     assert seqs == [1, 2, 3]
     stranger = factories.make_user("stranger")
     with pytest.raises(NotFound):
-        services.chat_post(trip_id=trip.pk, author=stranger, text="let me in")
+        chat.chat_post(trip_id=trip.pk, author=stranger, text="let me in")
 
 
 def test_chat_text_is_checked_and_stored_as_plain_text(crew, settings):
@@ -43,17 +43,17 @@ def test_chat_text_is_checked_and_stored_as_plain_text(crew, settings):
     settings.CHAT_MAX_LENGTH = 10
     for bad in ("", "   ", "x" * 11):
         with pytest.raises(InvalidChange) as error:
-            services.chat_post(trip_id=trip.pk, author=alice, text=bad)
+            chat.chat_post(trip_id=trip.pk, author=alice, text=bad)
         assert error.value.field == "text"
-    posted = services.chat_post(trip_id=trip.pk, author=alice, text="<b>hi</b>")
+    posted = chat.chat_post(trip_id=trip.pk, author=alice, text="<b>hi</b>")
     assert posted.message["text"] == "<b>hi</b>"  # stored verbatim; clients render it as text
 
 
 def test_a_retried_send_posts_once(crew):
     alice, _, _, trip = crew
     client_id = uuid.uuid4()
-    first = services.chat_post(trip_id=trip.pk, author=alice, text="once", client_id=client_id)
-    again = services.chat_post(trip_id=trip.pk, author=alice, text="once", client_id=client_id)
+    first = chat.chat_post(trip_id=trip.pk, author=alice, text="once", client_id=client_id)
+    again = chat.chat_post(trip_id=trip.pk, author=alice, text="once", client_id=client_id)
     assert not first.duplicate and again.duplicate
     assert again.message == first.message
     assert ChatMessage.objects.filter(trip=trip).count() == 1
@@ -62,7 +62,7 @@ def test_a_retried_send_posts_once(crew):
 def test_a_mention_notifies_the_mentioned_member_once_and_nobody_else(crew):
     alice, bob, carol, trip = crew
     stranger = factories.make_user("stranger")
-    services.chat_post(
+    chat.chat_post(
         trip_id=trip.pk,
         author=alice,
         text="@bob can you book it? @bob! cc @stranger and me, @alice; mail@carol.example",
@@ -78,15 +78,15 @@ def test_a_mention_notifies_the_mentioned_member_once_and_nobody_else(crew):
 def test_membership_changes_and_conflicts_notify_who_they_concern(crew):
     alice, bob, _carol, trip = crew
     dave = factories.make_user("dave")
-    services.trip_member_set(trip_id=trip.pk, actor=alice, user=dave, role="viewer")
-    services.trip_member_set(trip_id=trip.pk, actor=alice, user=dave, role="editor")
-    services.trip_member_set(trip_id=trip.pk, actor=alice, user=dave, role="editor")  # no change
+    members.trip_member_set(trip_id=trip.pk, actor=alice, user=dave, role="viewer")
+    members.trip_member_set(trip_id=trip.pk, actor=alice, user=dave, role="editor")
+    members.trip_member_set(trip_id=trip.pk, actor=alice, user=dave, role="editor")  # no change
     kinds = list(
         Notification.objects.filter(recipient=dave).order_by("id").values_list("kind", flat=True)
     )
     assert kinds == ["member_added", "role_changed"]
 
-    services.trip_update(
+    trips.trip_update(
         trip_id=trip.pk,
         actor=alice,
         update_id=uuid.uuid4(),
@@ -94,7 +94,7 @@ def test_membership_changes_and_conflicts_notify_who_they_concern(crew):
         value="100",
         base_version=trip.version,
     )
-    services.trip_update(
+    trips.trip_update(
         trip_id=trip.pk,
         actor=bob,
         update_id=uuid.uuid4(),
@@ -108,21 +108,21 @@ def test_membership_changes_and_conflicts_notify_who_they_concern(crew):
 
 def test_reading_marks_only_your_own(crew):
     alice, bob, *_ = crew
-    mine = services.notify(recipient=alice, kind="mention", title="one")
-    services.notify(recipient=alice, kind="mention", title="two")
-    theirs = services.notify(recipient=bob, kind="mention", title="bob's")
-    changed, unread = services.notification_read(user=alice, ids=[mine.pk, theirs.pk])
+    mine = notifications.notify(recipient=alice, kind="mention", title="one")
+    notifications.notify(recipient=alice, kind="mention", title="two")
+    theirs = notifications.notify(recipient=bob, kind="mention", title="bob's")
+    changed, unread = notifications.notification_read(user=alice, ids=[mine.pk, theirs.pk])
     assert changed == [mine.pk] and unread == 1
     theirs.refresh_from_db()
     assert theirs.read_at is None
-    changed, unread = services.notification_read(user=alice)
+    changed, unread = notifications.notification_read(user=alice)
     assert len(changed) == 1 and unread == 0
 
 
 def test_rest_chat_pages_with_cursors_and_posts_idempotently(crew):
     alice, bob, _, trip = crew
     for n in range(1, 8):
-        services.chat_post(trip_id=trip.pk, author=alice, text=f"m{n}")
+        chat.chat_post(trip_id=trip.pk, author=alice, text=f"m{n}")
     newest = as_user(bob).get(f"/api/trips/{trip.pk}/chat/?limit=3").json()
     assert [m["seq"] for m in newest["messages"]] == [5, 6, 7]
     assert newest["has_more"] and newest["next_before"] == 5 and newest["seq"] == 7
@@ -146,8 +146,8 @@ def test_rest_chat_pages_with_cursors_and_posts_idempotently(crew):
 
 def test_rest_notifications_list_count_and_read(crew):
     alice, bob, *_ = crew
-    notes = [services.notify(recipient=alice, kind="mention", title=f"n{i}") for i in range(3)]
-    other = services.notify(recipient=bob, kind="mention", title="bob's")
+    notes = [notifications.notify(recipient=alice, kind="mention", title=f"n{i}") for i in range(3)]
+    other = notifications.notify(recipient=bob, kind="mention", title="bob's")
     client = as_user(alice)
     listed = client.get("/api/notifications/").json()
     assert [n["title"] for n in listed["notifications"]] == ["n2", "n1", "n0"]

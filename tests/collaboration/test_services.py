@@ -10,9 +10,10 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from collaboration import selectors, services
+from collaboration import selectors
 from collaboration.errors import InvalidChange, NotAllowed, NotFound
 from collaboration.models import ClientMutation, Conflict, Trip, TripEvent
+from collaboration.services import conflicts, locks, members, trips
 from events.groups import trip_group
 from tests import factories
 
@@ -23,7 +24,7 @@ def people(db):
 
 
 def update(trip, actor, field, value, base_version, update_id=None):
-    return services.trip_update(
+    return trips.trip_update(
         trip_id=trip.pk,
         actor=actor,
         update_id=update_id or uuid.uuid4(),
@@ -191,14 +192,14 @@ def test_dates_must_stay_in_order(people):
 
 def test_moving_both_dates_at_once_is_checked_on_the_result(people):
     alice, _, _, trip = people
-    services.trip_update_fields(
+    trips.trip_update_fields(
         trip_id=trip.pk,
         actor=alice,
         idempotency_key="k1",
         changes={"start_date": "2027-05-14", "end_date": "2027-05-17"},
         base_version=1,
     )
-    services.trip_update_fields(
+    trips.trip_update_fields(
         trip_id=trip.pk,
         actor=alice,
         idempotency_key="k2",
@@ -232,7 +233,7 @@ def conflict(people):
 def test_mine_and_theirs_are_relative_to_the_resolver(people, conflict, resolver, choice, expected):
     users = {"alice": people[0], "bob": people[1]}
     trip = people[3]
-    result = services.conflict_resolve(
+    result = conflicts.conflict_resolve(
         trip_id=trip.pk, conflict_id=conflict.pk, actor=users[resolver], choice=choice
     )
     trip.refresh_from_db()
@@ -251,10 +252,10 @@ def test_mine_and_theirs_are_relative_to_the_resolver(people, conflict, resolver
 def test_explicit_value_resolution_is_validated(people, conflict):
     alice, _, _, trip = people
     with pytest.raises(InvalidChange):
-        services.conflict_resolve(
+        conflicts.conflict_resolve(
             trip_id=trip.pk, conflict_id=conflict.pk, actor=alice, choice="value", value=-5
         )
-    result = services.conflict_resolve(
+    result = conflicts.conflict_resolve(
         trip_id=trip.pk, conflict_id=conflict.pk, actor=alice, choice="value", value="3250"
     )
     assert result.value == "3250"
@@ -262,8 +263,8 @@ def test_explicit_value_resolution_is_validated(people, conflict):
 
 def test_resolving_twice_says_already_resolved(people, conflict):
     alice, bob, _, trip = people
-    services.conflict_resolve(trip_id=trip.pk, conflict_id=conflict.pk, actor=alice, choice="mine")
-    again = services.conflict_resolve(
+    conflicts.conflict_resolve(trip_id=trip.pk, conflict_id=conflict.pk, actor=alice, choice="mine")
+    again = conflicts.conflict_resolve(
         trip_id=trip.pk, conflict_id=conflict.pk, actor=bob, choice="mine"
     )
     assert again.status == "already_resolved"
@@ -271,16 +272,81 @@ def test_resolving_twice_says_already_resolved(people, conflict):
     assert str(trip.budget) == "3000.00"
 
 
+@pytest.mark.parametrize(("choice", "changes_the_value"), [("mine", True), ("theirs", False)])
+def test_what_a_resolution_writes_reads_back_through_the_orm(
+    people, conflict, choice, changes_the_value
+):
+    """Resolutions save the trip with the plain UPDATE edits use (collaboration.sql): every
+    column must read back as the ORM would have written it, on SQLite and PostgreSQL alike."""
+    from decimal import Decimal
+
+    _, bob, _, trip = people
+    before = Trip.objects.get(pk=trip.pk)
+    columns = [f.attname for f in Trip._meta.concrete_fields]
+    # bob proposed 3500 against alice's 3000: his "mine" applies 3500, his "theirs" keeps 3000.
+    result = conflicts.conflict_resolve(
+        trip_id=trip.pk, conflict_id=conflict.pk, actor=bob, choice=choice
+    )
+    after = Trip.objects.get(pk=trip.pk)
+    expected = {name: getattr(before, name) for name in columns}
+    expected.update(open_conflicts=0, updated_at=after.updated_at)
+    if changes_the_value:
+        version = before.version + 1
+        expected.update(
+            budget=Decimal("3500.00"),
+            version=version,
+            seq=before.seq + 2,  # trip.updated, then conflict.resolved
+            field_versions={**before.field_versions, "budget": version},
+            field_editors={
+                **before.field_editors,
+                "budget": [bob.pk, before.field_versions["budget"]],
+            },
+        )
+    else:
+        expected.update(seq=before.seq + 1)  # conflict.resolved only
+    assert {name: getattr(after, name) for name in columns} == expected
+    assert after.updated_at > before.updated_at
+
+    # The answer (the socket's ack, the REST result) agrees with what was written.
+    assert (result.status, result.original_status) == ("applied", "applied")
+    assert result.value == ("3500" if changes_the_value else "3000")
+    assert result.version == after.version and result.conflict_id == conflict.pk
+    logged = list(
+        TripEvent.objects.filter(trip=trip, seq__gt=before.seq).values_list("seq", "type")
+    )
+    expected_events = [(after.seq, "conflict.resolved")]
+    if changes_the_value:
+        expected_events.insert(0, (before.seq + 1, "trip.updated"))
+    assert logged == expected_events
+    assert result.seq == logged[0][0]
+    closing = TripEvent.objects.get(trip=trip, seq=after.seq)
+    assert closing.actor_id == bob.pk and closing.field == "budget"
+    assert closing.message["conflict"]["status"] == "resolved"
+    mutation = ClientMutation.objects.get(trip=trip, actor=bob, update_id=result.update_id)
+    assert mutation.result == result.as_dict()
+    assert mutation.request == {
+        "kind": "resolve",
+        "conflict_id": conflict.pk,
+        "choice": choice,
+        "value": None,
+    }
+    again = conflicts.conflict_resolve(
+        trip_id=trip.pk, conflict_id=conflict.pk, actor=bob, choice=choice
+    )
+    assert again.as_dict() == {**result.as_dict(), "status": "duplicate"}
+    assert Trip.objects.get(pk=trip.pk).seq == after.seq
+
+
 def test_only_the_two_editors_or_an_owner_resolve(people, conflict):
     alice, _, carol, trip = people
     dave = factories.make_user("dave")
-    services.trip_member_set(trip_id=trip.pk, actor=alice, user=dave, role="editor")
+    members.trip_member_set(trip_id=trip.pk, actor=alice, user=dave, role="editor")
     with pytest.raises(NotAllowed):
-        services.conflict_resolve(
+        conflicts.conflict_resolve(
             trip_id=trip.pk, conflict_id=conflict.pk, actor=dave, choice="mine"
         )
     with pytest.raises(NotAllowed):
-        services.conflict_resolve(
+        conflicts.conflict_resolve(
             trip_id=trip.pk, conflict_id=conflict.pk, actor=carol, choice="mine"
         )
 
@@ -303,12 +369,12 @@ def test_members_are_managed_by_owners_and_a_trip_keeps_an_owner(people):
     alice, bob, _, trip = people
     dave = factories.make_user("dave")
     with pytest.raises(NotAllowed):
-        services.trip_member_set(trip_id=trip.pk, actor=bob, user=dave, role="editor")
-    services.trip_member_set(trip_id=trip.pk, actor=alice, user=dave, role="viewer")
+        members.trip_member_set(trip_id=trip.pk, actor=bob, user=dave, role="editor")
+    members.trip_member_set(trip_id=trip.pk, actor=alice, user=dave, role="viewer")
     assert selectors.trip_role(trip_id=trip.pk, user_id=dave.pk) == "viewer"
     with pytest.raises(InvalidChange):
-        services.trip_member_remove(trip_id=trip.pk, actor=alice, user=alice)
-    services.trip_member_remove(trip_id=trip.pk, actor=bob, user=bob)  # anyone may leave
+        members.trip_member_remove(trip_id=trip.pk, actor=alice, user=alice)
+    members.trip_member_remove(trip_id=trip.pk, actor=bob, user=bob)  # anyone may leave
     assert selectors.trip_role(trip_id=trip.pk, user_id=bob.pk) is None
 
 
@@ -347,7 +413,7 @@ def test_the_edit_lock_is_only_taken_inside_a_transaction(transactional_db):
 
     alice, _, _, trip = factories.make_crew()  # outside the test's own transaction
     with pytest.raises(TransactionManagementError):
-        services._lock_for_edit(trip.pk, alice)
+        locks.lock_for_edit(trip.pk, alice)
     with transaction.atomic():
-        locked, role = services._lock_for_edit(trip.pk, alice)
+        locked, role = locks.lock_for_edit(trip.pk, alice)
     assert (locked.pk, role) == (trip.pk, "owner")

@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from agents import services
-from collaboration import services as collaboration_services
+from collaboration.services import members
 from tests import factories
 from tests.wsclient import closed_with, connect, open_socket, recv_json, recv_until, send_json
 
@@ -168,9 +168,7 @@ async def test_a_removed_member_hears_nothing_more_of_the_trips_runs(live, crew)
     run = await create(owner=alice, agent="planner", trip_id=trip.pk)
     a, _ = await subscribe(live, alice)
     b, _ = await subscribe(live, bob)
-    await sync_to_async(collaboration_services.trip_member_remove)(
-        trip_id=trip.pk, actor=alice, user=bob
-    )
+    await sync_to_async(members.trip_member_remove)(trip_id=trip.pk, actor=alice, user=bob)
     await update(run_id=run.pk, progress=20)
     await recv_until(a, run_event(run.pk, progress=20))
     assert agent_events(await until_pong(b)) == []

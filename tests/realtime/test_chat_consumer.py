@@ -7,7 +7,7 @@ import uuid
 import pytest
 from asgiref.sync import sync_to_async
 
-from collaboration import services
+from collaboration.services import chat, members
 from tests import factories
 from tests.wsclient import (
     closed_with,
@@ -54,7 +54,7 @@ async def test_history_on_connect_and_live_messages_across_processes(pair, crew)
     a, b = pair
     alice, bob, carol, trip, path = crew
     for n in range(60):
-        await sync_to_async(services.chat_post)(trip_id=trip.pk, author=alice, text=f"old {n}")
+        await sync_to_async(chat.chat_post)(trip_id=trip.pk, author=alice, text=f"old {n}")
     ws_bob, _ = await connect(b.ws_url, path, factories.access_token(bob))
     history = ws_bob.opening
     assert [m["seq"] for m in history["messages"]] == list(range(11, 61))
@@ -183,12 +183,12 @@ async def test_bad_chat_messages_get_precise_errors_and_strangers_are_refused(se
 async def test_a_removed_member_stops_reading_the_chat_at_once(server, crew):
     alice, bob, _, trip, path = crew
     ws_bob, _ = await connect(server.ws_url, path, factories.access_token(bob))
-    await sync_to_async(services.trip_member_remove)(trip_id=trip.pk, actor=alice, user=bob)
+    await sync_to_async(members.trip_member_remove)(trip_id=trip.pk, actor=alice, user=bob)
     code, messages = await closed_with(ws_bob)
     assert code == 4003
     assert messages[-1]["error"]["code"] == "AUTHORIZATION_FAILED"
     # What is posted afterwards never reached the removed member's socket.
-    await sync_to_async(services.chat_post)(trip_id=trip.pk, author=alice, text="after")
+    await sync_to_async(chat.chat_post)(trip_id=trip.pk, author=alice, text="after")
     assert not [m for m in messages if m["type"] == "chat.message"]
 
 

@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from collaboration import services
+from collaboration.services import trips
 from realtime.direct import text_frame
 from tests import factories
 from tests.wsclient import recv_json, recv_until, send_json
@@ -81,7 +81,7 @@ async def test_a_full_socket_gets_every_event_whole_and_in_order(daphne_factory,
     values = [f"{i:03d} " + chr(0x3B1 + i % 20) * 9_990 for i in range(300)]
 
     for value in values:
-        await sync_to_async(services.trip_update)(
+        await sync_to_async(trips.trip_update)(
             trip_id=trip.pk, actor=alice, update_id=uuid.uuid4(), field="notes", value=value,
             base_version=1,
         )  # fmt: skip

@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from rest_framework.test import APIClient
 
-from collaboration import services
+from collaboration.services import notifications
 from tests import factories
 from tests.wsclient import connect, recv_type, recv_until, send_json
 
@@ -40,7 +40,7 @@ async def test_unread_on_connect_then_live_on_every_socket_of_the_recipient_only
     ws_alice_b, _ = await connect(b.ws_url, PATH, factories.access_token(alice))
     assert ws_alice_a.opening["unread_count"] == 0
 
-    note = await sync_to_async(services.notify)(
+    note = await sync_to_async(notifications.notify)(
         recipient=bob, kind="mention", title="look", link="/trips/1/edit"
     )
     for ws in (ws_bob_a, ws_bob_b):

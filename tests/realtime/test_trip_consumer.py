@@ -10,8 +10,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from rest_framework.test import APIClient
 
-from collaboration import services
 from collaboration.models import Conflict, Trip
+from collaboration.services import members, trips
 from events import broadcast
 from tests import factories
 from tests.conftest import PRESENCE_TIMINGS
@@ -196,7 +196,7 @@ async def test_twenty_concurrent_updates_of_one_field_one_applied_nineteen_confl
     alice, _, _, trip = crew
     editors = [await make_user(f"editor{i}") for i in range(20)]
     for user in editors:
-        await sync_to_async(services.trip_member_set)(
+        await sync_to_async(members.trip_member_set)(
             trip_id=trip.pk, actor=alice, user=user, role="editor"
         )
     sockets = [(await join(pair[i % 2], trip, user))[0] for i, user in enumerate(editors)]
@@ -293,7 +293,7 @@ async def test_resume_from_a_pruned_seq_gets_a_fresh_snapshot_and_the_flag(live,
     settings.TRIP_EVENT_RETENTION = 5
     alice, _, _, trip = crew
     for i in range(20):
-        await sync_to_async(services.trip_update)(
+        await sync_to_async(trips.trip_update)(
             trip_id=trip.pk, actor=alice, update_id=uuid.uuid4(), field="notes",
             value=f"n{i}", base_version=i + 1,
         )  # fmt: skip
@@ -315,7 +315,7 @@ async def test_an_event_the_layer_dropped_is_filled_in_from_the_log(live, crew, 
         broadcast, "_group_send", lambda g, e: sends.append(e) if not sends else real(g, e)
     )  # the first event is "lost" by the layer; the second goes through
     for i, value in enumerate(["lost", "delivered"]):
-        await sync_to_async(services.trip_update)(
+        await sync_to_async(trips.trip_update)(
             trip_id=trip.pk, actor=alice, update_id=uuid.uuid4(), field="notes",
             value=value, base_version=1 + i,
         )  # fmt: skip
@@ -410,7 +410,7 @@ async def test_a_rest_change_reaches_every_socket_like_a_socket_change(pair, cre
 async def test_removed_member_is_disconnected(live, crew):
     alice, bob, _, trip = crew
     b, _ = await join(live, trip, bob)
-    await sync_to_async(services.trip_member_remove)(trip_id=trip.pk, actor=alice, user=bob)
+    await sync_to_async(members.trip_member_remove)(trip_id=trip.pk, actor=alice, user=bob)
     code, messages = await closed_with(b)
     assert code == 4003
     assert messages[-2]["type"] == "member.removed"
@@ -430,7 +430,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_others_keep_flowing(da
     stalled, _ = await join(tight, trip, bob)  # reads nothing, answers no ping
     reader, _ = await join(tight, trip, carol)  # answers every ping (recv_until does)
     for i in range(16):
-        await sync_to_async(services.trip_update)(
+        await sync_to_async(trips.trip_update)(
             trip_id=trip.pk, actor=alice, update_id=uuid.uuid4(), field="notes",
             value=f"{i} " + "x" * 3000, base_version=1,
         )  # fmt: skip
@@ -451,7 +451,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_others_keep_flowing(da
 async def test_snapshot_lists_the_open_conflicts_that_involve_you(live, crew):
     alice, bob, carol, trip = crew
     for user, value in ((alice, "Lisbon"), (bob, "Porto")):
-        await sync_to_async(services.trip_update)(
+        await sync_to_async(trips.trip_update)(
             trip_id=trip.pk, actor=user, update_id=uuid.uuid4(), field="destination",
             value=value, base_version=1,
         )  # fmt: skip
@@ -467,7 +467,7 @@ async def _commit_unpublished(monkeypatch, trip, actor, values):
     held = []
     monkeypatch.setattr(broadcast, "_group_send", lambda group, event: held.append((group, event)))
     for value in values:
-        await sync_to_async(services.trip_update)(
+        await sync_to_async(trips.trip_update)(
             trip_id=trip.pk, actor=actor, update_id=uuid.uuid4(), field="destination",
             value=value, base_version=1,
         )  # fmt: skip

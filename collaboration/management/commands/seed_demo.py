@@ -8,8 +8,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from collaboration import services
 from collaboration.models import Trip, TripMember
+from collaboration.services import members, trips
 
 DEMO_PASSWORD = "tripsage-demo"  # documented in the README; demo data only
 DEMO_TRIP = "Lisbon long weekend"
@@ -44,7 +44,7 @@ class Command(BaseCommand):
 
         trip = Trip.objects.filter(name=DEMO_TRIP, created_by=users["alice"]).first()
         if trip is None:
-            trip = services.trip_create(
+            trip = trips.trip_create(
                 owner=users["alice"],
                 name=DEMO_TRIP,
                 destination="Lisbon, Portugal",
@@ -54,7 +54,7 @@ class Command(BaseCommand):
                 currency="EUR",
             )
         for username, role in ROLES.items():
-            services.trip_member_set(trip_id=trip.pk, actor=None, user=users[username], role=role)
+            members.trip_member_set(trip_id=trip.pk, actor=None, user=users[username], role=role)
         self.stdout.write(
             f"Demo data ready: trip {trip.pk} '{trip.name}' shared by alice (owner), bob (editor), "
             f"carol (viewer); password '{DEMO_PASSWORD}'. Admin: admin / {DEMO_PASSWORD}."

@@ -1,0 +1,34 @@
+"""What the REST endpoints share: service refusals as DRF exceptions, whole-number parameters."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+from rest_framework import exceptions
+from rest_framework.request import Request
+
+from collaboration.errors import CollaborationError, InvalidChange, NotFound
+
+
+def raise_for(error: CollaborationError) -> NoReturn:
+    """A service's refusal as a DRF exception; the envelope handler gives it the seed's shape."""
+    if isinstance(error, InvalidChange):
+        raise exceptions.ValidationError({error.field: [error.message]})
+    if isinstance(error, NotFound):
+        raise exceptions.NotFound(error.message)
+    raise exceptions.PermissionDenied(error.message)
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int | None) -> int:
+    """The query parameter `name` as a whole number in [low, high], or `default` when absent."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise exceptions.ValidationError({name: ["must be a whole number"]}) from None
+    if value < low or (high is not None and value > high):
+        limit = f"{low}-{high}" if high is not None else f">= {low}"
+        raise exceptions.ValidationError({name: [f"must be {limit}"]})
+    return value

@@ -1,0 +1,70 @@
+"""REST for a trip's members: list, add or change a role (owners), remove or leave."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from collaboration import payloads, selectors
+from collaboration.apis.common import raise_for
+from collaboration.errors import CollaborationError, NotFound
+from collaboration.models import TripMember
+from collaboration.services import members
+
+
+class MemberSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=TripMember.Role.choices)
+
+
+class TripMembersApi(APIView):
+    @extend_schema(responses=None, summary="Members and roles")
+    def get(self, request: Request, trip_id: int) -> Response:
+        try:
+            trip = selectors.trip_for_member(trip_id=trip_id, user=request.user)
+        except CollaborationError as error:
+            raise_for(error)
+        return Response(selectors.members(trip=trip))
+
+    @extend_schema(request=MemberSerializer, responses=None, summary="Add or change (owner)")
+    def post(self, request: Request, trip_id: int) -> Response:
+        serializer = MemberSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = _user(serializer.validated_data["username"])
+        try:
+            selectors.trip_for_member(trip_id=trip_id, user=request.user)
+            member = members.trip_member_set(
+                trip_id=trip_id,
+                actor=request.user,
+                user=user,
+                role=serializer.validated_data["role"],
+            )
+        except CollaborationError as error:
+            raise_for(error)
+        return Response({"user": payloads.user_ref(user), "role": member.role})
+
+
+class TripMemberApi(APIView):
+    @extend_schema(responses=None, summary="Remove a member (owner), or leave")
+    def delete(self, request: Request, trip_id: int, user_id: int) -> Response:
+        user = selectors.user_with_id(user_id=user_id)
+        try:
+            selectors.trip_for_member(trip_id=trip_id, user=request.user)
+            if user is None:
+                raise NotFound("No such member.", user_id=user_id)
+            members.trip_member_remove(trip_id=trip_id, actor=request.user, user=user)
+        except CollaborationError as error:
+            raise_for(error)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _user(username: str) -> Any:
+    user = selectors.active_user(username=username)
+    if user is None:
+        raise exceptions.ValidationError({"username": ["no active user with this username"]})
+    return user

@@ -1,0 +1,172 @@
+"""REST for trips: list, create, read, change fields (with If-Match), and the event log."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from collaboration import fields, payloads, selectors
+from collaboration.apis.common import int_param, raise_for
+from collaboration.errors import CollaborationError
+from collaboration.services import trips
+
+
+class TripFieldsSerializer(serializers.Serializer):
+    """Wire values; validated by the same rules as socket edits."""
+
+    name = serializers.JSONField(required=False)
+    destination = serializers.JSONField(required=False)
+    start_date = serializers.JSONField(required=False)
+    end_date = serializers.JSONField(required=False)
+    budget = serializers.JSONField(required=False)
+    currency = serializers.JSONField(required=False)
+    notes = serializers.JSONField(required=False)
+
+
+def _trip_body(trip: Any, user: Any) -> dict[str, Any]:
+    return {
+        **payloads.trip_state(trip),
+        "role": selectors.trip_role(trip_id=trip.pk, user_id=user.pk),
+        "members": selectors.members(trip=trip),
+    }
+
+
+def _etag(trip: Any) -> str:
+    return f'"{trip.version}"'
+
+
+class PreconditionRequired(exceptions.APIException):
+    status_code = 428
+    default_detail = "PATCH requires If-Match with the trip version you edited (its ETag)."
+    default_code = "precondition_required"
+
+
+class TripListApi(APIView):
+    @extend_schema(
+        request=None,
+        responses=None,
+        summary="The trips you are a member of",
+        operation_id="trips_list",
+    )
+    def get(self, request: Request) -> Response:
+        listed = selectors.trips_for_user(user=request.user)
+        return Response([_trip_body(trip, request.user) for trip in listed])
+
+    @extend_schema(request=TripFieldsSerializer, responses=None, summary="Create a trip you own")
+    def post(self, request: Request) -> Response:
+        data = _fields_from(request)
+        if "name" not in data:
+            raise exceptions.ValidationError({"name": ["This field is required."]})
+        try:
+            trip = trips.trip_create(owner=request.user, **data)
+        except CollaborationError as error:
+            raise_for(error)
+        return Response(_trip_body(trip, request.user), status=status.HTTP_201_CREATED)
+
+
+def _fields_from(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise exceptions.ValidationError({"body": ["must be a JSON object"]})
+    unknown = set(request.data) - set(fields.EDITABLE_FIELDS)
+    if unknown:
+        raise exceptions.ValidationError(
+            {name: ["not an editable field"] for name in sorted(unknown)}
+        )
+    return dict(request.data)
+
+
+def _base_version(request: Request) -> int:
+    header = request.headers.get("If-Match")
+    if not header:
+        raise PreconditionRequired()
+    raw = header.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit():
+        raise exceptions.ValidationError({"If-Match": ['must be a trip version, e.g. "7"']})
+    return int(raw)
+
+
+class TripDetailApi(APIView):
+    @extend_schema(responses=None, summary="A trip, with its versions and `seq`")
+    def get(self, request: Request, trip_id: int) -> Response:
+        try:
+            trip = selectors.trip_for_member(trip_id=trip_id, user=request.user)
+        except CollaborationError as error:
+            raise_for(error)
+        return Response(_trip_body(trip, request.user), headers={"ETag": _etag(trip)})
+
+    @extend_schema(
+        request=TripFieldsSerializer,
+        responses=None,
+        parameters=[
+            OpenApiParameter("If-Match", str, OpenApiParameter.HEADER, required=True),
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+        ],
+        summary="Change fields; 409 with the conflicts when someone else changed them first",
+    )
+    def patch(self, request: Request, trip_id: int) -> Response:
+        data = _fields_from(request)
+        if not data:
+            raise exceptions.ValidationError({"body": ["name at least one field to change"]})
+        base_version = _base_version(request)
+        key = request.headers.get("Idempotency-Key") or uuid.uuid4().hex
+        try:
+            results = trips.trip_update_fields(
+                trip_id=trip_id,
+                actor=request.user,
+                idempotency_key=key,
+                changes=data,
+                base_version=base_version,
+            )
+        except CollaborationError as error:
+            raise_for(error)
+        trip = selectors.trip_for_member(trip_id=trip_id, user=request.user)
+        body = {
+            **_trip_body(trip, request.user),
+            "results": [result.as_dict() for result in results],
+        }
+        conflicts = [r.conflict_id for r in results if r.original_status == "conflict"]
+        if conflicts:
+            body["conflicts"] = [
+                payloads.conflict_dict(c) for c in selectors.conflicts_with_ids(ids=conflicts)
+            ]
+            return Response(body, status=status.HTTP_409_CONFLICT, headers={"ETag": _etag(trip)})
+        return Response(body, headers={"ETag": _etag(trip)})
+
+
+class TripEventsApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int, description="the last seq you have; default 0"),
+            OpenApiParameter("limit", int, description="at most this many (1-1000, default 500)"),
+        ],
+        responses=None,
+        summary="The event log after a seq (410 when it was pruned: fetch the trip again)",
+    )
+    def get(self, request: Request, trip_id: int) -> Response:
+        try:
+            selectors.trip_for_member(trip_id=trip_id, user=request.user)
+        except CollaborationError as error:
+            raise_for(error)
+        after = int_param(request, "after", 0, 0, None)
+        limit = int_param(request, "limit", 500, 1, 1000)
+        page = selectors.events_after(trip_id=trip_id, after=after, limit=limit)
+        if not page.complete:
+            return Response(
+                {
+                    "resync_required": True,
+                    "after": after,
+                    "seq": page.current_seq,
+                    "detail": "Events after this seq are no longer kept: fetch the trip again.",
+                },
+                status=status.HTTP_410_GONE,
+            )
+        last = page.messages[-1]["seq"] if page.messages else after
+        return Response(
+            {"events": page.messages, "seq": page.current_seq, "has_more": last < page.current_seq}
+        )

@@ -1,0 +1,44 @@
+"""The trip's row lock, taken first by every change to a trip, and the actor's role on it."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
+from django.db.transaction import TransactionManagementError
+
+from collaboration import sql
+from collaboration.errors import NotAllowed, NotFound
+from collaboration.models import Trip, TripMember
+
+Role = TripMember.Role
+EDIT_ROLES = (Role.OWNER, Role.EDITOR)
+
+
+def lock_trip(trip_id: int) -> Trip:
+    try:
+        return Trip.objects.select_for_update().get(pk=trip_id)
+    except Trip.DoesNotExist:
+        raise NotFound("No such trip.", trip_id=trip_id) from None
+
+
+def member_role(trip: Trip, user: AbstractBaseUser) -> str:
+    """The user's role on the trip; NotFound for a non-member."""
+    role = TripMember.objects.filter(trip=trip, user=user).values_list("role", flat=True).first()
+    if role is None:
+        raise NotFound("You are not a member of this trip.", trip_id=trip.pk)
+    return role
+
+
+def lock_for_edit(trip_id: int, actor: AbstractBaseUser) -> tuple[Trip, str]:
+    """The trip's row lock and the actor's role in one statement (edits are the hot path);
+    refused unless the actor may edit."""
+    if not connection.in_atomic_block:  # as the ORM's select_for_update() refuses it
+        raise TransactionManagementError("An edit must lock its trip inside a transaction.")
+    trip = sql.trip_for_edit(trip_id, actor.pk)
+    if trip is None:
+        raise NotFound("No such trip.", trip_id=trip_id)
+    if trip.actor_role is None:
+        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
+    if trip.actor_role not in EDIT_ROLES:
+        raise NotAllowed("Viewers cannot edit this trip.", role=trip.actor_role, trip_id=trip_id)
+    return trip, trip.actor_role

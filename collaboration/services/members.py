@@ -1,0 +1,84 @@
+"""Members and roles: owners manage them, anyone may leave, and a trip keeps an owner."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from collaboration import payloads
+from collaboration.errors import InvalidChange, NotAllowed, NotFound
+from collaboration.models import Notification, Trip, TripMember
+from collaboration.services.locks import Role, lock_trip, member_role
+from collaboration.services.log import record_event
+from collaboration.services.notifications import notify
+from events.broadcast import broadcast_on_commit
+from events.groups import chat_group
+
+
+@transaction.atomic
+def trip_member_set(
+    *, trip_id: int, actor: AbstractBaseUser | None, user: AbstractBaseUser, role: str
+) -> TripMember:
+    """Add a member or change a role. `actor=None` is for trusted code (management commands)."""
+    trip = lock_trip(trip_id)
+    _require_owner(trip, actor)
+    if role not in Role.values:
+        raise InvalidChange(f"role must be one of {', '.join(Role.values)}.", field="role")
+    current = TripMember.objects.filter(trip=trip, user=user).first()
+    if current is not None and current.role == role:
+        return current
+    if current is not None and current.role == Role.OWNER and role != Role.OWNER:
+        _keep_an_owner(trip, user)
+    member, _ = TripMember.objects.update_or_create(trip=trip, user=user, defaults={"role": role})
+    if actor is None or actor.pk != user.pk:
+        _notify_membership(trip, user, role, added=current is None, actor=actor)
+    record_event(
+        trip, "member.updated", actor=actor, payload={"user": payloads.user_ref(user), "role": role}
+    )
+    trip.save(update_fields=["seq", "log_floor", "updated_at"])
+    return member
+
+
+@transaction.atomic
+def trip_member_remove(*, trip_id: int, actor: AbstractBaseUser, user: AbstractBaseUser) -> None:
+    """Remove a member (an owner may remove anyone; anyone may leave). The last owner stays."""
+    trip = lock_trip(trip_id)
+    if actor.pk != user.pk:
+        _require_owner(trip, actor)
+    member = TripMember.objects.filter(trip=trip, user=user).first()
+    if member is None:
+        raise NotFound("No such member.", user_id=user.pk)
+    if member.role == Role.OWNER:
+        _keep_an_owner(trip, user)
+    member.delete()
+    record_event(trip, "member.removed", actor=actor, payload={"user": payloads.user_ref(user)})
+    broadcast_on_commit(chat_group(trip.pk), {"type": "chat.member_removed", "user_id": user.pk})
+    trip.save(update_fields=["seq", "log_floor", "updated_at"])
+
+
+def _require_owner(trip: Trip, actor: AbstractBaseUser | None) -> None:
+    if actor is not None and member_role(trip, actor) != Role.OWNER:
+        raise NotAllowed("Only an owner can manage the members of this trip.")
+
+
+def _keep_an_owner(trip: Trip, leaving: AbstractBaseUser) -> None:
+    others = TripMember.objects.filter(trip=trip, role=Role.OWNER).exclude(user=leaving)
+    if not others.exists():
+        raise InvalidChange("A trip must keep at least one owner.", field="role")
+
+
+def _notify_membership(
+    trip: Trip, user: AbstractBaseUser, role: str, *, added: bool, actor: AbstractBaseUser | None
+) -> None:
+    by = actor.get_username() if actor is not None else "TripSage"
+    notify(
+        recipient=user,
+        kind=Notification.Kind.MEMBER_ADDED if added else Notification.Kind.ROLE_CHANGED,
+        title=(
+            f"{by} added you to {trip.name} as {role}"
+            if added
+            else f"{by} made you {role} on {trip.name}"
+        ),
+        link=f"/trips/{trip.pk}/edit",
+        data={"trip_id": trip.pk, "role": role, "by": payloads.user_ref(actor)},
+    )
