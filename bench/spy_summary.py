@@ -16,7 +16,7 @@ PARTS = (  # first match wins, tested against the whole stack
     ("Twisted buffered write", "doWrite"),
     ("database threads", "thread_handler"),
     ("thread pool (idle or other)", "_worker"),
-    ("fan-out loop (layer, direct writes)", "_LoopState._"),
+    ("fan-out loop (layer, direct writes)", "LoopState._"),
     ("consumers (client messages)", "websocket_receive"),
     ("event loop select", "EpollSelector.select"),
 )

@@ -26,7 +26,8 @@ class Fanout(abc.ABC):
     """What a socket and a publisher may ask of the channel layer beyond Channels' API."""
 
     # True: the layer times each event from publication to its last local send
-    # (tripsage_fanout_latency_seconds), so consumers need not time each send themselves.
+    # (tripsage_fanout_latency_seconds), so consumers need not time each send themselves. Ours
+    # does when its CONFIG names `fanout_latency_label`; a plain layer never does.
     observes_fanout: bool = False
 
     @abc.abstractmethod

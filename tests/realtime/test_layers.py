@@ -1,5 +1,5 @@
 """realtime.layers.FanoutChannelLayer against real Redis: two layer instances stand for two
-server processes."""
+server processes; its ordered-stream bookkeeping on its own."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from prometheus_client import REGISTRY
 
 from realtime.layers import FanoutChannelLayer
+from realtime.layers.streams import OrderedStreams
 from tests.conftest import require_redis_url
 
 
@@ -21,6 +22,8 @@ def make_layer():
     url = require_redis_url()
 
     def make(**options):
+        # As CHANNEL_LAYERS configures it: the layer itself orders no type.
+        options.setdefault("ordered_types", ("trip.event", "chat.event"))
         return FanoutChannelLayer(hosts=[{"address": url}], prefix=prefix, **options)
 
     return make
@@ -140,6 +143,20 @@ async def test_a_lost_event_stops_holding_the_stream_after_the_wait(make_layer):
     assert (await receive(two, channel))["seq"] == 2  # late: members drop or place it
 
 
+def test_a_stream_too_far_ahead_stops_waiting_at_the_hold_limit():
+    """More early events than `reorder_limit` are not a reordering but a loss: they go out in
+    order at once, and the members fill the gap from the log."""
+    streams = OrderedStreams(("trip.event",), wait=5.0, limit=2)
+    streams.expect("trip-1", 10)
+    event = {seq: {"type": "trip.event", "seq": seq} for seq in range(11, 16)}
+    assert streams.in_order("trip-1", event[12]) == []
+    assert streams.in_order("trip-1", event[13]) == []
+    assert [e["seq"] for e in streams.in_order("trip-1", event[14])] == [12, 13, 14]
+    assert streams.holding == set() and streams.wait(30.0) == 30.0
+    assert [e["seq"] for e in streams.in_order("trip-1", event[15])] == [15]
+    assert [e["seq"] for e in streams.in_order("trip-1", event[11])] == [11]  # late: passed on
+
+
 async def test_a_group_joined_again_starts_its_stream_from_the_new_snapshot(make_layer):
     """A stream left from an earlier membership must not hold the next event: the member's
     snapshot (`expect`) says where the stream stands now."""
@@ -160,6 +177,58 @@ async def test_a_group_joined_again_starts_its_stream_from_the_new_snapshot(make
     two.expect("trip-8", 90)
     await one.group_send("trip-8", {"type": "trip.event", "seq": 91})
     assert (await receive(two, again, timeout=1.0))["seq"] == 91  # not held for 5 s
+
+
+async def test_without_ordered_types_the_layer_holds_nothing(make_layer):
+    """The layer knows no message type of its own: unless its caller names ordered types, an
+    early seq goes out as it comes."""
+    one, two = make_layer(), make_layer(ordered_types=(), reorder_wait=5.0)
+    channel = await two.new_channel()
+    await two.group_add("trip-7", channel)
+    for seq in (1, 3, 2):
+        await one.group_send("trip-7", {"type": "trip.event", "seq": seq})
+    got = [(await receive(two, channel, timeout=1.0))["seq"] for _ in range(3)]
+    assert got == [1, 3, 2]
+
+
+def fanout_count(connection_type: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "tripsage_fanout_latency_seconds_count", {"connection_type": connection_type}
+        )
+        or 0.0
+    )
+
+
+async def test_fanout_latency_is_labelled_by_the_callers_function(make_layer):
+    """With a label function (CHANNEL_LAYERS' `fanout_latency_label`), the layer times each
+    published event once per process, labelled by the group's connection type, and says so
+    (consumers then need not time each send); groups it does not label are not timed."""
+    labelled = make_layer(fanout_latency_label="events.groups.connection_type_of")
+    assert labelled.observes_fanout
+    channel = await labelled.new_channel()
+    for group in ("chat-5", "realtime-users"):
+        await labelled.group_add(group, channel)
+    before = fanout_count("chat")
+    await labelled.group_send("chat-5", {"type": "chat.event", "seq": 1, "published_at": 1.0})
+    await labelled.group_send("realtime-users", {"type": "x", "published_at": 1.0})
+    await receive(labelled, channel)
+    await receive(labelled, channel)
+    assert fanout_count("chat") - before == 1
+
+    plain = make_layer()
+    assert not plain.observes_fanout
+    other = await plain.new_channel()
+    await plain.group_add("chat-6", other)
+    before = fanout_count("chat")
+    await plain.group_send("chat-6", {"type": "chat.event", "seq": 2, "published_at": 1.0})
+    await receive(plain, other)
+    assert fanout_count("chat") == before
+
+
+def test_a_wrong_label_function_path_fails_at_construction(make_layer):
+    with pytest.raises(ImportError):
+        make_layer(fanout_latency_label="events.groups.no_such_function")
 
 
 async def test_inbox_is_bounded_and_drops_are_counted(make_layer):

@@ -129,7 +129,8 @@ REDIS_URL = env_str("REDIS_URL")
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 1000)
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
 # Which Redis channel layer: "fanout" (realtime.layers: one subscription per process and group,
-# direct delivery to sockets, bounded inboxes), or channels_redis's "pubsub" or "core".
+# direct delivery to sockets, bounded inboxes, ordered streams), or channels_redis's "pubsub" or
+# "core" (plain Channels layers: the same code path, without the extras; events.fanout).
 # docs/performance.md has the figures behind the default.
 REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "fanout")
 _LAYER_BACKENDS = {
@@ -164,9 +165,16 @@ if REDIS_URL:
         }
     }
     if REDIS_CHANNEL_LAYER == "fanout":
-        # How long an event ahead of its seq waits for the ones before it (realtime.layers).
-        CHANNEL_LAYERS["default"]["CONFIG"]["reorder_wait"] = env_float(
-            "CHANNEL_LAYER_REORDER_WAIT", 0.1
+        # What the layer must know of the app, which it does not import (realtime.layers).
+        CHANNEL_LAYERS["default"]["CONFIG"].update(
+            # The group messages that carry a contiguous per-group `seq` (collaboration's trip
+            # events and chat messages), put back in order once per process ...
+            ordered_types=("trip.event", "chat.event"),
+            # ... after waiting this long for the ones before an early event.
+            reorder_wait=env_float("CHANNEL_LAYER_REORDER_WAIT", 0.1),
+            # Group name -> connection type, the label of tripsage_fanout_latency_seconds,
+            # which the layer then measures once per event and process.
+            fanout_latency_label="events.groups.connection_type_of",
         )
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

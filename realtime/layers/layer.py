@@ -1,0 +1,225 @@
+"""FanoutChannelLayer: a Redis channel layer built for fan-out to many sockets per process.
+
+It is an ordinary Channels layer (configured in CHANNEL_LAYERS; `send`, `receive`, `new_channel`,
+groups, `flush`), with these differences from channels_redis, offered through events.fanout's
+`Fanout` interface:
+
+- One Redis pub/sub subscription per process and group. A group message crosses Redis once per
+  process, is decoded once per process, and is then offered to each local member.
+- Direct delivery. A consumer may `attach` handlers for hot message types; the layer calls them
+  in its listener task instead of queueing the message and waking the consumer. A handler is a
+  plain function that returns the write to await, True (nothing to send), or False (not ready,
+  or out of order), which makes the layer queue the message as usual.
+- Bounded inboxes (realtime.layers.inbox). Each channel holds at most `capacity` queued messages;
+  beyond that the new message is dropped and counted (tripsage_layer_dropped_total). Delivery is
+  at most once, as with every Channels layer: an ordered stream's `seq` and its log repair it.
+- Ordered streams (realtime.layers.streams) for the message types the caller names in
+  `ordered_types`: an early `seq` waits, once per process, for the ones before it.
+- Fan-out latency (tripsage_fanout_latency_seconds), measured once per event and process, when
+  the caller names `fanout_latency_label`: a dotted path to a function from a group name to the
+  histogram's label (None: not measured for that group).
+
+The layer knows nothing of the application: which types are ordered and how groups are labelled
+come from CHANNEL_LAYERS (tripsage/settings/base.py). Publishing from synchronous code
+(transaction.on_commit callbacks) uses a blocking Redis client (`publish_blocking`), so a commit
+costs one PUBLISH and no event loop hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgpack
+import redis
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer
+from django.utils.module_loading import import_string
+
+from events.fanout import DirectHandler, Fanout
+from metrics import instruments
+from realtime.layers.inbox import Inbox
+from realtime.layers.listener import LoopState
+
+
+class FanoutChannelLayer(BaseChannelLayer, Fanout):
+    extensions = ["groups", "flush"]
+
+    def __init__(
+        self,
+        hosts: list[Any] | None = None,
+        prefix: str = "tripsage",
+        expiry: int = 60,
+        capacity: int = 1000,
+        channel_capacity: dict[str, int] | None = None,
+        ordered_types: Iterable[str] = (),
+        reorder_wait: float = 0.1,
+        reorder_limit: int = 100,
+        fanout_latency_label: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
+        host = (hosts or ["redis://127.0.0.1:6379/0"])[0]
+        if isinstance(host, dict):
+            host = dict(host)
+            self.url = host.pop("address")
+            self.client_options = host
+        else:
+            self.url, self.client_options = host, {}
+        self.client_options.setdefault("socket_timeout", None)
+        self.prefix = prefix
+        self.ordered_types = frozenset(ordered_types)
+        self.reorder_wait = reorder_wait  # seconds an early event waits for the ones before it
+        self.reorder_limit = reorder_limit  # events held per group at most
+        # Imported here, once: a wrong path fails at start-up, not on the first event.
+        self._latency_label: Callable[[str], str | None] | None = (
+            import_string(fanout_latency_label) if fanout_latency_label else None
+        )
+        self._latency_children: dict[str, Any] = {}
+        # The layer times each event itself, so consumers need not time each send; without a
+        # label function it does not, and they do.
+        self.observes_fanout = self._latency_label is not None
+        self.process_id = uuid.uuid4().hex[:12]
+        self.process_channel = f"{prefix}:p:{self.process_id}"
+        self.group_prefix = f"{prefix}:g:"
+        self.channel_capacity = self.compile_capacities(self.channel_capacity)
+        self._states: dict[asyncio.AbstractEventLoop, LoopState] = {}
+        self._blocking: redis.Redis | None = None
+
+    def group_key(self, group: str) -> str:
+        return self.group_prefix + group
+
+    def fanout_latency(self, group: str) -> Any:
+        """tripsage_fanout_latency_seconds for the label `fanout_latency_label` gives `group`,
+        or None (no label function, or a group it does not label)."""
+        label_of = self._latency_label
+        if label_of is None:
+            return None
+        label = label_of(group)
+        if label is None:
+            return None
+        child = self._latency_children.get(label)
+        if child is None:
+            child = self._latency_children[label] = instruments.FANOUT_LATENCY.labels(label)
+        return child
+
+    async def _state(self) -> LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None:
+            for old in [other for other in self._states if other.is_closed()]:
+                del self._states[old]
+            state = self._states[loop] = LoopState(self)
+        state.start()
+        await state.ready.wait()
+        return state
+
+    # -- channels -----------------------------------------------------------------------------
+
+    async def new_channel(self, prefix: str = "specific") -> str:
+        state = await self._state()
+        name = f"{prefix}.{self.process_id}!{uuid.uuid4().hex}"
+        state.inboxes[name] = Inbox()
+        return name
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        assert self.require_valid_channel_name(channel)
+        state = await self._state()
+        owner = channel.split("!", 1)[0].rsplit(".", 1)[-1]
+        if owner == self.process_id:
+            inbox = state.inboxes.get(channel)
+            if inbox is not None and len(inbox.items) >= self.get_capacity(channel):
+                raise ChannelFull(channel)
+            state.deliver(channel, message)
+            return
+        packed = msgpack.packb({"c": channel, "m": message}, use_bin_type=True)
+        await state.client.publish(f"{self.prefix}:p:{owner}", packed)
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        assert self.require_valid_channel_name(channel)
+        state = await self._state()
+        inbox = state.inboxes.get(channel)
+        if inbox is None:
+            inbox = state.inboxes[channel] = Inbox()
+        return await inbox.get()
+
+    # -- groups -------------------------------------------------------------------------------
+
+    async def group_add(self, group: str, channel: str) -> None:
+        assert self.require_valid_group_name(group)
+        state = await self._state()
+        members = state.groups.get(group)
+        if members is None:
+            members = state.groups[group] = set()
+            state.streams.forget(group)  # a stream left from before starts afresh
+            key = self.group_key(group)
+            waiter = state.subscribed[key] = asyncio.get_running_loop().create_future()
+            await state.pubsub.subscribe(key)
+            # Once Redis confirms, every later publish reaches us: a snapshot read after
+            # group_add returns cannot miss an event.
+            await asyncio.wait_for(waiter, 10)
+        members.add(channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        state = await self._state()
+        members = state.groups.get(group)
+        if members is None:
+            return
+        members.discard(channel)
+        if not members:
+            del state.groups[group]
+            state.streams.forget(group)
+            state.subscribed.pop(self.group_key(group), None)
+            await state.pubsub.unsubscribe(self.group_key(group))
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        assert self.require_valid_group_name(group)
+        state = await self._state()
+        await state.client.publish(self.group_key(group), msgpack.packb(message, use_bin_type=True))
+
+    def publish_blocking(self, group: str, message: dict[str, Any]) -> None:
+        """The same, from synchronous code (on_commit callbacks), without an event loop."""
+        assert self.require_valid_group_name(group)
+        if self._blocking is None:
+            self._blocking = redis.Redis.from_url(self.url, socket_connect_timeout=5)
+        self._blocking.publish(self.group_key(group), msgpack.packb(message, use_bin_type=True))
+
+    # -- ordered streams ----------------------------------------------------------------------
+
+    def expect(self, group: str, seq: int) -> None:
+        """A member read `group`'s state up to `seq` (a snapshot, a history): if this process
+        has not seen the group's stream yet, it starts there, so that an early seq + 2 waits
+        for seq + 1 instead of starting the stream past it."""
+        for state in self._states.values():
+            if group in state.groups:
+                state.streams.expect(group, seq)
+
+    # -- direct delivery ----------------------------------------------------------------------
+
+    def attach(self, channel: str, handlers: dict[str, DirectHandler]) -> None:
+        """Deliver these message types by calling the handlers in the listener task."""
+        for state in self._states.values():
+            if channel in state.inboxes:
+                state.direct[channel] = handlers
+
+    def detach(self, channel: str) -> None:
+        """Forget a finished consumer's channel: its handlers, its inbox, its drop count."""
+        for state in self._states.values():
+            state.direct.pop(channel, None)
+            state.inboxes.pop(channel, None)
+            state.drops.pop(channel, None)
+
+    def dropped(self, channel: str) -> int:
+        """Messages for `channel` dropped over capacity so far (per-connection metrics)."""
+        return sum(state.drops.get(channel, 0) for state in self._states.values())
+
+    async def flush(self) -> None:
+        state = await self._state()
+        state.inboxes.clear()
+        state.direct.clear()
+        state.streams.clear()
+        for group in list(state.groups):
+            await state.pubsub.unsubscribe(self.group_key(group))
+        state.groups.clear()
