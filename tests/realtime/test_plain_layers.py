@@ -17,7 +17,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from prometheus_client import REGISTRY
 
-from collaboration import services
+from collaboration.services import trips
 from events import broadcast
 from events.fanout import Fanout, PlainFanout, fanout
 from realtime import presence
@@ -183,7 +183,7 @@ async def test_an_event_the_layer_lost_is_filled_in_from_the_log(plain_layer, cr
     )  # the first event is lost on its way; the second goes through
     before = gap_fills()
     for i, value in enumerate(["lost", "delivered"]):
-        await sync_to_async(services.trip_update)(
+        await sync_to_async(trips.trip_update)(
             trip_id=trip.pk, actor=alice, update_id=uuid.uuid4(), field="notes",
             value=value, base_version=1 + i,
         )  # fmt: skip
@@ -209,7 +209,7 @@ async def test_events_published_out_of_order_reach_each_member_once_in_order(
     with monkeypatch.context() as patch:  # commit both, publish neither yet
         patch.setattr(broadcast, "_group_send", lambda group, event: held.append((group, event)))
         for value in ("Porto", "Lisbon"):
-            await sync_to_async(services.trip_update)(
+            await sync_to_async(trips.trip_update)(
                 trip_id=trip.pk, actor=alice, update_id=uuid.uuid4(), field="destination",
                 value=value, base_version=1,
             )  # fmt: skip
