@@ -113,3 +113,17 @@ class _DirectWrites(Collector):
 
 
 REGISTRY.register(_DirectWrites())
+
+# Why a connection got no direct writer (realtime.direct) and every frame of it went through the
+# ASGI send. Counted once per connection, when it opens.
+DIRECT_WRITES_OFF_REASONS = ("setting", "server", "version", "transport", "options", "attribute")
+DIRECT_WRITES_DISABLED = Counter(
+    "tripsage_ws_direct_writes_disabled_total",
+    "Connections without direct writes, by reason: setting (REALTIME_DIRECT_WRITES off), server "
+    "(not daphne's ASGI send), version (daphne, Twisted, autobahn or txaio other than the tested "
+    "versions), transport (TLS), options (autobahn options the writer does not reproduce), "
+    "attribute (a daphne, autobahn or Twisted attribute it reads is missing).",
+    ["reason"],
+)
+for _reason in DIRECT_WRITES_OFF_REASONS:
+    DIRECT_WRITES_DISABLED.labels(reason=_reason)  # every reason scraped from the start, at 0

@@ -10,12 +10,18 @@ connection's Twisted buffer is empty and autobahn is in its plain open state. An
 partial write, data still buffered, compression, a closing socket) falls back to what Twisted
 and the ASGI send do, in order: nothing is reordered, nothing is lost.
 
-Only daphne over plain TCP is recognised (`writer_for` returns None under any other server, for
-TLS, or when REALTIME_DIRECT_WRITES is off); the callers then use the ASGI send as before.
+Only daphne over plain TCP is recognised, and only with the versions of daphne, Twisted, autobahn
+and txaio this was tested with (TESTED_VERSIONS, the pins of requirements.txt): `writer_for`
+returns None under any other server, for TLS, for autobahn options it does not reproduce, when an
+attribute it reads is missing, when REALTIME_DIRECT_WRITES is off, and for every connection of a
+process with other versions installed (logged once). The callers then use the ASGI send as before;
+tripsage_ws_direct_writes_disabled_total{reason} counts those connections.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import logging
 import struct
 from collections.abc import Callable
@@ -33,6 +39,16 @@ Writer = Callable[[bytes], bool]
 # Plain integers counted on the hot path: sent, partial, declined
 # (tripsage_ws_direct_writes_total, declared in metrics.instruments).
 counts = instruments.direct_write_counts
+
+# The versions the writer was written and tested against, equal to requirements.txt's pins
+# (tests/realtime/test_direct.py checks): it reads their private state, which any release may
+# change without notice.
+TESTED_VERSIONS = {
+    "daphne": "4.2.3",
+    "Twisted": "26.10.0",
+    "autobahn": "26.10.2",
+    "txaio": "26.6.1",
+}
 
 _TEXT_FIN = 0x81  # FIN + opcode 1 (text); server frames are never masked (RFC 6455, 5.1)
 
@@ -60,31 +76,67 @@ def event_frame(event: dict[str, Any]) -> bytes:
 def writer_for(send: Any) -> Writer | None:
     """A direct writer for the connection behind this ASGI `send` callable, or None."""
     if not settings.REALTIME_DIRECT_WRITES:
-        return None
+        return _off("setting")
     try:
         from daphne.server import Server
         from twisted.internet.tcp import Connection
     except ImportError:  # not running under daphne
-        return None
+        return _off("server")
     if not (isinstance(send, partial) and send.args and not send.keywords):
-        return None
+        return _off("server")
     server = getattr(send.func, "__self__", None)
     if not isinstance(server, Server) or send.func.__func__ is not Server.handle_reply:
-        return None
+        return _off("server")
+    if _untested_versions():
+        return _off("version")
     protocol = send.args[0]
     transport = getattr(protocol, "transport", None)
     if not isinstance(transport, Connection) or transport.TLS:
-        return None
+        return _off("transport")  # TLS: daphne's transport is then Twisted's TLS protocol
     try:
+        if protocol.autoFragmentSize or protocol.logOctets or protocol.trackedTimings:
+            logger.warning(
+                "direct writes are off for this connection: autobahn's autoFragmentSize, "
+                "logOctets or trackTimings is set, which the writer does not reproduce"
+            )
+            return _off("options")
         return _writer(server.connections, protocol, transport)
     except AttributeError:  # another autobahn or Twisted than the ones this was written for
         logger.warning("direct writes are off: unexpected daphne connection", exc_info=True)
-        return None
+        return _off("attribute")
+
+
+def _off(reason: str) -> None:
+    instruments.DIRECT_WRITES_DISABLED.labels(reason=reason).inc()
+    return None
+
+
+@functools.cache
+def _untested_versions() -> bool:
+    """Whether any of TESTED_VERSIONS is installed in another version; said once per process,
+    as every connection of the process is then refused."""
+    untested = []
+    for name, tested in TESTED_VERSIONS.items():
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = "(not installed)"
+        if installed != tested:
+            untested.append(
+                f"{name} {installed} is installed, direct writes were tested with {tested}"
+            )
+    if untested:
+        logger.warning(
+            "direct writes are off in this process: %s. Every frame goes through daphne's ASGI "
+            "send instead. Install the pinned versions (pip install -r requirements.txt), or run "
+            "tests/realtime/test_direct.py with these and update realtime.direct.TESTED_VERSIONS "
+            "and the pins in requirements.txt together.",
+            "; ".join(untested),
+        )
+    return bool(untested)
 
 
 def _writer(connections: dict[Any, dict[str, Any]], protocol: Any, transport: Any) -> Writer:
-    if protocol.autoFragmentSize or protocol.logOctets or protocol.trackedTimings:
-        raise AttributeError("autobahn options this writer does not reproduce")
     # Everything the writer reads, read once here: a library that renamed any of it turns
     # direct writes off for the connection (AttributeError) instead of failing every frame.
     for name in ("state", "send_state", "send_queue", "_perMessageCompress"):

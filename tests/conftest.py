@@ -97,8 +97,9 @@ LIFTED_RATE_LIMITS = ",".join(
 )
 
 
-def start_daphne(tmp_dir: Path, name: str, **overrides: str) -> DaphneServer:
-    """A real daphne process running the project's ASGI app against the test database."""
+def start_daphne(tmp_dir: Path, name: str, *args: str, **overrides: str) -> DaphneServer:
+    """A real daphne process running the project's ASGI app against the test database; `args`
+    are more daphne options (another endpoint), `overrides` its environment."""
     port = _free_port()
     env = dict(os.environ)
     env.update(
@@ -124,6 +125,7 @@ def start_daphne(tmp_dir: Path, name: str, **overrides: str) -> DaphneServer:
                 "127.0.0.1",
                 "-p",
                 str(port),
+                *args,
                 "tripsage.asgi:application",
             ],
             cwd=ROOT,
@@ -167,9 +169,9 @@ def daphne_factory(
     started: list[DaphneServer] = []
     tmp_dir = tmp_path_factory.mktemp("daphne")
 
-    def factory(name: str, **overrides: str) -> DaphneServer:
+    def factory(name: str, *args: str, **overrides: str) -> DaphneServer:
         with django_db_blocker.unblock():  # type: ignore[attr-defined]
-            server = start_daphne(tmp_dir, name, **overrides)
+            server = start_daphne(tmp_dir, name, *args, **overrides)
         started.append(server)
         return server
 

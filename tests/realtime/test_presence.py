@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from realtime.presence import TripPresence
+from realtime.presence_state import TripPresence
 
 
 def user(pk: int) -> SimpleNamespace:

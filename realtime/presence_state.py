@@ -1,0 +1,77 @@
+"""A trip's presence state as read from the store, and what a client sees of it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+import protocol
+
+
+@dataclass(frozen=True)
+class TripPresence:
+    """A trip's presence at one version: who is connected, with how many sockets, and who is
+    editing which field."""
+
+    version: int
+    # [(user_id, username, connections)], by user id: tuples, as a 1,000-member trip keeps one
+    # entry per member cached in every process.
+    collaborators: list[tuple[int, str, int]]
+    editing: list[dict[str, Any]]  # [{"user": {id, username}, "field": f, "expires_at": iso}]
+    count: int = -1  # distinct users; -1: len(collaborators), which then lists them all
+
+    @property
+    def collaborator_count(self) -> int:
+        return len(self.collaborators) if self.count < 0 else self.count
+
+    def presence_fields(self) -> dict[str, Any]:
+        """The count is exact; the list stops at PRESENCE_LIST_LIMIT users, so that presence in a
+        1,000-member trip costs kilobytes per update, not tens of kilobytes per recipient."""
+        limit = settings.PRESENCE_LIST_LIMIT
+        return {
+            "collaborators": [
+                {"user": {"id": user_id, "username": username}, "connections": n}
+                for user_id, username, n in self.collaborators[:limit]
+            ],
+            "collaborator_count": self.collaborator_count,
+            "collaborators_truncated": self.collaborator_count > limit,
+        }
+
+    def digest(self, kind: str) -> str:
+        """What a client sees of this state, hashed: an update that would show nothing new to a
+        socket (its own join, a sweep that changed nothing visible) is not sent to it."""
+        if kind == "presence.update":
+            fields: Any = self.presence_fields()
+        else:
+            fields = [(e["user"]["id"], e["field"]) for e in self.editing]
+        raw = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.blake2b(raw, digest_size=8).hexdigest()
+
+    def with_connection(self, user: Any) -> TripPresence:
+        """This state plus one more socket of `user` (a join not yet in a published state).
+        Only the listed head is rebuilt, so a join into a 2,000-member trip stays cheap."""
+        limit = settings.PRESENCE_LIST_LIMIT
+        head = list(self.collaborators[: limit + 1])
+        present = any(entry[0] == user.pk for entry in self.collaborators)
+        if present:
+            head = [(i, name, n + 1) if i == user.pk else (i, name, n) for i, name, n in head]
+        elif not head or user.pk < head[-1][0] or len(self.collaborators) <= limit:
+            head = sorted([*head, (user.pk, user.get_username(), 1)])[: limit + 1]
+        return TripPresence(
+            version=self.version,
+            collaborators=head,
+            editing=self.editing,
+            count=self.collaborator_count + (0 if present else 1),
+        )
+
+    def presence_message(self) -> dict[str, Any]:
+        return protocol.server_message(
+            "presence.update", version=self.version, **self.presence_fields()
+        )
+
+    def editing_message(self) -> dict[str, Any]:
+        return protocol.server_message("editing.update", version=self.version, editing=self.editing)

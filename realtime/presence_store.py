@@ -1,0 +1,166 @@
+"""Where presence lives: per-trip sorted sets of socket entries with their expiry, and a version.
+
+Each socket is an entry with an expiry in a per-trip sorted set (Redis when REDIS_URL is set,
+process memory otherwise). Every change bumps a per-trip version, read in the same atomic step
+as the state, so clients (and consumers) can drop a state older than one they have already seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+import protocol
+from realtime.presence_state import TripPresence
+
+PRESENCE = "presence"
+EDITING = "editing"
+
+
+def presence_member(connection_id: str, user: Any) -> str:
+    """A socket's presence entry: one per socket, carrying who it is so a read needs no query."""
+    return json.dumps([connection_id, user.pk, user.get_username()])
+
+
+def editing_member(connection_id: str, user: Any, field: str) -> str:
+    """A socket's editing entry for one field."""
+    return json.dumps([connection_id, user.pk, user.get_username(), field])
+
+
+def summarize(
+    version: int, presence: list[tuple[str, float]], editing: list[tuple[str, float]]
+) -> TripPresence:
+    """The state of a trip from its live entries: sockets counted per user, and each user's
+    latest expiry per edited field."""
+    counts: dict[tuple[int, str], int] = defaultdict(int)
+    for member, _ in presence:
+        _, user_id, username = json.loads(member)
+        counts[(user_id, username)] += 1
+    collaborators = [(user_id, username, n) for (user_id, username), n in sorted(counts.items())]
+    latest: dict[tuple[int, str, str], float] = {}
+    for member, expires in editing:
+        _, user_id, username, field = json.loads(member)
+        key = (user_id, username, field)
+        latest[key] = max(latest.get(key, 0.0), expires)
+    editing_list = [
+        {
+            "user": {"id": user_id, "username": username},
+            "field": field,
+            "expires_at": _iso_epoch(expires),
+        }
+        for (user_id, username, field), expires in sorted(latest.items())
+    ]
+    return TripPresence(version=version, collaborators=collaborators, editing=editing_list)
+
+
+def _iso_epoch(epoch: float) -> str:
+    return protocol.iso(datetime.fromtimestamp(epoch, UTC))
+
+
+class MemoryBackend:
+    """One process only (the embedded defaults)."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, dict[str, float]] = defaultdict(dict)
+        self.versions: dict[int, int] = defaultdict(int)
+
+    async def touch(self, trip_id: int, kind: str, members: dict[str, float]) -> None:
+        self.sets[f"{kind}-{trip_id}"].update(members)
+
+    async def remove(self, trip_id: int, kind: str, members: list[str]) -> int:
+        entries = self.sets[f"{kind}-{trip_id}"]
+        return sum(entries.pop(member, None) is not None for member in members)
+
+    async def members(self, trip_id: int, kind: str) -> list[str]:
+        return list(self.sets[f"{kind}-{trip_id}"])
+
+    async def sweep(self, trip_id: int, now: float) -> int:
+        removed = 0
+        for kind in (PRESENCE, EDITING):
+            entries = self.sets[f"{kind}-{trip_id}"]
+            for member in [m for m, expires in entries.items() if expires <= now]:
+                del entries[member]
+                removed += 1
+        return removed
+
+    async def state(self, trip_id: int, now: float, *, bump: bool) -> TripPresence:
+        if bump:
+            self.versions[trip_id] += 1
+        pick = lambda kind: [  # noqa: E731
+            (m, e) for m, e in self.sets[f"{kind}-{trip_id}"].items() if e > now
+        ]
+        return summarize(self.versions[trip_id], pick(PRESENCE), pick(EDITING))
+
+
+class RedisBackend:
+    """Shared by every process on the same Redis. One client per event loop."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        self._clients: dict[int, Any] = {}
+
+    def _client(self) -> Any:
+        import redis.asyncio as aioredis
+
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            # A blocking pool waits for a free connection; the default pool raises "Too many
+            # connections" when a connect storm needs more than it holds.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=settings.REDIS_MAX_CONNECTIONS,
+                timeout=10,
+                socket_connect_timeout=5,
+                socket_timeout=5,
+            )
+            client = aioredis.Redis(connection_pool=pool)
+            self._clients[loop_id] = client
+        return client
+
+    def _key(self, trip_id: int, kind: str) -> str:
+        return f"{self.prefix}-{kind}-trip-{trip_id}"
+
+    async def touch(self, trip_id: int, kind: str, members: dict[str, float]) -> None:
+        key = self._key(trip_id, kind)
+        async with self._client().pipeline(transaction=False) as pipe:
+            pipe.zadd(key, members)
+            # Abandoned keys vanish on their own.
+            pipe.expire(key, int(settings.PRESENCE_TTL_SECONDS + settings.EDITING_TTL_SECONDS) * 2)
+            await pipe.execute()
+
+    async def remove(self, trip_id: int, kind: str, members: list[str]) -> int:
+        if not members:
+            return 0
+        return int(await self._client().zrem(self._key(trip_id, kind), *members))
+
+    async def members(self, trip_id: int, kind: str) -> list[str]:
+        raw = await self._client().zrange(self._key(trip_id, kind), 0, -1)
+        return [m.decode() for m in raw]
+
+    async def sweep(self, trip_id: int, now: float) -> int:
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(self._key(trip_id, PRESENCE), "-inf", now)
+            pipe.zremrangebyscore(self._key(trip_id, EDITING), "-inf", now)
+            removed = await pipe.execute()
+        return int(sum(removed))
+
+    async def state(self, trip_id: int, now: float, *, bump: bool) -> TripPresence:
+        version_key = self._key(trip_id, "version")
+        async with self._client().pipeline(transaction=True) as pipe:
+            if bump:
+                pipe.incr(version_key)
+            else:
+                pipe.get(version_key)
+            pipe.expire(version_key, 86400)
+            pipe.zrangebyscore(self._key(trip_id, PRESENCE), f"({now}", "+inf", withscores=True)
+            pipe.zrangebyscore(self._key(trip_id, EDITING), f"({now}", "+inf", withscores=True)
+            version, _, presence, editing = await pipe.execute()
+        decode = lambda rows: [(m.decode(), float(s)) for m, s in rows]  # noqa: E731
+        return summarize(int(version or 0), decode(presence), decode(editing))
