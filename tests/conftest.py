@@ -12,10 +12,15 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asgiref.sync import SyncToAsync
+from channels.testing import WebsocketCommunicator
 from django.db import connection, connections
+from websockets.asyncio.client import ClientConnection
+
+from tests.wsclient import FrameCheck, checked_recv, frame_check
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,6 +157,49 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     from its first test on, which the browser tests' database access must be allowed beside
     (tests/browser/conftest.py); no other test runs after that."""
     items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))
+
+
+_receive_output = WebsocketCommunicator.receive_output
+
+
+async def _checked_receive_output(self: WebsocketCommunicator, timeout: float = 1) -> Any:
+    """WebsocketCommunicator.receive_output (under receive_from and receive_json_from), with
+    `frame_check` on every text frame the application sends."""
+    output = await _receive_output(self, timeout)
+    if output.get("type") == "websocket.send" and output.get("text") is not None:
+        frame_check(output["text"], self.scope.get("path"))
+    return output
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def server_frames(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FrameCheck]:
+    """Every frame a test receives from a server fits protocol.server's schemas, or the test
+    fails: at once where it was received, and at teardown for a frame received where nobody
+    reads the exception (a reader task, a thread, a browser page)."""
+    frame_check.take()
+    monkeypatch.setattr(ClientConnection, "recv", checked_recv)
+    monkeypatch.setattr(WebsocketCommunicator, "receive_output", _checked_receive_output)
+    yield frame_check
+    failures = frame_check.take()
+    if failures and not request.node.stash.get(_CALL_FAILED, False):
+        pytest.fail(
+            f"{len(failures)} server frame(s) fit no schema in protocol.server:\n"
+            + "\n".join(failures),
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)

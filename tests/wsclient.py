@@ -1,16 +1,83 @@
-"""A real WebSocket client for tests, speaking the protocol like the seed's client does."""
+"""A real WebSocket client for tests, speaking the protocol like the seed's client does.
+
+`frame_check` checks every frame a test receives from the server against protocol.server's
+schemas: from this client (any `websockets` client connection: tests/conftest.py wraps `recv`),
+from Channels' WebsocketCommunicator (tests/conftest.py) and in Playwright's pages
+(tests/browser/conftest.py). A frame that fits no schema fails the test that received it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+import protocol
+from protocol import ConnectionType
+
 TIMEOUT = 10.0
+
+# The routes (realtime/routing.py), to check a frame against what its connection type sends.
+CONNECTION_TYPES = {
+    "/ws/trips/": ConnectionType.TRIP_COLLABORATION,
+    "/ws/chat/": ConnectionType.CHAT,
+    "/ws/notifications/": ConnectionType.NOTIFICATIONS,
+    "/ws/agent-status/": ConnectionType.AGENT_STATUS,
+}
+
+
+def connection_type_of(url_or_path: str) -> ConnectionType | None:
+    """The connection type a path (or a ws:// URL) leads to; None for a route of a test's own."""
+    path = urlsplit(url_or_path).path
+    for prefix, kind in CONNECTION_TYPES.items():
+        if path.startswith(prefix):
+            return kind
+    return None
+
+
+class FrameCheck:
+    """Checks server frames and keeps what did not fit, for the test's teardown: a check that
+    raises in a task or thread whose exceptions nobody reads still fails the test."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+        self._lock = threading.Lock()  # frames arrive from test threads and Playwright too
+
+    def __call__(self, frame: str | bytes, where: str | None = None) -> None:
+        """Raise AssertionError (and remember it) unless `frame` is a server message that fits
+        its schema, among those of the connection type `where` (a path or URL) leads to."""
+        try:
+            text = frame.decode() if isinstance(frame, bytes) else frame
+            message = json.loads(text)
+            kind = connection_type_of(where) if where else None
+            protocol.check_server_message(message, kind)
+        except (ValueError, protocol.InvalidServerMessage) as exc:
+            failure = f"{where or 'a socket'}: {exc} Frame: {frame!r:.300}"
+            with self._lock:
+                self.failures.append(failure)
+            raise AssertionError(failure) from None
+
+    def take(self) -> list[str]:
+        with self._lock:
+            failures, self.failures = self.failures, []
+        return failures
+
+
+frame_check = FrameCheck()
+_recv = ClientConnection.recv
+
+
+async def checked_recv(self: ClientConnection, decode: bool | None = None) -> Any:
+    """ClientConnection.recv, with `frame_check` on what it returns (iteration uses it too)."""
+    frame = await _recv(self, decode)
+    frame_check(frame, self.request.path if self.request is not None else None)
+    return frame
 
 
 async def open_socket(

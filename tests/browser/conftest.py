@@ -5,16 +5,18 @@ package `chromium`). Without it the browser tests fail and say how to install it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, WebSocket, expect
 
 from tests import factories
 from tests.conftest import DaphneServer
+from tests.wsclient import FrameCheck
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
@@ -32,6 +34,39 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     # the browser tests run last (tests/conftest.py), and server processes never inherit this.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": ["--no-sandbox"]}
+
+
+def _watch(page: Page, check: FrameCheck) -> None:
+    def socket_opened(socket: WebSocket) -> None:
+        def frame_received(payload: str | bytes) -> None:
+            # Raising here would only reach Playwright's event dispatch: the check remembers
+            # the failure and the test fails at teardown (server_frames, tests/conftest.py).
+            with contextlib.suppress(AssertionError):
+                check(payload, socket.url)
+
+        socket.on("framereceived", frame_received)
+
+    page.on("websocket", socket_opened)
+
+
+@pytest.fixture(autouse=True)
+def _check_page_frames(monkeypatch: pytest.MonkeyPatch, server_frames: FrameCheck) -> None:
+    """Every frame a page receives over a WebSocket is checked against protocol.server's
+    schemas: pages of every context a test makes (its own, pytest-playwright's, `open_page`)."""
+    new_context, new_page = Browser.new_context, Browser.new_page
+
+    def checked_new_context(self: Browser, *args: Any, **kwargs: Any) -> BrowserContext:
+        context = new_context(self, *args, **kwargs)
+        context.on("page", lambda page: _watch(page, server_frames))
+        return context
+
+    def checked_new_page(self: Browser, *args: Any, **kwargs: Any) -> Page:
+        page = new_page(self, *args, **kwargs)
+        _watch(page, server_frames)
+        return page
+
+    monkeypatch.setattr(Browser, "new_context", checked_new_context)
+    monkeypatch.setattr(Browser, "new_page", checked_new_page)
 
 
 @pytest.fixture(scope="session")

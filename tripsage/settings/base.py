@@ -236,6 +236,10 @@ SIMPLE_JWT = {
 }
 
 # --- Realtime (WebSocket) behaviour. Each constant says why its default is what it is.
+# Check every server message against its schema as it is built (protocol.server), so a message
+# that drifted from docs/protocol.md fails where it is made; off in production, where it would
+# cost a validation per message for a bug the suite already catches.
+PROTOCOL_CHECK_SERVER_MESSAGES = env_bool("PROTOCOL_CHECK_SERVER_MESSAGES", DEBUG)
 # Browsers send Origin; a socket with an unlisted Origin is refused before accept. "*" allows all.
 REALTIME_ALLOWED_ORIGINS = env_list(
     "REALTIME_ALLOWED_ORIGINS",

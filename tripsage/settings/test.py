@@ -30,3 +30,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # The suite connects from one address all the time; tests of this limit set their own.
 REALTIME_CONNECTS_PER_MINUTE_PER_IP = env_int("REALTIME_CONNECTS_PER_MINUTE_PER_IP", 1_000_000)
+
+# Every message a test's server builds is checked against its schema (tests also check every
+# frame they receive: tests/wsclient.py).
+PROTOCOL_CHECK_SERVER_MESSAGES = True
