@@ -29,3 +29,5 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 WHITENOISE_USE_FINDERS = False
+# Off unless asked for by name: DJANGO_DEBUG in base.py must not turn the schema check on here.
+PROTOCOL_CHECK_SERVER_MESSAGES = env_bool("PROTOCOL_CHECK_SERVER_MESSAGES", False)
