@@ -18,6 +18,7 @@ from events.groups import chat_group
 from metrics import instruments
 from protocol import CloseCode, ConnectionType
 from realtime.consumers.base import RealtimeConsumer
+from realtime.streams import OrderedStream
 
 
 class ChatConsumer(RealtimeConsumer):
@@ -28,6 +29,7 @@ class ChatConsumer(RealtimeConsumer):
         protocol.TypingStop,
         protocol.Resume,
     )
+    stream: OrderedStream  # the trip's chat messages, from this socket's history on
 
     async def authorize(self) -> None:
         self.trip_id = int(self.scope["url_route"]["kwargs"]["trip_id"])
@@ -43,7 +45,8 @@ class ChatConsumer(RealtimeConsumer):
 
     async def on_connected(self) -> None:
         history, self._history = self._history, None
-        self.last_seq = self.history_seq = history.seq
+        self.history_seq = history.seq
+        self.stream = OrderedStream(self, history.seq, self._fill_gap)
         layer = fanout(self.channel_layer)
         layer.expect(chat_group(self.trip_id), history.seq)  # the layer's stream starts here
         await self.send_event(
@@ -57,13 +60,14 @@ class ChatConsumer(RealtimeConsumer):
         )
         # From here the layer may write messages straight to the socket.
         layer.attach(
-            self.channel_name, {"chat.event": self.write_next, "chat.typing": self._direct_typing}
+            self.channel_name,
+            {"chat.event": self.stream.write_next, "chat.typing": self._direct_typing},
         )
 
     # -- client messages ----------------------------------------------------------------------
 
     async def on_chat_send(self, message: protocol.ChatSend) -> None:
-        async with self._queued():  # the ack comes before the message's own event
+        async with self.stream.fast_path_paused():  # the ack comes before the message's own event
             await self._chat_send(message)
 
     async def _chat_send(self, message: protocol.ChatSend) -> None:
@@ -111,7 +115,7 @@ class ChatConsumer(RealtimeConsumer):
         )
 
     async def on_resume(self, message: protocol.Resume) -> None:
-        async with self._queued():  # live messages wait until the replay is out
+        async with self.stream.fast_path_paused():  # live messages wait until the replay is out
             await self._resume(message)
 
     async def _resume(self, message: protocol.Resume) -> None:
@@ -152,59 +156,47 @@ class ChatConsumer(RealtimeConsumer):
                 request_id=message.id,
                 last_seq=message.last_seq,
                 replayed=replayed,
-                seq=self.last_seq,
+                seq=self.stream.last_seq,
             )
         )
 
     # -- group events -------------------------------------------------------------------------
 
     def _direct_typing(self, event: dict[str, Any]) -> Direct:
-        if self._closing or event.get("user_id") == self.user_id:
+        if self.closing or event.get("user_id") == self.user_id:
             return True
         return self.write_published(event)
 
     async def chat_event(self, event: dict[str, Any]) -> None:
-        async with self._queued():  # the fast path waits while a gap is read
-            await self._queued_event(event)
-
-    async def _queued_event(self, event: dict[str, Any]) -> None:
-        """In `seq` order, each once: a gap (the layer delivers at most once) is filled from
-        the database first."""
-        if self._closing or getattr(self, "last_seq", None) is None:
+        """The stream's queued path (realtime.streams)."""
+        if self.closing:
             return  # refused at connect (the group was joined first), or closing
-        seq = event["seq"]
-        if seq <= self.last_seq:
-            return
-        if seq > self.last_seq + 1:
-            try:
-                page = await db(selectors.chat_page)(
-                    trip_id=self.trip_id,
-                    user=self.user,
-                    after=self.last_seq,
-                    limit=seq - 1 - self.last_seq,
-                )
-            except NotFound:  # no longer a member
-                await self.close_with(
-                    protocol.not_a_member(self.trip_id).envelope(), CloseCode.AUTHORIZATION_FAILED
-                )
-                return
-            for item in page.messages:
-                if item["seq"] >= seq:
-                    break
-                if item["seq"] <= self.last_seq:
-                    continue  # sent meanwhile: never twice
-                instruments.REPLAYS.labels(self.connection_type, "gap_fill").inc()
-                await self.send_event(
-                    protocol.server_message("chat.message", seq=item["seq"], message=item)
-                )
-                self.last_seq = item["seq"]
-            if seq <= self.last_seq:
-                return
-        await self.send_published(event)
-        self.last_seq = seq
+        await self.stream.send_queued(event)
+
+    async def _fill_gap(self, up_to: int) -> bool:
+        """What the socket missed up to `up_to`, from the trip's chat; False when the user is no
+        longer a member (the socket is closed)."""
+        after = self.stream.last_seq
+        try:
+            page = await db(selectors.chat_page)(
+                trip_id=self.trip_id, user=self.user, after=after, limit=up_to - after
+            )
+        except NotFound:  # no longer a member
+            await self.close_with(
+                protocol.not_a_member(self.trip_id).envelope(), CloseCode.AUTHORIZATION_FAILED
+            )
+            return False
+        await self.stream.send_missed(
+            (
+                protocol.server_message("chat.message", seq=item["seq"], message=item)
+                for item in page.messages
+            ),
+            up_to,
+        )
+        return True
 
     async def chat_typing(self, event: dict[str, Any]) -> None:
-        if event.get("user_id") != self.user_id and not self._closing:
+        if event.get("user_id") != self.user_id and not self.closing:
             await self.send_published(event)
 
     async def chat_member_removed(self, event: dict[str, Any]) -> None:

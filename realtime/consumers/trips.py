@@ -16,6 +16,7 @@ from metrics import instruments
 from protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
 from realtime.consumers.base import RealtimeConsumer
 from realtime.presence import tracker
+from realtime.streams import OrderedStream
 
 PRESENCE_KINDS = ("presence.update", "editing.update")
 
@@ -30,6 +31,7 @@ class TripConsumer(RealtimeConsumer):
         protocol.Resume,
         protocol.Echo,
     )
+    stream: OrderedStream  # the trip's events, from this socket's snapshot on
 
     # -- connect and disconnect ---------------------------------------------------------------
 
@@ -50,7 +52,8 @@ class TripConsumer(RealtimeConsumer):
     async def on_connected(self) -> None:
         snapshot = self._snapshot
         del self._snapshot
-        self.last_seq = self.snapshot_seq = snapshot["seq"]
+        self.snapshot_seq = snapshot["seq"]
+        self.stream = OrderedStream(self, snapshot["seq"], self._fill_gap)
         state = await tracker().join(self.trip_id, self.connection_id, self.user)
         self.joined_presence = True
         # The snapshot carries this state: its own broadcast would only repeat it.
@@ -84,7 +87,7 @@ class TripConsumer(RealtimeConsumer):
     # -- client messages ----------------------------------------------------------------------
 
     async def on_trip_update(self, message: protocol.TripUpdate) -> None:
-        async with self._queued():
+        async with self.stream.fast_path_paused():
             await self._trip_update(message)
 
     async def _trip_update(self, message: protocol.TripUpdate) -> None:
@@ -101,7 +104,7 @@ class TripConsumer(RealtimeConsumer):
         )
 
     async def on_conflict_resolve(self, message: protocol.ConflictResolve) -> None:
-        async with self._queued():
+        async with self.stream.fast_path_paused():
             await self._conflict_resolve(message)
 
     async def _conflict_resolve(self, message: protocol.ConflictResolve) -> None:
@@ -136,14 +139,14 @@ class TripConsumer(RealtimeConsumer):
         """Send exactly what the client missed before this socket's snapshot; what came after
         the snapshot this socket has already sent live. Live events wait (queued) meanwhile, so
         the replay is never interleaved with them."""
-        async with self._queued():
+        async with self.stream.fast_path_paused():
             await self._resume(message)
 
     async def _resume(self, message: protocol.Resume) -> None:
         page = await db(selectors.events_after)(trip_id=self.trip_id, after=message.last_seq)
         if not page.complete:
             snapshot = await db(selectors.trip_snapshot)(trip_id=self.trip_id, user=self.user)
-            await self._send_missing_up_to(snapshot["seq"])
+            await self._fill_gap(snapshot["seq"])
             state = await tracker().current(self.trip_id)
             await self.send_event(
                 protocol.server_message(
@@ -168,7 +171,7 @@ class TripConsumer(RealtimeConsumer):
                 request_id=message.id,
                 last_seq=message.last_seq,
                 replayed=replayed,
-                seq=self.last_seq,
+                seq=self.stream.last_seq,
             )
         )
 
@@ -189,46 +192,30 @@ class TripConsumer(RealtimeConsumer):
     # -- group events -------------------------------------------------------------------------
 
     def _direct_event(self, event: dict[str, Any]) -> Direct:
-        """The fast path (`write_next`), once live; a membership change of this socket's own
-        user goes to the queue, where `trip_event` acts on it."""
+        """The stream's fast path, once live; a membership change of this socket's own user goes
+        to the queue, where `trip_event` acts on it."""
         if not self._live or event.get("user_id") == self.user_id:
             return False
-        return self.write_next(event)
+        return self.stream.write_next(event)
 
     def _direct_presence(self, event: dict[str, Any]) -> Direct:
-        if not self._live or self._paused or self._closing:
+        if not self._live or self.stream.paused or self.closing:
             return False
         return self._presence_write(event)
 
     async def trip_event(self, event: dict[str, Any]) -> None:
-        """The queued path, in `seq` order: duplicates are dropped and a gap (the channel layer
-        delivers at most once) is filled from the log before the event is sent."""
-        # While this runs (a gap is read from the database), the layer must not write newer
-        # events straight to the socket: they wait in the queue, behind this one.
-        async with self._queued():
-            seq = event["seq"]
-            if seq <= self.last_seq:
-                return
-            if seq > self.last_seq + 1:
-                await self._send_missing_up_to(seq - 1)
-                if seq <= self.last_seq:
-                    return
-            await self.send_published(event)
-            self.last_seq = seq
-            if event.get("user_id") == self.user_id:
-                await self._apply_membership(json.loads(event["text"]))
+        """The stream's queued path (realtime.streams); then a change of this socket's own
+        membership takes effect."""
+        if self.closing:
+            return  # refused at connect (the group was joined first), or closing
+        if await self.stream.send_queued(event) and event.get("user_id") == self.user_id:
+            await self._apply_membership(json.loads(event["text"]))
 
-    async def _send_missing_up_to(self, seq: int) -> None:
-        page = await db(selectors.events_after)(trip_id=self.trip_id, after=self.last_seq)
-        for missed in page.messages:
-            if missed["seq"] > seq:
-                break
-            if missed["seq"] <= self.last_seq:
-                continue  # sent meanwhile: never twice
-            instruments.REPLAYS.labels(self.connection_type, "gap_fill").inc()
-            await self.send_event(missed)
-            self.last_seq = missed["seq"]
-            await self._apply_membership(missed)
+    async def _fill_gap(self, up_to: int) -> bool:
+        """What the socket missed up to `up_to`, from the trip's event log."""
+        page = await db(selectors.events_after)(trip_id=self.trip_id, after=self.stream.last_seq)
+        await self.stream.send_missed(page.messages, up_to, then=self._apply_membership)
+        return True
 
     async def _apply_membership(self, message: dict[str, Any]) -> None:
         if message["type"] not in ("member.updated", "member.removed"):
@@ -244,7 +231,7 @@ class TripConsumer(RealtimeConsumer):
         )
 
     async def trip_presence(self, event: dict[str, Any]) -> None:
-        if self._closing:
+        if self.closing:
             return
         write = self._presence_write(event)
         if write is not True:

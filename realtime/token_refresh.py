@@ -1,0 +1,70 @@
+"""An open socket's token: refreshed by the client (`auth.refresh`), or closed once it expires.
+
+The socket opens under the token the client authenticated with (realtime.auth.JWTAuthMiddleware).
+Before it expires the client sends a fresh one for the same user; without one, the socket is
+closed (4001) REALTIME_TOKEN_GRACE_SECONDS after the expiry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+
+import protocol
+from events.aio import db
+from metrics import instruments
+from protocol import AuthFailureReason, CloseCode, ErrorCode
+from realtime.auth import AuthFailure, authenticate_token
+from realtime.flow import FlowControlledConsumer
+
+
+class TokenRefreshConsumer(FlowControlledConsumer):
+    """The token half of realtime.consumers.base.RealtimeConsumer."""
+
+    user: Any  # the authenticated user (realtime.auth.JWTAuthMiddleware)
+    token_expires_at: datetime
+
+    async def on_auth_refresh(self, message: protocol.AuthRefresh) -> None:
+        try:
+            user, verified = await db(authenticate_token)(message.token)
+        except AuthFailure as failure:
+            if failure.reason in (
+                AuthFailureReason.USER_INACTIVE,
+                AuthFailureReason.USER_NOT_FOUND,
+            ):
+                await self.close_with(failure.envelope(message.id), CloseCode.AUTHENTICATION_FAILED)
+                return
+            # The socket lives on under the token it already has, until that one expires.
+            instruments.ERRORS.labels(self.connection_type, ErrorCode.AUTHENTICATION_FAILED).inc()
+            await self.send_event(failure.envelope(message.id))
+            return
+        if user.pk != self.user.pk:
+            failure = AuthFailure(
+                AuthFailureReason.USER_MISMATCH, "A refreshed token must belong to the same user."
+            )
+            await self.close_with(failure.envelope(message.id), CloseCode.AUTHENTICATION_FAILED)
+            return
+        self.user = user
+        self.token_expires_at = verified.expires_at
+        await self.send_event(
+            protocol.server_message(
+                "auth.refreshed",
+                request_id=message.id,
+                token_expires_at=protocol.iso(verified.expires_at),
+            )
+        )
+
+    async def close_if_token_expired(self, wall: float) -> bool:
+        """Each tick (realtime.timers): True when the token expired without a refresh (grace
+        included) and the socket was closed for it."""
+        if wall < self.token_expires_at.timestamp() + settings.REALTIME_TOKEN_GRACE_SECONDS:
+            return False
+        failure = AuthFailure(
+            AuthFailureReason.EXPIRED,
+            "Invalid or expired token",
+            expires_at=self.token_expires_at,
+        )
+        await self.close_with(failure.envelope(), CloseCode.AUTHENTICATION_FAILED)
+        return True
