@@ -1,6 +1,6 @@
 """Connection metrics, collected in memory and written in batches.
 
-Each socket counts in its own slotted state (realtime.consumers.base._SocketState): messages and
+Each socket counts in its own slotted state (realtime.flow.SocketState): messages and
 bytes each way, errors, heartbeat latency, drops. One collector per process (per event loop)
 knows its open sockets and, every METRICS_FLUSH_SECONDS, writes in one transaction: rows for new
 sockets, the counters of sockets that changed, the final state of sockets that closed, and one
