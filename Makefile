@@ -27,8 +27,18 @@ run: install
 	@echo
 	$(BIN)/daphne -b 127.0.0.1 -p 8000 tripsage.asgi:application
 
+# COVERAGE=1 (CI): the same run, measured in every Python process it starts, the daphne servers
+# included ([tool.coverage] in pyproject.toml), then one report that fails under the floor.
 test: install
+ifeq ($(COVERAGE),1)
+	rm -f .coverage .coverage.*
+	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(BIN)/python scripts/run_tests.py $(ARGS)
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report
+	@echo "Coverage: $$($(BIN)/coverage report --format=total)% of the service packages' lines and branches"
+else
 	$(BIN)/python scripts/run_tests.py $(ARGS)
+endif
 
 $(VENV)/.installed-bench: $(STAMP) requirements-bench.txt
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
@@ -44,9 +54,11 @@ bench: install-bench
 bench-full: install-bench
 	$(BIN)/python bench/harness.py --full $(ARGS)
 
+# ruff, then mypy on the service packages ([tool.mypy] in pyproject.toml; docs/checks.md).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .

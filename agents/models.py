@@ -6,6 +6,11 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
 
+# Bounds the services check before saving (agents.services), so a long value is refused with a
+# precise error rather than cut or failed by the database.
+AGENT_MAX_LENGTH = 100
+STEP_MAX_LENGTH = 200
+
 
 class AgentRun(models.Model):
     class State(models.TextChoices):
@@ -26,10 +31,10 @@ class AgentRun(models.Model):
         blank=True,
         related_name="agent_runs",
     )
-    agent = models.CharField(max_length=100)
+    agent = models.CharField(max_length=AGENT_MAX_LENGTH)
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
-    step = models.CharField(max_length=200, blank=True)
+    step = models.CharField(max_length=STEP_MAX_LENGTH, blank=True)
     message = models.TextField(blank=True)
     # Bumped by every change: a socket that hears of a run twice (through its owner's group and
     # its trip's) or out of order keeps the highest version.

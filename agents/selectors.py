@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 
 from agents.models import TERMINAL_STATES, AgentRun
@@ -13,19 +13,19 @@ from collaboration.models import TripMember
 RUNS_LIST_LIMIT = 100
 
 
-def visible_runs(*, user: AbstractBaseUser) -> QuerySet[AgentRun]:
+def visible_runs(*, user: User) -> QuerySet[AgentRun]:
     member_of = TripMember.objects.filter(user=user).values("trip_id")
     return AgentRun.objects.filter(Q(owner=user) | Q(trip_id__in=member_of)).select_related("owner")
 
 
-def active_runs_for(*, user: AbstractBaseUser) -> list[AgentRun]:
+def active_runs_for(*, user: User) -> list[AgentRun]:
     """The runs that have not finished, oldest first: what a socket gets at connect."""
     return list(
         visible_runs(user=user).exclude(state__in=TERMINAL_STATES).order_by("created_at", "id")
     )
 
 
-def runs_for(*, user: AbstractBaseUser, state: str | None = None) -> list[AgentRun]:
+def runs_for(*, user: User, state: str | None = None) -> list[AgentRun]:
     """The user's visible runs, newest first, at most RUNS_LIST_LIMIT."""
     runs = visible_runs(user=user)
     if state is not None:
@@ -33,14 +33,14 @@ def runs_for(*, user: AbstractBaseUser, state: str | None = None) -> list[AgentR
     return list(runs.order_by("-created_at", "-id")[:RUNS_LIST_LIMIT])
 
 
-def run_for_viewer(*, run_id: int, user: AbstractBaseUser) -> AgentRun:
+def run_for_viewer(*, run_id: int, user: User) -> AgentRun:
     run = visible_runs(user=user).filter(pk=run_id).first()
     if run is None:
         raise NotFound("No such agent run.", run_id=run_id)
     return run
 
 
-def member_trip_ids(*, user: AbstractBaseUser) -> list[int]:
+def member_trip_ids(*, user: User) -> list[int]:
     return list(TripMember.objects.filter(user=user).values_list("trip_id", flat=True))
 
 

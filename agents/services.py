@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 import protocol
-from agents.models import TERMINAL_STATES, AgentRun
+from agents.models import AGENT_MAX_LENGTH, STEP_MAX_LENGTH, TERMINAL_STATES, AgentRun
 from agents.payloads import run_payload
 from collaboration.errors import InvalidChange, NotAllowed, NotFound
 from collaboration.models import Notification, TripMember
@@ -19,8 +19,6 @@ from events.broadcast import broadcast_on_commit
 from events.groups import agents_trip_group, agents_user_group
 
 State = AgentRun.State
-AGENT_MAX_LENGTH = AgentRun._meta.get_field("agent").max_length
-STEP_MAX_LENGTH = AgentRun._meta.get_field("step").max_length
 MESSAGE_MAX_LENGTH = 10_000  # a status line or an error summary, not a transcript
 
 
@@ -58,9 +56,7 @@ def _text(value: Any, *, field: str, max_length: int, required: bool = False) ->
 
 
 @transaction.atomic
-def agent_run_create(
-    *, owner: AbstractBaseUser, agent: str, trip_id: int | None = None
-) -> AgentRun:
+def agent_run_create(*, owner: User, agent: str, trip_id: int | None = None) -> AgentRun:
     """A queued run for `owner`, optionally for one of the owner's trips."""
     agent = _text(agent, field="agent", max_length=AGENT_MAX_LENGTH, required=True)
     if trip_id is not None and not TripMember.objects.filter(trip_id=trip_id, user=owner).exists():
@@ -134,7 +130,7 @@ def agent_run_update(
 
 
 @transaction.atomic
-def agent_run_cancel(*, run_id: int, actor: AbstractBaseUser) -> AgentRun:
+def agent_run_cancel(*, run_id: int, actor: User) -> AgentRun:
     """The owner stops a run that has not finished. Others who can see it (trip members) are
     refused; to anyone else it does not exist."""
     run = _lock_run(run_id)

@@ -6,10 +6,9 @@ import time
 from functools import partial
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.db import transaction
 
-from events.fanout import fanout
+from events.fanout import channel_layer, fanout
 from events.groups import USERS_GROUP
 
 
@@ -26,7 +25,7 @@ def broadcast_on_commit(group: str, event: dict[str, Any]) -> None:
 
 async def broadcast_now(group: str, event: dict[str, Any]) -> None:
     """Send an ephemeral event (presence, editing indicators) that has no transaction."""
-    await get_channel_layer().group_send(group, event)
+    await channel_layer().group_send(group, event)
 
 
 def revoke_user_sockets(user_id: int) -> None:

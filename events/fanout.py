@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
 
 # A direct handler answers at once: False (queue the message as usual), True (nothing to send),
 # or the write to await. It runs for each local member, so it is a plain call, not a coroutine.
@@ -76,10 +77,20 @@ class PlainFanout(Fanout):
 _adapters: weakref.WeakKeyDictionary[Any, PlainFanout] = weakref.WeakKeyDictionary()
 
 
+def channel_layer() -> BaseChannelLayer:
+    """The configured channel layer (Channels' `get_channel_layer()`, never None)."""
+    layer = get_channel_layer()
+    if layer is None:  # tripsage.settings always configure one; a settings module may not
+        raise ImproperlyConfigured(
+            "CHANNEL_LAYERS has no 'default' layer: configure one, as tripsage.settings.base does."
+        )
+    return layer
+
+
 def fanout(layer: Any | None = None) -> Fanout:
     """The extras of `layer` (default: the configured channel layer)."""
     if layer is None:
-        layer = get_channel_layer()
+        layer = channel_layer()
     if isinstance(layer, Fanout):
         return layer
     adapter = _adapters.get(layer)

@@ -3,7 +3,7 @@ socket), past sessions, and the realtime dashboard (metrics.views)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -59,8 +59,8 @@ class TripFilter(_ValuesFilter):
 
 
 class _ReadOnly(admin.ModelAdmin):
-    list_display = COLUMNS
-    list_filter: tuple[Any, ...] = ("connection_type",)
+    list_display: tuple[str, ...] = COLUMNS
+    list_filter: ClassVar[tuple[Any, ...]] = ("connection_type",)
     search_fields = ("username", "connection_id", "=trip_id")
     date_hierarchy = "connected_at"
 

@@ -163,7 +163,9 @@ class Collector:
         closed ones, and the counters of at most REFRESH_PER_FLUSH open sockets whose row is
         older than METRICS_LIVE_REFRESH_SECONDS. A broadcast changes every socket's counters:
         rewriting them all at every flush stalled a 1,000-member fan-out (docs/metrics.md)."""
-        new, changed, new_sockets = [], [], []
+        new: list[Any] = []  # consumers
+        changed: list[dict[str, Any]] = []
+        new_sockets: list[Any] = []  # their socket states
         by_type: dict[str, dict[str, Any]] = {}
         totals = dict(self.closed)
         volume = {kind: list(values) for kind, values in self.closed_volume.items()}

@@ -1,8 +1,10 @@
 """Every Prometheus instrument of the service, declared once. Label values come from closed sets
 (connection type, message type from the protocol registry, error code), never from client input."""
 
+from collections.abc import Iterator
+
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 CONNECTIONS_OPEN = Gauge(
@@ -100,7 +102,7 @@ class _DirectWrites(Collector):
     read from the writer's plain counters at scrape time (an instrument per write would cost
     more than the write saves)."""
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(
             "tripsage_ws_direct_writes",
             "Frames offered to direct writes under daphne, by outcome: sent whole, sent in part "

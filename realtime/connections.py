@@ -10,9 +10,8 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from channels.layers import get_channel_layer
-
 from events.aio import per_loop
+from events.fanout import channel_layer
 from events.groups import USERS_GROUP
 
 logger = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ class Connections:
         return self.by_id.get(connection_id)
 
     async def _listen(self) -> None:
-        layer = get_channel_layer()
+        layer = channel_layer()
         channel = await layer.new_channel()
         await layer.group_add(USERS_GROUP, channel)
         assert self.ready is not None

@@ -39,8 +39,9 @@ def error_envelope_exception_handler(exc: Exception, context: dict[str, Any]) ->
     elif isinstance(data, dict) and "detail" in data:
         message = str(data["detail"])
         details = {key: value for key, value in data.items() if key != "detail"}
-        if getattr(exc, "default_code", None):
-            details.setdefault("reason", getattr(data["detail"], "code", exc.default_code))
+        default_code = getattr(exc, "default_code", None)
+        if default_code:
+            details.setdefault("reason", getattr(data["detail"], "code", default_code))
     else:
         message, details = "Request failed.", {"errors": data}
     if response.status_code == status.HTTP_401_UNAUTHORIZED:
@@ -49,7 +50,8 @@ def error_envelope_exception_handler(exc: Exception, context: dict[str, Any]) ->
         # The seed's RATE_LIMIT_EXCEEDED details, from the throttle that refused.
         refusal = getattr(context.get("request"), "throttle_refusal", {})
         details.update(refusal, remaining=0)
-        details["retry_after"] = max(1, math.ceil(exc.wait or 0))
+        wait = getattr(exc, "wait", None)  # set by Throttled(); djangorestframework-stubs omit it
+        details["retry_after"] = max(1, math.ceil(wait or 0))
         details.pop("reason", None)
         details["reason"] = "rate_limited"
     response.data = protocol.error_message(code, message, details=details)
@@ -61,6 +63,9 @@ logger = logging.getLogger(__name__)
 
 class _Throttle(SimpleRateThrottle):
     cache_error_logged = False
+    # Set by SimpleRateThrottle.__init__ from the rate; djangorestframework-stubs omit them.
+    num_requests: int | None
+    duration: int | None
 
     def allow_request(self, request: Any, view: Any) -> bool:
         try:

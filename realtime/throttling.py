@@ -294,7 +294,8 @@ class Throttle:
     async def release_slot(self, user_id: Any, connection_id: str) -> None:
         user = str(user_id)
         self.slots.release(user, connection_id)
-        if self.leased.pop(connection_id, None) is None:
+        # A slot is leased only through Redis, so a lease implies a client.
+        if self.leased.pop(connection_id, None) is None or self.client is None:
             return
         try:
             await self.client.zrem(f"{self.prefix}slots:{user}", connection_id)
@@ -308,7 +309,7 @@ class Throttle:
     async def _renew(self) -> None:
         """Extend this process's leases a few times per lease period, in one pipeline."""
         lease = settings.REALTIME_CONNECTION_LEASE_SECONDS
-        while self.leased:
+        while self.leased and self.client is not None:  # leases exist only with a client
             await asyncio.sleep(lease / 3)
             expiry = self.clock() + lease
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Literal, overload
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -10,6 +11,13 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+# With a default or required=True the answer is a str, so settings need no None checks.
+@overload
+def env_str(name: str, default: str, *, required: bool = False) -> str: ...
+@overload
+def env_str(name: str, default: None = None, *, required: Literal[True]) -> str: ...
+@overload
+def env_str(name: str, default: str | None = None, *, required: bool = False) -> str | None: ...
 def env_str(name: str, default: str | None = None, *, required: bool = False) -> str | None:
     """Return the variable's value, the default, or fail at start-up when required."""
     value = os.environ.get(name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -89,7 +90,7 @@ if DATABASE_URL:
     }
 else:
     DATABASES = {
-        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE_DIR / "db.sqlite3")}
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Daphne's worker threads, other server processes and management commands write
@@ -143,7 +144,7 @@ if REDIS_URL:
         raise ImproperlyConfigured(
             f"REDIS_CHANNEL_LAYER={REDIS_CHANNEL_LAYER!r}: use one of {', '.join(_LAYER_BACKENDS)}."
         )
-    CHANNEL_LAYERS = {
+    CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
         "default": {
             "BACKEND": _LAYER_BACKENDS[REDIS_CHANNEL_LAYER],
             "CONFIG": {
@@ -180,7 +181,7 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- REST API.
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
