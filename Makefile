@@ -28,14 +28,15 @@ run: install
 	$(BIN)/daphne -b 127.0.0.1 -p 8000 tripsage.asgi:application
 
 # COVERAGE=1 (CI): the same run, measured in every Python process it starts, the daphne servers
-# included ([tool.coverage] in pyproject.toml), then one report that fails under the floor.
+# included ([tool.coverage] in pyproject.toml), then one report. The whole suite fails under the
+# floor (fail_under); a part of it (ARGS) only reports.
 test: install
 ifeq ($(COVERAGE),1)
 	rm -f .coverage .coverage.*
 	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(BIN)/python scripts/run_tests.py $(ARGS)
 	$(BIN)/coverage combine --quiet
-	$(BIN)/coverage report
-	@echo "Coverage: $$($(BIN)/coverage report --format=total)% of the service packages' lines and branches"
+	$(BIN)/coverage report $(if $(ARGS),--fail-under=0)
+	@echo "Coverage: $$($(BIN)/coverage report --format=total --fail-under=0)% of the service packages' statements and branches"
 else
 	$(BIN)/python scripts/run_tests.py $(ARGS)
 endif
