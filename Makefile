@@ -36,7 +36,7 @@ ifeq ($(COVERAGE),1)
 	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(BIN)/python scripts/run_tests.py $(ARGS)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report $(if $(ARGS),--fail-under=0)
-	@echo "Coverage: $$($(BIN)/coverage report --format=total --fail-under=0)% of the service packages' statements and branches"
+	@echo "Coverage: $$($(BIN)/coverage report --format=total --precision=2 --fail-under=0)% of the service packages' statements and branches"
 else
 	$(BIN)/python scripts/run_tests.py $(ARGS)
 endif
