@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, ValidationError
 
@@ -156,7 +156,9 @@ UNTHROTTLED_TYPES = frozenset({"ping", "pong", "auth.refresh"})
 def message_registry(models: tuple[type[ClientMessage], ...]) -> dict[str, type[ClientMessage]]:
     registry: dict[str, type[ClientMessage]] = {}
     for model in models:
-        type_name = model.model_fields["type"].annotation.__args__[0]  # the Literal's value
+        annotation = model.model_fields["type"].annotation
+        assert annotation is not None  # every client message declares its `type` a Literal
+        type_name = get_args(annotation)[0]  # the Literal's value
         registry[type_name] = model
     return registry
 

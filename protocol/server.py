@@ -405,8 +405,8 @@ def check_server_message(
         else:
             return model
     # The schema it came closest to says best what is wrong.
-    model, exc = min(failures, key=lambda failure: failure[1].error_count())
-    errors = exc.errors(include_url=False)
+    model, closest = min(failures, key=lambda failure: failure[1].error_count())
+    errors = closest.errors(include_url=False)
     described = "; ".join(
         f"{field_name(err['loc'])}: {err['msg']}"
         + ("" if err["type"] == "missing" else f" (got {err.get('input')!r:.80})")

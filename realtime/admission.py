@@ -9,9 +9,9 @@ the budget stands: on connect, on request, and once as it falls under 20 %.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 
 import protocol
 from metrics import instruments
@@ -23,7 +23,7 @@ from realtime.throttling import Decision, throttle
 class RateLimitedConsumer(FlowControlledConsumer):
     """The rate-limit half of realtime.consumers.base.RealtimeConsumer."""
 
-    user: Any  # the authenticated user (realtime.auth.JWTAuthMiddleware)
+    user: User  # the authenticated user (realtime.auth.JWTAuthMiddleware)
 
     async def admit(self, request_id: str | None) -> bool:
         """Take one message from the user's budget for this connection type. False: refused,

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 import jwt
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from rest_framework_simplejwt import settings as simplejwt_settings
 
 import protocol
@@ -121,7 +121,7 @@ def verify_access_token(token: str) -> VerifiedToken:
     )
 
 
-def authenticate_token(token: str) -> tuple[AbstractBaseUser, VerifiedToken]:
+def authenticate_token(token: str) -> tuple[User, VerifiedToken]:
     """Verify the token and load its active user. Synchronous: touches the database."""
     verified = verify_access_token(token)
     user_model = get_user_model()
@@ -254,7 +254,7 @@ class JWTAuthMiddleware:
 
     async def _await_auth(
         self, receive: Any, send: Any
-    ) -> tuple[AbstractBaseUser, VerifiedToken, str | None] | None:
+    ) -> tuple[User, VerifiedToken, str | None] | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.REALTIME_AUTH_TIMEOUT_SECONDS
         while True:

@@ -26,7 +26,8 @@ import logging
 import struct
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from types import MethodType
+from typing import Any, cast
 
 from django.conf import settings
 
@@ -75,40 +76,49 @@ def event_frame(event: dict[str, Any]) -> bytes:
 
 def writer_for(send: Any) -> Writer | None:
     """A direct writer for the connection behind this ASGI `send` callable, or None."""
+    writer = _writer_or_reason(send)
+    if isinstance(writer, str):
+        instruments.DIRECT_WRITES_DISABLED.labels(reason=writer).inc()
+        return None
+    return writer
+
+
+def _writer_or_reason(send: Any) -> Writer | str:
+    """The direct writer, or why there is none (the `reason` label of
+    tripsage_ws_direct_writes_disabled_total)."""
     if not settings.REALTIME_DIRECT_WRITES:
-        return _off("setting")
+        return "setting"
     try:
         from daphne.server import Server
         from twisted.internet.tcp import Connection
     except ImportError:  # not running under daphne
-        return _off("server")
+        return "server"
     if not (isinstance(send, partial) and send.args and not send.keywords):
-        return _off("server")
+        return "server"
     server = getattr(send.func, "__self__", None)
-    if not isinstance(server, Server) or send.func.__func__ is not Server.handle_reply:
-        return _off("server")
+    # With a Server as its `__self__`, `send.func` is a bound method.
+    if (
+        not isinstance(server, Server)
+        or cast(MethodType, send.func).__func__ is not Server.handle_reply
+    ):
+        return "server"
     if _untested_versions():
-        return _off("version")
+        return "version"
     protocol = send.args[0]
     transport = getattr(protocol, "transport", None)
     if not isinstance(transport, Connection) or transport.TLS:
-        return _off("transport")  # TLS: daphne's transport is then Twisted's TLS protocol
+        return "transport"  # TLS: daphne's transport is then Twisted's TLS protocol
     try:
         if protocol.autoFragmentSize or protocol.logOctets or protocol.trackedTimings:
             logger.warning(
                 "direct writes are off for this connection: autobahn's autoFragmentSize, "
                 "logOctets or trackTimings is set, which the writer does not reproduce"
             )
-            return _off("options")
+            return "options"
         return _writer(server.connections, protocol, transport)
     except AttributeError:  # another autobahn or Twisted than the ones this was written for
         logger.warning("direct writes are off: unexpected daphne connection", exc_info=True)
-        return _off("attribute")
-
-
-def _off(reason: str) -> None:
-    instruments.DIRECT_WRITES_DISABLED.labels(reason=reason).inc()
-    return None
+        return "attribute"
 
 
 @functools.cache

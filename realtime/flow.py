@@ -10,14 +10,15 @@ heartbeat, and a socket heard from for none of REALTIME_HEARTBEAT_TIMEOUT_SECOND
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from collections.abc import Awaitable
+from typing import Any, ClassVar, Literal
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from prometheus_client import Histogram
 
 import protocol
-from events.fanout import Direct, fanout
+from events.fanout import fanout
 from metrics import instruments
 from metrics.collector import collector
 from protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
@@ -99,6 +100,8 @@ class FlowControlledConsumer(AsyncWebsocketConsumer):
         return self.io.latency_ms
 
     # -- frames out -----------------------------------------------------------------------------
+    # The ignores on `base_send`: asgiref types `websocket.send` with both `bytes` and `text`
+    # required, where the ASGI spec lets either be left out (django/asgiref#460).
 
     async def send_event(self, message: dict[str, Any]) -> None:
         await self.send_text(protocol.encode(message))
@@ -109,9 +112,9 @@ class FlowControlledConsumer(AsyncWebsocketConsumer):
         if self._count_out(text):
             await self._send_then_control(text)
         elif not self._write_direct(text):
-            await self.base_send({"type": "websocket.send", "text": text})
+            await self.base_send({"type": "websocket.send", "text": text})  # type: ignore[arg-type]
 
-    def write_published(self, event: dict[str, Any]) -> Direct:
+    def write_published(self, event: dict[str, Any]) -> Literal[True] | Awaitable[None]:
         """A fanned-out event's pre-encoded text, written by the fan-out layer without waking
         the consumer: True when it went straight to the socket (framed once per process by
         realtime.direct), else the send to await."""
@@ -120,7 +123,7 @@ class FlowControlledConsumer(AsyncWebsocketConsumer):
             return self._send_then_control(text)
         if self._write_direct(text, event_frame(event) if self._direct_write is not None else None):
             return True
-        return self.base_send({"type": "websocket.send", "text": text})
+        return self.base_send({"type": "websocket.send", "text": text})  # type: ignore[arg-type]
 
     def _count_out(self, text: str) -> bool:
         """Count one frame out; True when flow control must follow it with a ping (or, past
@@ -141,7 +144,7 @@ class FlowControlledConsumer(AsyncWebsocketConsumer):
 
     async def _send_then_control(self, text: str) -> None:
         io = self.io
-        await self.base_send({"type": "websocket.send", "text": text})
+        await self.base_send({"type": "websocket.send", "text": text})  # type: ignore[arg-type]
         unacked = io.bytes_out - io.bytes_acked
         if unacked > settings.REALTIME_MAX_UNACKED_BYTES:
             instruments.SLOW_CONSUMER_CLOSES.labels(self.connection_type).inc()
@@ -177,7 +180,9 @@ class FlowControlledConsumer(AsyncWebsocketConsumer):
             return
         self.closing = True  # first: no send below may start another close
         self.closed_as = code
-        await self.base_send({"type": "websocket.send", "text": protocol.encode(envelope)})
+        await self.base_send(
+            {"type": "websocket.send", "text": protocol.encode(envelope)}  # type: ignore[arg-type]
+        )
         await self.close(code=int(code))
 
     # -- heartbeat ------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ closed (4001) REALTIME_TOKEN_GRACE_SECONDS after the expiry.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 
 import protocol
 from events.aio import db
@@ -23,7 +23,7 @@ from realtime.flow import FlowControlledConsumer
 class TokenRefreshConsumer(FlowControlledConsumer):
     """The token half of realtime.consumers.base.RealtimeConsumer."""
 
-    user: Any  # the authenticated user (realtime.auth.JWTAuthMiddleware)
+    user: User  # the authenticated user (realtime.auth.JWTAuthMiddleware)
     token_expires_at: datetime
 
     async def on_auth_refresh(self, message: protocol.AuthRefresh) -> None:
@@ -41,10 +41,10 @@ class TokenRefreshConsumer(FlowControlledConsumer):
             await self.send_event(failure.envelope(message.id))
             return
         if user.pk != self.user.pk:
-            failure = AuthFailure(
+            mismatch = AuthFailure(
                 AuthFailureReason.USER_MISMATCH, "A refreshed token must belong to the same user."
             )
-            await self.close_with(failure.envelope(message.id), CloseCode.AUTHENTICATION_FAILED)
+            await self.close_with(mismatch.envelope(message.id), CloseCode.AUTHENTICATION_FAILED)
             return
         self.user = user
         self.token_expires_at = verified.expires_at

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 import protocol
 from agents import selectors, services
@@ -20,11 +20,11 @@ from realtime.consumers.base import RealtimeConsumer
 REMEMBERED_RUNS = 1000
 
 
-def _active_runs(user: AbstractBaseUser) -> list[dict[str, Any]]:
+def _active_runs(user: User) -> list[dict[str, Any]]:
     return [run_payload(run) for run in selectors.active_runs_for(user=user)]
 
 
-def _cancel(*, run_id: int, actor: AbstractBaseUser) -> dict[str, Any]:
+def _cancel(*, run_id: int, actor: User) -> dict[str, Any]:
     return run_payload(services.agent_run_cancel(run_id=run_id, actor=actor))
 
 

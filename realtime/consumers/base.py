@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
+from asgiref.typing import WebSocketConnectEvent, WebSocketDisconnectEvent, WebSocketReceiveEvent
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from django.conf import settings
+from django.contrib.auth.models import User
 
 import protocol
 from collaboration.errors import CollaborationError, InvalidChange
@@ -102,13 +104,15 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
                 CloseCode.SERVER_FAULT,
             )
 
-    async def websocket_connect(self, message: dict[str, Any]) -> None:
-        auth: AuthContext | None = self.scope.get("auth")
+    async def websocket_connect(self, message: WebSocketConnectEvent) -> None:
+        # Both keys are JWTAuthMiddleware's: Channels' scope type knows neither `auth` nor this
+        # `user` (it types the key for its own AuthMiddleware's lazy user).
+        auth = cast("AuthContext | None", self.scope.get("auth"))
         if auth is None:
             raise RuntimeError(
                 f"{type(self).__name__} must be routed behind realtime.auth.JWTAuthMiddleware."
             )
-        self.user = self.scope["user"]
+        self.user = cast(User, self.scope["user"])
         self.user_id: int = self.user.pk  # read per fanned-out event: no model property there
         self.auth = auth
         self.token_expires_at = auth.token.expires_at
@@ -165,7 +169,7 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
         ticker().add(self)
         await self.on_connected()
 
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+    async def websocket_disconnect(self, message: WebSocketDisconnectEvent) -> None:
         self.closing = True
         ticker().discard(self)
         opened = getattr(self, "_opened", False)
@@ -202,7 +206,7 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
 
     # -- receiving ----------------------------------------------------------------------------
 
-    async def websocket_receive(self, message: dict[str, Any]) -> None:
+    async def websocket_receive(self, message: WebSocketReceiveEvent) -> None:
         io = self.io
         io.last_heard = time.monotonic()
         io.last_activity = time.time()

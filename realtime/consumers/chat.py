@@ -44,7 +44,8 @@ class ChatConsumer(RealtimeConsumer):
             raise protocol.not_a_member(self.trip_id, request_id=self.auth.request_id) from None
 
     async def on_connected(self) -> None:
-        history, self._history = self._history, None
+        history = self._history
+        del self._history
         self.history_seq = history.seq
         self.stream = OrderedStream(self, history.seq, self._fill_gap)
         layer = fanout(self.channel_layer)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Literal
 
 import protocol
 from collaboration import selectors
@@ -41,13 +42,14 @@ class TripConsumer(RealtimeConsumer):
         # Join before reading the snapshot: an event committed in between arrives through the
         # group and is dropped or sent by its `seq`, never lost.
         await self.join(trip_group(self.trip_id))
-        self._snapshot = await db(selectors.trip_connect)(trip_id=self.trip_id, user=self.user)
-        if self._snapshot is None:
+        snapshot = await db(selectors.trip_connect)(trip_id=self.trip_id, user=self.user)
+        if snapshot is None:
             # The same answer for "no such trip" and "not a member": ids are not probed.
             raise protocol.not_a_member(self.trip_id, request_id=self.auth.request_id)
-        self.role = self._snapshot["role"]
+        self._snapshot = snapshot
+        self.role = snapshot["role"]
         # The layer's stream of this trip starts here if it had none.
-        fanout(self.channel_layer).expect(trip_group(self.trip_id), self._snapshot["seq"])
+        fanout(self.channel_layer).expect(trip_group(self.trip_id), snapshot["seq"])
 
     async def on_connected(self) -> None:
         snapshot = self._snapshot
@@ -237,7 +239,7 @@ class TripConsumer(RealtimeConsumer):
         if write is not True:
             await write
 
-    def _presence_write(self, event: dict[str, Any]) -> Direct:
+    def _presence_write(self, event: dict[str, Any]) -> Literal[True] | Awaitable[None]:
         """Presence and editing states are whole states with a version: an older one than the
         last sent is dropped."""
         kind = event["kind"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterable
+from re import Pattern
 from typing import Any
 
 import msgpack
@@ -53,7 +54,7 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         prefix: str = "tripsage",
         expiry: int = 60,
         capacity: int = 1000,
-        channel_capacity: dict[str, int] | None = None,
+        channel_capacity: dict[Pattern[str] | str, int] | None = None,
         ordered_types: Iterable[str] = (),
         reorder_wait: float = 0.1,
         reorder_limit: int = 100,
@@ -84,7 +85,9 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         self.process_id = uuid.uuid4().hex[:12]
         self.process_channel = f"{prefix}:p:{self.process_id}"
         self.group_prefix = f"{prefix}:g:"
-        self.channel_capacity = self.compile_capacities(self.channel_capacity)
+        # Compiled, as channels_redis does and as Channels' get_capacity reads it; types-channels
+        # types the attribute as the uncompiled dict only.
+        self.channel_capacity = self.compile_capacities(self.channel_capacity)  # type: ignore[assignment]
         self._states: dict[asyncio.AbstractEventLoop, LoopState] = {}
         self._blocking: redis.Redis | None = None
 
