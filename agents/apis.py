@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -24,7 +23,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from agents import selectors, services
 from agents.models import AgentRun
 from agents.payloads import run_payload
-from collaboration.apis.common import raise_for
+from collaboration.apis.common import raise_for, request_user
 from collaboration.errors import CollaborationError
 
 
@@ -104,12 +103,6 @@ class IsStaffOrAgentService(BasePermission):
         return bool(user and user.is_authenticated and user.is_staff)
 
 
-def _user(request: Request) -> User:
-    """The signed-in user: IsAuthenticated, REST_FRAMEWORK's default permission, has refused
-    anonymous requests, and these views authenticate users only (never AGENT_SERVICE)."""
-    return cast(User, request.user)
-
-
 def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
     """The JSON object; a field we do not know is refused, never silently ignored."""
     if not isinstance(request.data, dict):
@@ -147,7 +140,7 @@ class AgentRunListApi(APIView):
             raise exceptions.ValidationError(
                 {"state": [f"must be one of {', '.join(AgentRun.State.values)}"]}
             )
-        runs = selectors.runs_for(user=_user(request), state=state)
+        runs = selectors.runs_for(user=request_user(request), state=state)
         return Response([run_payload(run) for run in runs])
 
     @extend_schema(request=RunCreateSerializer, responses=None, summary="Start a run (queued)")
@@ -156,7 +149,7 @@ class AgentRunListApi(APIView):
         serializer.is_valid(raise_exception=True)
         try:
             run = services.agent_run_create(
-                owner=_user(request),
+                owner=request_user(request),
                 agent=serializer.validated_data["agent"],
                 trip_id=serializer.validated_data.get("trip_id"),
             )
@@ -169,7 +162,7 @@ class AgentRunDetailApi(APIView):
     @extend_schema(responses=None, summary="One agent run you can see")
     def get(self, request: Request, run_id: int) -> Response:
         try:
-            run = selectors.run_for_viewer(run_id=run_id, user=_user(request))
+            run = selectors.run_for_viewer(run_id=run_id, user=request_user(request))
         except CollaborationError as error:
             raise_for(error)
         return Response(run_payload(run))
@@ -179,7 +172,7 @@ class AgentRunCancelApi(APIView):
     @extend_schema(request=None, responses=None, summary="Cancel a run you own")
     def post(self, request: Request, run_id: int) -> Response:
         try:
-            run = services.agent_run_cancel(run_id=run_id, actor=_user(request))
+            run = services.agent_run_cancel(run_id=run_id, actor=request_user(request))
         except CollaborationError as error:
             raise_for(error)
         return Response(run_payload(run))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from collaboration import fields
 from collaboration.models import ChatMessage, Conflict, Notification, Trip
 from protocol import iso
 
 
-def user_ref(user: AbstractBaseUser | None) -> dict[str, Any] | None:
+def user_ref(user: User | None) -> dict[str, Any] | None:
     if user is None:
         return None
     return {"id": user.pk, "username": user.get_username()}

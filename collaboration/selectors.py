@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 
 from collaboration import payloads
@@ -23,14 +23,14 @@ def trip_role(*, trip_id: int, user_id: int) -> str | None:
     )
 
 
-def trip_for_member(*, trip_id: int, user: AbstractBaseUser) -> Trip:
+def trip_for_member(*, trip_id: int, user: User) -> Trip:
     trip = Trip.objects.filter(pk=trip_id, members__user=user).first()
     if trip is None:
         raise NotFound("You are not a member of this trip.", trip_id=trip_id)
     return trip
 
 
-def trips_for_user(*, user: AbstractBaseUser) -> QuerySet[Trip]:
+def trips_for_user(*, user: User) -> QuerySet[Trip]:
     return Trip.objects.filter(members__user=user).distinct()
 
 
@@ -41,7 +41,7 @@ def members(*, trip: Trip) -> list[dict[str, Any]]:
     ]
 
 
-def conflicts(*, trip: Trip, status: str | None = None, user: AbstractBaseUser | None = None):
+def conflicts(*, trip: Trip, status: str | None = None, user: User | None = None):
     queryset = Conflict.objects.filter(trip=trip).select_related(
         "applied_by", "proposed_by", "resolved_by"
     )
@@ -60,15 +60,15 @@ def conflict(*, conflict_id: int) -> Conflict:
     return Conflict.objects.get(pk=conflict_id)
 
 
-def user_with_id(*, user_id: int) -> AbstractBaseUser | None:
+def user_with_id(*, user_id: int) -> User | None:
     return get_user_model().objects.filter(pk=user_id).first()
 
 
-def active_user(*, username: str) -> AbstractBaseUser | None:
+def active_user(*, username: str) -> User | None:
     return get_user_model().objects.filter(username=username, is_active=True).first()
 
 
-def trip_connect(*, trip_id: int, user: AbstractBaseUser) -> dict[str, Any] | None:
+def trip_connect(*, trip_id: int, user: User) -> dict[str, Any] | None:
     """Everything a socket needs at connect: the user's role and the snapshot (fields, versions,
     `seq`, open conflicts that involve the user). None for a non-member. Two indexed lookups,
     and a third only when the trip has open conflicts: connects are the hot path of a storm."""
@@ -90,7 +90,7 @@ def trip_connect(*, trip_id: int, user: AbstractBaseUser) -> dict[str, Any] | No
     }
 
 
-def trip_snapshot(*, trip_id: int, user: AbstractBaseUser) -> dict[str, Any]:
+def trip_snapshot(*, trip_id: int, user: User) -> dict[str, Any]:
     snapshot = trip_connect(trip_id=trip_id, user=user)
     if snapshot is None:
         raise NotFound("You are not a member of this trip.", trip_id=trip_id)
@@ -133,7 +133,7 @@ class ChatPage:
 def chat_page(
     *,
     trip_id: int,
-    user: AbstractBaseUser,
+    user: User,
     before: int | None = None,
     after: int | None = None,
     limit: int = 50,
@@ -164,16 +164,16 @@ def chat_page(
 # -- notifications ---------------------------------------------------------------------------
 
 
-def unread_count(*, user: AbstractBaseUser) -> int:
+def unread_count(*, user: User) -> int:
     return Notification.objects.filter(recipient=user, read_at__isnull=True).count()
 
 
-def is_own_notification(*, user: AbstractBaseUser, notification_id: int) -> bool:
+def is_own_notification(*, user: User, notification_id: int) -> bool:
     return user.notifications.filter(pk=notification_id).exists()
 
 
 def notifications_for(
-    *, user: AbstractBaseUser, unread_only: bool = False, before: int | None = None, limit: int = 50
+    *, user: User, unread_only: bool = False, before: int | None = None, limit: int = 50
 ) -> tuple[list[dict[str, Any]], bool]:
     """The user's notifications, newest first; (page, has_more)."""
     rows = Notification.objects.filter(recipient=user)

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from collaboration import selectors
-from collaboration.apis.common import int_param, raise_for
+from collaboration.apis.common import int_param, raise_for, request_user
 from collaboration.errors import CollaborationError
 from collaboration.services import chat
 
@@ -41,7 +41,7 @@ class TripChatApi(APIView):
         limit = int_param(request, "limit", 50, 1, 200)
         try:
             page = selectors.chat_page(
-                trip_id=trip_id, user=request.user, before=before, after=after, limit=limit
+                trip_id=trip_id, user=request_user(request), before=before, after=after, limit=limit
             )
         except CollaborationError as error:
             raise_for(error)
@@ -72,7 +72,7 @@ class TripChatApi(APIView):
         try:
             result = chat.chat_post(
                 trip_id=trip_id,
-                author=request.user,
+                author=request_user(request),
                 text=serializer.validated_data["text"],
                 client_id=client_id,
             )

@@ -1,13 +1,20 @@
-"""What the REST endpoints share: service refusals as DRF exceptions, whole-number parameters."""
+"""What the REST endpoints share: the signed-in user, service refusals, whole-number parameters."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import NoReturn, cast
 
+from django.contrib.auth.models import User
 from rest_framework import exceptions
 from rest_framework.request import Request
 
 from collaboration.errors import CollaborationError, InvalidChange, NotFound
+
+
+def request_user(request: Request) -> User:
+    """The signed-in user: IsAuthenticated, REST_FRAMEWORK's default permission, has refused
+    anonymous requests before a view runs, and these views authenticate users only."""
+    return cast(User, request.user)
 
 
 def raise_for(error: CollaborationError) -> NoReturn:

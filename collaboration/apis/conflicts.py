@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from collaboration import payloads, selectors
-from collaboration.apis.common import raise_for
+from collaboration.apis.common import raise_for, request_user
 from collaboration.errors import CollaborationError
 from collaboration.models import Conflict
 from collaboration.services import conflicts
@@ -23,7 +23,7 @@ class TripConflictsApi(APIView):
     )
     def get(self, request: Request, trip_id: int) -> Response:
         try:
-            trip = selectors.trip_for_member(trip_id=trip_id, user=request.user)
+            trip = selectors.trip_for_member(trip_id=trip_id, user=request_user(request))
         except CollaborationError as error:
             raise_for(error)
         wanted = request.query_params.get("status")
@@ -45,6 +45,7 @@ class TripConflictResolveApi(APIView):
     def post(self, request: Request, trip_id: int, conflict_id: int) -> Response:
         serializer = ResolveSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        assert isinstance(request.data, dict)  # the serializer refuses a body that is not one
         data = serializer.validated_data
         if (data["choice"] == "value") != ("value" in request.data):
             raise exceptions.ValidationError(
@@ -54,7 +55,7 @@ class TripConflictResolveApi(APIView):
             result = conflicts.conflict_resolve(
                 trip_id=trip_id,
                 conflict_id=conflict_id,
-                actor=request.user,
+                actor=request_user(request),
                 choice=data["choice"],
                 value=request.data.get("value"),
                 update_id=data.get("update_id"),

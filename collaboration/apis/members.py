@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from django.contrib.auth.models import User
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
@@ -11,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from collaboration import payloads, selectors
-from collaboration.apis.common import raise_for
+from collaboration.apis.common import raise_for, request_user
 from collaboration.errors import CollaborationError, NotFound
 from collaboration.models import TripMember
 from collaboration.services import members
@@ -26,7 +25,7 @@ class TripMembersApi(APIView):
     @extend_schema(responses=None, summary="Members and roles")
     def get(self, request: Request, trip_id: int) -> Response:
         try:
-            trip = selectors.trip_for_member(trip_id=trip_id, user=request.user)
+            trip = selectors.trip_for_member(trip_id=trip_id, user=request_user(request))
         except CollaborationError as error:
             raise_for(error)
         return Response(selectors.members(trip=trip))
@@ -35,12 +34,13 @@ class TripMembersApi(APIView):
     def post(self, request: Request, trip_id: int) -> Response:
         serializer = MemberSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        actor = request_user(request)
         user = _user(serializer.validated_data["username"])
         try:
-            selectors.trip_for_member(trip_id=trip_id, user=request.user)
+            selectors.trip_for_member(trip_id=trip_id, user=actor)
             member = members.trip_member_set(
                 trip_id=trip_id,
-                actor=request.user,
+                actor=actor,
                 user=user,
                 role=serializer.validated_data["role"],
             )
@@ -52,18 +52,19 @@ class TripMembersApi(APIView):
 class TripMemberApi(APIView):
     @extend_schema(responses=None, summary="Remove a member (owner), or leave")
     def delete(self, request: Request, trip_id: int, user_id: int) -> Response:
+        actor = request_user(request)
         user = selectors.user_with_id(user_id=user_id)
         try:
-            selectors.trip_for_member(trip_id=trip_id, user=request.user)
+            selectors.trip_for_member(trip_id=trip_id, user=actor)
             if user is None:
                 raise NotFound("No such member.", user_id=user_id)
-            members.trip_member_remove(trip_id=trip_id, actor=request.user, user=user)
+            members.trip_member_remove(trip_id=trip_id, actor=actor, user=user)
         except CollaborationError as error:
             raise_for(error)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _user(username: str) -> Any:
+def _user(username: str) -> User:
     user = selectors.active_user(username=username)
     if user is None:
         raise exceptions.ValidationError({"username": ["no active user with this username"]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.contrib.auth.models import User
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
@@ -12,8 +13,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from collaboration import fields, payloads, selectors
-from collaboration.apis.common import int_param, raise_for
+from collaboration.apis.common import int_param, raise_for, request_user
 from collaboration.errors import CollaborationError
+from collaboration.models import Trip
 from collaboration.services import trips
 
 
@@ -29,7 +31,7 @@ class TripFieldsSerializer(serializers.Serializer):
     notes = serializers.JSONField(required=False)
 
 
-def _trip_body(trip: Any, user: Any) -> dict[str, Any]:
+def _trip_body(trip: Trip, user: User) -> dict[str, Any]:
     return {
         **payloads.trip_state(trip),
         "role": selectors.trip_role(trip_id=trip.pk, user_id=user.pk),
@@ -37,7 +39,7 @@ def _trip_body(trip: Any, user: Any) -> dict[str, Any]:
     }
 
 
-def _etag(trip: Any) -> str:
+def _etag(trip: Trip) -> str:
     return f'"{trip.version}"'
 
 
@@ -55,19 +57,21 @@ class TripListApi(APIView):
         operation_id="trips_list",
     )
     def get(self, request: Request) -> Response:
-        listed = selectors.trips_for_user(user=request.user)
-        return Response([_trip_body(trip, request.user) for trip in listed])
+        user = request_user(request)
+        listed = selectors.trips_for_user(user=user)
+        return Response([_trip_body(trip, user) for trip in listed])
 
     @extend_schema(request=TripFieldsSerializer, responses=None, summary="Create a trip you own")
     def post(self, request: Request) -> Response:
+        user = request_user(request)
         data = _fields_from(request)
         if "name" not in data:
             raise exceptions.ValidationError({"name": ["This field is required."]})
         try:
-            trip = trips.trip_create(owner=request.user, **data)
+            trip = trips.trip_create(owner=user, **data)
         except CollaborationError as error:
             raise_for(error)
-        return Response(_trip_body(trip, request.user), status=status.HTTP_201_CREATED)
+        return Response(_trip_body(trip, user), status=status.HTTP_201_CREATED)
 
 
 def _fields_from(request: Request) -> dict[str, Any]:
@@ -94,11 +98,12 @@ def _base_version(request: Request) -> int:
 class TripDetailApi(APIView):
     @extend_schema(responses=None, summary="A trip, with its versions and `seq`")
     def get(self, request: Request, trip_id: int) -> Response:
+        user = request_user(request)
         try:
-            trip = selectors.trip_for_member(trip_id=trip_id, user=request.user)
+            trip = selectors.trip_for_member(trip_id=trip_id, user=user)
         except CollaborationError as error:
             raise_for(error)
-        return Response(_trip_body(trip, request.user), headers={"ETag": _etag(trip)})
+        return Response(_trip_body(trip, user), headers={"ETag": _etag(trip)})
 
     @extend_schema(
         request=TripFieldsSerializer,
@@ -110,6 +115,7 @@ class TripDetailApi(APIView):
         summary="Change fields; 409 with the conflicts when someone else changed them first",
     )
     def patch(self, request: Request, trip_id: int) -> Response:
+        user = request_user(request)
         data = _fields_from(request)
         if not data:
             raise exceptions.ValidationError({"body": ["name at least one field to change"]})
@@ -118,19 +124,24 @@ class TripDetailApi(APIView):
         try:
             results = trips.trip_update_fields(
                 trip_id=trip_id,
-                actor=request.user,
+                actor=user,
                 idempotency_key=key,
                 changes=data,
                 base_version=base_version,
             )
         except CollaborationError as error:
             raise_for(error)
-        trip = selectors.trip_for_member(trip_id=trip_id, user=request.user)
+        trip = selectors.trip_for_member(trip_id=trip_id, user=user)
         body = {
-            **_trip_body(trip, request.user),
+            **_trip_body(trip, user),
             "results": [result.as_dict() for result in results],
         }
-        conflicts = [r.conflict_id for r in results if r.original_status == "conflict"]
+        # A conflict's answer always names its conflict: the None check only narrows the type.
+        conflicts = [
+            r.conflict_id
+            for r in results
+            if r.original_status == "conflict" and r.conflict_id is not None
+        ]
         if conflicts:
             body["conflicts"] = [
                 payloads.conflict_dict(c) for c in selectors.conflicts_with_ids(ids=conflicts)
@@ -150,7 +161,7 @@ class TripEventsApi(APIView):
     )
     def get(self, request: Request, trip_id: int) -> Response:
         try:
-            selectors.trip_for_member(trip_id=trip_id, user=request.user)
+            selectors.trip_for_member(trip_id=trip_id, user=request_user(request))
         except CollaborationError as error:
             raise_for(error)
         after = int_param(request, "after", 0, 0, None)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 import protocol
@@ -31,7 +31,7 @@ class ChatResult:
 
 @transaction.atomic
 def chat_post(
-    *, trip_id: int, author: AbstractBaseUser, text: str, client_id: uuid.UUID | None = None
+    *, trip_id: int, author: User, text: str, client_id: uuid.UUID | None = None
 ) -> ChatResult:
     """Post to the trip's chat (every member, viewers included). A retry with the same
     `client_id` returns the first post. Mentions (`@username`) of members notify them."""
@@ -65,7 +65,7 @@ def chat_post(
     return ChatResult(body, duplicate=False)
 
 
-def _notify_mentions(trip: Trip, message: ChatMessage, author: AbstractBaseUser) -> None:
+def _notify_mentions(trip: Trip, message: ChatMessage, author: User) -> None:
     names = {name.rstrip(".") for name in MENTION.findall(message.text)}
     if not names:
         return

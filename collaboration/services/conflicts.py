@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
@@ -31,9 +31,7 @@ from collaboration.services.notifications import notify
 from metrics import instruments
 
 
-def changed_by_others_since(
-    trip: Trip, field: str, base_version: int, actor: AbstractBaseUser
-) -> bool:
+def changed_by_others_since(trip: Trip, field: str, base_version: int, actor: User) -> bool:
     """Whether someone other than `actor` changed `field` after `base_version`."""
     if trip.field_versions.get(field, 0) <= base_version:
         return False
@@ -65,7 +63,7 @@ def open_conflict(
     field: str,
     base_version: int,
     proposed: Any,
-    actor: AbstractBaseUser,
+    actor: User,
     update_id: uuid.UUID,
 ) -> MutationResult:
     """Record `actor`'s change as a conflict with the value in force; nothing is applied. The
@@ -115,7 +113,7 @@ def conflict_resolve(
     *,
     trip_id: int,
     conflict_id: int,
-    actor: AbstractBaseUser,
+    actor: User,
     choice: str,
     value: Any = None,
     update_id: uuid.UUID | None = None,
@@ -190,9 +188,7 @@ def conflict_resolve(
     return result
 
 
-def _notify_conflict(
-    trip: Trip, conflict: Conflict, actor: AbstractBaseUser, applied_by_id: int
-) -> None:
+def _notify_conflict(trip: Trip, conflict: Conflict, actor: User, applied_by_id: int) -> None:
     """The editor whose value is contested hears of it (the other one got the conflict ack)."""
     recipient = get_user_model().objects.filter(pk=applied_by_id).first()
     if recipient is None:

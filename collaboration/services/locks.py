@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection
 from django.db.transaction import TransactionManagementError
 
@@ -21,7 +21,7 @@ def lock_trip(trip_id: int) -> Trip:
         raise NotFound("No such trip.", trip_id=trip_id) from None
 
 
-def member_role(trip: Trip, user: AbstractBaseUser) -> str:
+def member_role(trip: Trip, user: User) -> str:
     """The user's role on the trip; NotFound for a non-member."""
     role = TripMember.objects.filter(trip=trip, user=user).values_list("role", flat=True).first()
     if role is None:
@@ -29,7 +29,7 @@ def member_role(trip: Trip, user: AbstractBaseUser) -> str:
     return role
 
 
-def lock_for_edit(trip_id: int, actor: AbstractBaseUser) -> tuple[Trip, str]:
+def lock_for_edit(trip_id: int, actor: User) -> tuple[Trip, str]:
     """The trip's row lock and the actor's role in one statement (edits are the hot path);
     refused unless the actor may edit."""
     if not connection.in_atomic_block:  # as the ORM's select_for_update() refuses it
@@ -37,8 +37,10 @@ def lock_for_edit(trip_id: int, actor: AbstractBaseUser) -> tuple[Trip, str]:
     trip = sql.trip_for_edit(trip_id, actor.pk)
     if trip is None:
         raise NotFound("No such trip.", trip_id=trip_id)
-    if trip.actor_role is None:
+    # The raw query's extra column: an attribute of this instance that Trip does not declare.
+    role: str | None = vars(trip)["actor_role"]
+    if role is None:
         raise NotFound("You are not a member of this trip.", trip_id=trip_id)
-    if trip.actor_role not in EDIT_ROLES:
-        raise NotAllowed("Viewers cannot edit this trip.", role=trip.actor_role, trip_id=trip_id)
-    return trip, trip.actor_role
+    if role not in EDIT_ROLES:
+        raise NotAllowed("Viewers cannot edit this trip.", role=role, trip_id=trip_id)
+    return trip, role

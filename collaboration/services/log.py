@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 import protocol
@@ -19,7 +19,7 @@ def record_event(
     trip: Trip,
     type_: str,
     *,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     field: str = "",
     version: int | None = None,
     payload: dict[str, Any],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from collaboration import payloads
@@ -16,9 +16,7 @@ from events.groups import chat_group
 
 
 @transaction.atomic
-def trip_member_set(
-    *, trip_id: int, actor: AbstractBaseUser | None, user: AbstractBaseUser, role: str
-) -> TripMember:
+def trip_member_set(*, trip_id: int, actor: User | None, user: User, role: str) -> TripMember:
     """Add a member or change a role. `actor=None` is for trusted code (management commands)."""
     trip = lock_trip(trip_id)
     _require_owner(trip, actor)
@@ -40,7 +38,7 @@ def trip_member_set(
 
 
 @transaction.atomic
-def trip_member_remove(*, trip_id: int, actor: AbstractBaseUser, user: AbstractBaseUser) -> None:
+def trip_member_remove(*, trip_id: int, actor: User, user: User) -> None:
     """Remove a member (an owner may remove anyone; anyone may leave). The last owner stays."""
     trip = lock_trip(trip_id)
     if actor.pk != user.pk:
@@ -56,19 +54,19 @@ def trip_member_remove(*, trip_id: int, actor: AbstractBaseUser, user: AbstractB
     trip.save(update_fields=["seq", "log_floor", "updated_at"])
 
 
-def _require_owner(trip: Trip, actor: AbstractBaseUser | None) -> None:
+def _require_owner(trip: Trip, actor: User | None) -> None:
     if actor is not None and member_role(trip, actor) != Role.OWNER:
         raise NotAllowed("Only an owner can manage the members of this trip.")
 
 
-def _keep_an_owner(trip: Trip, leaving: AbstractBaseUser) -> None:
+def _keep_an_owner(trip: Trip, leaving: User) -> None:
     others = TripMember.objects.filter(trip=trip, role=Role.OWNER).exclude(user=leaving)
     if not others.exists():
         raise InvalidChange("A trip must keep at least one owner.", field="role")
 
 
 def _notify_membership(
-    trip: Trip, user: AbstractBaseUser, role: str, *, added: bool, actor: AbstractBaseUser | None
+    trip: Trip, user: User, role: str, *, added: bool, actor: User | None
 ) -> None:
     by = actor.get_username() if actor is not None else "TripSage"
     notify(

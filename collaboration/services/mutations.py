@@ -9,7 +9,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from collaboration import fields, payloads, sql
@@ -36,7 +36,7 @@ class MutationResult:
 
 
 def apply_change(
-    trip: Trip, *, field: str, value: Any, actor: AbstractBaseUser, update_id: str | None
+    trip: Trip, *, field: str, value: Any, actor: User, update_id: str | None
 ) -> dict[str, Any]:
     """Set the field, bump the versions, note who changed it, and log `trip.updated`."""
     setattr(trip, field, value)
@@ -92,7 +92,7 @@ def first_answer(
 
 
 def previous_answer(
-    trip: Trip, actor: AbstractBaseUser, update_id: uuid.UUID, request: dict[str, Any]
+    trip: Trip, actor: User, update_id: uuid.UUID, request: dict[str, Any]
 ) -> MutationResult | None:
     """The first answer to this `update_id`, if it was used before."""
     stored = sql.client_mutation(trip.pk, actor.pk, update_id)
@@ -109,7 +109,7 @@ def previous_answer(
 
 def remember(
     trip: Trip,
-    actor: AbstractBaseUser,
+    actor: User,
     update_id: uuid.UUID,
     request: dict[str, Any],
     result: MutationResult,

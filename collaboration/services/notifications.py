@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -17,7 +17,7 @@ from events.groups import user_notifications_group
 
 def notify(
     *,
-    recipient: AbstractBaseUser,
+    recipient: User,
     kind: str,
     title: str,
     body: str = "",
@@ -48,9 +48,7 @@ def notify(
 
 
 @transaction.atomic
-def notification_read(
-    *, user: AbstractBaseUser, ids: list[int] | None = None
-) -> tuple[list[int], int]:
+def notification_read(*, user: User, ids: list[int] | None = None) -> tuple[list[int], int]:
     """Mark the user's notifications read (`ids=None`: all). Every socket of the user hears
     which ones and the new unread count. Ids of others' notifications are ignored, not probed."""
     unread = Notification.objects.select_for_update().filter(recipient=user, read_at__isnull=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from collaboration import fields, sql
@@ -28,7 +28,7 @@ from collaboration.services.mutations import (
 
 
 @transaction.atomic
-def trip_create(*, owner: AbstractBaseUser, name: str, **values: Any) -> Trip:
+def trip_create(*, owner: User, name: str, **values: Any) -> Trip:
     """A new trip with `owner` as its owner. Values are wire values, validated like edits."""
     cleaned = {"name": fields.clean("name", name)}
     for field, value in values.items():
@@ -43,7 +43,7 @@ def trip_create(*, owner: AbstractBaseUser, name: str, **values: Any) -> Trip:
 def trip_update(
     *,
     trip_id: int,
-    actor: AbstractBaseUser,
+    actor: User,
     update_id: uuid.UUID,
     field: str,
     value: Any,
@@ -62,7 +62,7 @@ def trip_update(
 def trip_update_fields(
     *,
     trip_id: int,
-    actor: AbstractBaseUser,
+    actor: User,
     idempotency_key: str,
     changes: dict[str, Any],
     base_version: int,
@@ -90,7 +90,7 @@ def trip_update_fields(
 
 def _update_field(
     trip: Trip,
-    actor: AbstractBaseUser,
+    actor: User,
     update_id: uuid.UUID,
     field: str,
     value: Any,
