@@ -19,6 +19,18 @@ def _invalid(field: str, message: str) -> InvalidChange:
     return InvalidChange(f"{field}: {message}", field=field)
 
 
+def check_storable_text(field: str, value: str) -> None:
+    """Refuse what a database cannot store (PostgreSQL refuses NUL in text and jsonb) or
+    UTF-8 cannot encode (a lone surrogate such as JSON's "\\ud800"): the field's validation
+    error, never a database error."""
+    if "\x00" in value:
+        raise _invalid(field, "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid(field, "must be valid Unicode text (a lone surrogate is not)") from None
+
+
 def clean(field: str, value: Any) -> Any:
     """The Python value for a wire value, or InvalidChange naming the field."""
     if field not in EDITABLE_FIELDS:
@@ -26,6 +38,7 @@ def clean(field: str, value: Any) -> Any:
     if field in _MAX_LENGTH:
         if not isinstance(value, str):
             raise _invalid(field, "must be a string")
+        check_storable_text(field, value)
         value = value.strip() if field != "notes" else value
         if field == "name" and not value:
             raise _invalid(field, "must not be empty")

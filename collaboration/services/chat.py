@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 import protocol
-from collaboration import payloads
+from collaboration import fields, payloads
 from collaboration.errors import InvalidChange
 from collaboration.models import ChatMessage, Notification, Trip, TripMember
 from collaboration.services.locks import lock_trip, member_role
@@ -36,6 +36,7 @@ def chat_post(
     """Post to the trip's chat (every member, viewers included). A retry with the same
     `client_id` returns the first post. Mentions (`@username`) of members notify them."""
     text = text.replace("\x00", "").strip() if isinstance(text, str) else ""
+    fields.check_storable_text("text", text)
     if not text:
         raise InvalidChange("A chat message needs some text.", field="text")
     if len(text) > settings.CHAT_MAX_LENGTH:

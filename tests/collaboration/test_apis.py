@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -193,3 +195,34 @@ def test_conflicts_listed_and_resolved_over_rest(crew):
     assert str(trip.budget) == "3500.00"
     assert Conflict.objects.get().resolved_by == bob
     assert as_user(alice).get(f"/api/trips/{trip.pk}/conflicts/?status=bogus").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("name", "a\u0000b", "NUL"),
+        ("destination", "Lis\u0000bon", "NUL"),
+        ("notes", "pack \ud800 socks", "surrogate"),
+        ("name", "\udfff", "surrogate"),
+    ],
+)
+def test_text_the_database_refuses_is_the_fields_validation_error(crew, field, value, problem):
+    alice, *_, trip = crew
+    # As a client sends them: JSON escapes ("\\u0000", "\\ud800"), which parse into these strings.
+    patched = as_user(alice).patch(
+        f"/api/trips/{trip.pk}/",
+        json.dumps({field: value}),
+        content_type="application/json",
+        HTTP_IF_MATCH='"1"',
+    )
+    created = as_user(alice).post(
+        "/api/trips/", json.dumps({"name": "Ok", field: value}), content_type="application/json"
+    )
+    for response in (patched, created):
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["code"] == "INVALID_MESSAGE_FORMAT"
+        assert field in error["details"]["fields"]
+        assert problem in str(error["details"]["fields"][field])
+    trip.refresh_from_db()
+    assert trip.version == 1 and getattr(trip, field) != value

@@ -159,3 +159,12 @@ def test_rest_notifications_list_count_and_read(crew):
     refused = client.post(f"/api/notifications/{other.pk}/read/")
     assert refused.status_code == 404
     assert client.post("/api/notifications/read-all/").json()["unread_count"] == 0
+
+
+def test_chat_text_with_a_lone_surrogate_is_the_text_fields_error(crew):
+    alice, *_, trip = crew
+    with pytest.raises(InvalidChange) as error:
+        chat.chat_post(trip_id=trip.pk, author=alice, text="see you \ud800 there")
+    assert error.value.field == "text"
+    assert "surrogate" in error.value.message
+    assert not ChatMessage.objects.filter(trip=trip).exists()

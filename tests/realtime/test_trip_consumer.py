@@ -537,3 +537,19 @@ async def test_a_late_event_is_never_shown_twice_after_a_gap_fill(
         seen = [(m["seq"], m["value"]) for m in seen] + await _updates_until_echo(ws)
         assert seen == [(first + 1, values[0]), (first + 2, values[1])]
     await ws.close()
+
+
+@pytest.mark.parametrize("value", ["a\u0000b", "pack \ud800 socks"])
+async def test_an_edit_the_database_would_refuse_is_the_fields_error_and_the_socket_lives_on(
+    live, crew, value
+):
+    alice, _, _, trip = crew
+    ws, _ = await join(live, trip, alice)
+    await send_json(ws, update_msg("notes", value, 1, id_="bad"))
+    error = await recv_until(ws, is_type("error", request_id="bad"))
+    assert error["error"]["code"] == "INVALID_MESSAGE_FORMAT"
+    assert error["error"]["details"] == {"reason": "invalid_value", "field": "notes"}
+    await send_json(ws, update_msg("notes", "fine", 1, id_="good"))
+    assert (await recv_until(ws, is_type("ack", request_id="good")))["status"] == "applied"
+    assert (await get_trip(trip.pk)).notes == "fine"
+    await ws.close()
