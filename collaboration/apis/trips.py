@@ -85,12 +85,17 @@ def _fields_from(request: Request) -> dict[str, Any]:
     return dict(request.data)
 
 
+MAX_VERSION_DIGITS = 18  # every 18-digit number fits PostgreSQL's bigint
+
+
 def _base_version(request: Request) -> int:
     header = request.headers.get("If-Match")
     if not header:
         raise PreconditionRequired()
     raw = header.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit():
+    # ASCII digits only (str.isdigit also takes "²", which int() refuses), and no more than a
+    # bigint holds (int() also refuses over 4,300 digits): anything else is no trip version.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_VERSION_DIGITS):
         raise exceptions.ValidationError({"If-Match": ['must be a trip version, e.g. "7"']})
     return int(raw)
 

@@ -226,3 +226,14 @@ def test_text_the_database_refuses_is_the_fields_validation_error(crew, field, v
         assert problem in str(error["details"]["fields"][field])
     trip.refresh_from_db()
     assert trip.version == 1 and getattr(trip, field) != value
+
+
+@pytest.mark.parametrize("if_match", ['"' + "9" * 5000 + '"', "9" * 19, '"\u00b2"', '"\u0663"'])
+def test_an_if_match_that_is_no_trip_version_is_a_400(crew, if_match):
+    alice, *_, trip = crew
+    response = as_user(alice).patch(
+        f"/api/trips/{trip.pk}/", {"name": "X"}, format="json", HTTP_IF_MATCH=if_match
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "INVALID_MESSAGE_FORMAT"
+    assert "If-Match" in response.json()["error"]["details"]["fields"]
