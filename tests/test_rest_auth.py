@@ -105,3 +105,21 @@ def test_openapi_schema_lists_the_api(client):
         "/api/trips/{trip_id}/conflicts/",
         "/api/trips/{trip_id}/conflicts/{conflict_id}/resolve/",
     } <= set(schema["paths"])
+
+
+@pytest.mark.parametrize("gone", ["deleted", "deactivated"])
+def test_refreshing_the_token_of_a_deleted_or_inactive_user_is_a_401(client, alice, gone):
+    pair = client.post(
+        "/api/auth/token/", {"username": "alice", "password": factories.PASSWORD}, format="json"
+    ).json()
+    if gone == "deleted":
+        alice.delete()
+    else:
+        alice.is_active = False
+        alice.save()
+    response = client.post("/api/auth/token/refresh/", {"refresh": pair["refresh"]}, format="json")
+    assert response.status_code == 401, response.content
+    body = response.json()
+    assert body["type"] == "error"
+    assert body["error"]["code"] == "AUTHENTICATION_FAILED"
+    assert "access" not in body

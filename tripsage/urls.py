@@ -4,13 +4,14 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenVerifyView
 
 from agents import apis as agent_apis
 from collaboration import views
 from collaboration.apis import chat, conflicts, me, members, notifications, trips
 from metrics import apis as metrics_apis
 from metrics import views as metrics_views
+from realtime.token_views import TokenRefreshView
 
 
 def index(request: HttpRequest) -> JsonResponse:
