@@ -1,0 +1,136 @@
+"""Fault tests: each test starts its own Redis on a free port (never the shared one, which other
+tests and sessions use) and its own two daphne processes on it, sharing the test database.
+
+`redis` is the test's Redis, which a test may freeze (SIGSTOP), kill and restart empty, or wipe;
+`processes` are two daphne processes on it with short timers, so that what heals on a timer heals
+within a test (docs/reliability.md gives the production timings)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_py
+
+from tests.conftest import DaphneServer, start_daphne
+
+# Short timers for every chaos process: heartbeat (and with it the convergence check), presence
+# keeper, connection leases; docs/reliability.md measures the production defaults.
+CHAOS_TIMINGS = {
+    "REALTIME_HEARTBEAT_SECONDS": "1",
+    "REALTIME_HEARTBEAT_TIMEOUT_SECONDS": "30",
+    "PRESENCE_TTL_SECONDS": "3",
+    "PRESENCE_REFRESH_SECONDS": "0.5",
+    "EDITING_TTL_SECONDS": "30",
+    "REALTIME_CONNECTION_LEASE_SECONDS": "3",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of the test's own, without persistence: a restart comes back empty."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        if not shutil.which("redis-server"):
+            pytest.fail("redis-server is needed (apt-get install redis-server)", pytrace=False)
+        self.port = _free_port()
+        self.dir = tmp_dir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis_py.Redis:
+        return redis_py.Redis.from_url(self.url, socket_timeout=5)
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                   "--save", "", "--appendonly", "no", "--dir", str(self.dir)]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.client().ping():
+                    return
+            except redis_py.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers, as in a partition."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a frozen process cannot die otherwise
+            self.process.kill()
+            self.process.wait()
+
+    def restart_empty(self) -> None:
+        self.kill()
+        self.start()
+
+    def flushall(self) -> None:
+        self.client().flushall()
+
+    def stop(self) -> None:
+        self.kill()
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_process(
+    redis: RedisServer,
+    django_db_blocker: object,
+    tmp_path: Path,
+) -> Iterator[Callable[..., DaphneServer]]:
+    """Start a daphne process on the test's Redis (stopped when the test ends)."""
+    started: list[DaphneServer] = []
+
+    def start(name: str, **overrides: str) -> DaphneServer:
+        env = {**CHAOS_TIMINGS, "REDIS_URL": redis.url, **overrides}
+        with django_db_blocker.unblock():  # type: ignore[attr-defined]
+            server = start_daphne(tmp_path, name, **env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def processes(
+    transactional_db: None, start_process: Callable[..., DaphneServer]
+) -> tuple[DaphneServer, DaphneServer]:
+    """Two daphne processes on the test's Redis, sharing the test database."""
+    return start_process("chaos-a"), start_process("chaos-b")
+
+
+def tracebacks(server: DaphneServer) -> list[str]:
+    """The tracebacks in a process's log (a fault test expects those it caused, no others)."""
+    return [block for block in server.log().split("Traceback")[1:]]
