@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +117,13 @@ def events_after(*, trip_id: int, after: int, limit: int | None = None) -> Event
         current_seq=trip.seq,
         complete=True,
     )
+
+
+def stream_heads(*, trip_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+    """The last `seq` of each trip's event stream and chat stream ({"seq": .., "chat_seq": ..}),
+    in one query: what every socket on these trips must reach (realtime.convergence)."""
+    rows = Trip.objects.filter(pk__in=list(trip_ids)).values_list("pk", "seq", "chat_seq")
+    return {pk: {"seq": seq, "chat_seq": chat_seq} for pk, seq, chat_seq in rows}
 
 
 # -- chat ------------------------------------------------------------------------------------

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import partial
 from typing import Any
 
 from django.db import transaction
+from django.dispatch import Signal
 
 from events.fanout import channel_layer, fanout
 from events.groups import USERS_GROUP
 
+logger = logging.getLogger(__name__)
+
+# Sent when a publish after commit failed (Redis away, or slower than PUBLISH_TIMEOUT_SECONDS),
+# with `group` and `error`; metrics counts it (tripsage_publish_failures_total).
+publish_failed = Signal()
+
 
 def _group_send(group: str, event: dict[str, Any]) -> None:
+    """Publish a committed change: bounded in time, and its failure is logged and counted, never
+    raised into the request that committed it. The sockets that missed it catch up from the log
+    (realtime.convergence)."""
     event = {**event, "published_at": time.time()}  # for tripsage_fanout_latency_seconds
-    fanout().publish_blocking(group, event)  # realtime.layers: one PUBLISH, no event loop hop
+    try:
+        fanout().publish_blocking(group, event)  # realtime.layers: one PUBLISH, no loop hop
+    except Exception as error:
+        logger.warning(
+            "publishing %s to %s failed after commit (%s: %s); its sockets catch up from the log",
+            event.get("type"),
+            group,
+            type(error).__name__,
+            error,
+        )
+        publish_failed.send(sender=None, group=group, error=error)
 
 
 def broadcast_on_commit(group: str, event: dict[str, Any]) -> None:

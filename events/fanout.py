@@ -9,12 +9,14 @@ code path serves both: without direct delivery every message goes through the co
 from __future__ import annotations
 
 import abc
+import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 # A direct handler answers at once: False (queue the message as usual), True (nothing to send),
@@ -48,8 +50,15 @@ class Fanout(abc.ABC):
         """Messages for `channel` dropped over capacity so far (per-connection metrics)."""
 
     @abc.abstractmethod
+    def on_resubscribed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (in the event loop) each time the layer's subscriptions are restored
+        after losing Redis: whatever was published meanwhile is lost (realtime.convergence)."""
+
+    @abc.abstractmethod
     def publish_blocking(self, group: str, message: dict[str, Any]) -> None:
-        """`group_send` from synchronous code (transaction.on_commit callbacks)."""
+        """`group_send` from synchronous code (transaction.on_commit callbacks), waiting at most
+        PUBLISH_TIMEOUT_SECONDS: raises when Redis is away or slower (events.broadcast logs and
+        counts it)."""
 
 
 class PlainFanout(Fanout):
@@ -70,8 +79,15 @@ class PlainFanout(Fanout):
     def dropped(self, channel: str) -> int:
         return 0
 
+    def on_resubscribed(self, callback: Callable[[], None]) -> None:
+        pass  # a plain layer does not say; the periodic check still covers what it lost
+
     def publish_blocking(self, group: str, message: dict[str, Any]) -> None:
-        async_to_sync(self.layer.group_send)(group, message)
+        async_to_sync(self._publish)(group, message)
+
+    async def _publish(self, group: str, message: dict[str, Any]) -> None:
+        async with asyncio.timeout(settings.PUBLISH_TIMEOUT_SECONDS):
+            await self.layer.group_send(group, message)
 
 
 _adapters: weakref.WeakKeyDictionary[Any, PlainFanout] = weakref.WeakKeyDictionary()

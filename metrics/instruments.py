@@ -36,6 +36,18 @@ LAYER_RECONNECTS = Counter(
     "tripsage_layer_reconnects_total",
     "Times the channel layer's Redis subscription was lost and re-established.",
 )
+PUBLISH_FAILURES = Counter(
+    "tripsage_publish_failures_total",
+    "Publishes after commit that failed or timed out (PUBLISH_TIMEOUT_SECONDS), by the "
+    "connection type of the group; the sockets catch up from the log.",
+    ["connection_type"],
+)
+STREAM_CATCH_UPS = Counter(
+    "tripsage_stream_catch_ups_total",
+    "Sockets found behind their stream's head a full check interval after it was read, and "
+    "sent what they missed from the log (realtime.convergence).",
+    ["connection_type"],
+)
 LAYER_HELD = Counter(
     "tripsage_layer_held_total",
     "Group events that arrived ahead of their seq and were held by the channel layer, by how "

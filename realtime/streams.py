@@ -104,6 +104,13 @@ class OrderedStream:
             self.last_seq = seq
             return True
 
+    async def catch_up(self, up_to: int) -> None:
+        """Fill from the log up to `up_to` if the socket is still behind it (realtime.convergence:
+        the events were lost on their way, and no next event came to reveal the gap)."""
+        async with self.fast_path_paused():
+            if up_to > self.last_seq and not self.socket.closing:
+                await self._fill_gap(up_to)
+
     async def send_missed(
         self,
         missed: Iterable[dict[str, Any]],

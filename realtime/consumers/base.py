@@ -27,6 +27,7 @@ from protocol import AuthFailureReason, ClientMessage, CloseCode, ErrorCode, Pro
 from realtime.admission import RateLimitedConsumer
 from realtime.auth import AuthContext, AuthFailure
 from realtime.connections import connections
+from realtime.convergence import stream_check
 from realtime.throttling import message_rate
 from realtime.timers import ticker
 from realtime.token_refresh import TokenRefreshConsumer
@@ -50,6 +51,8 @@ def domain_error(error: CollaborationError, request_id: str | None) -> ProtocolE
 
 class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
     client_messages: ClassVar[tuple[type[ClientMessage], ...]] = ()
+    # Trip and chat sockets: the Trip column holding their stream's head (realtime.convergence).
+    stream_column: ClassVar[str | None] = None
     _registry: ClassVar[dict[str, type[ClientMessage]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -168,6 +171,8 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
         await self.send_budget()
         ticker().add(self)
         await self.on_connected()
+        if self.stream_column is not None:
+            stream_check().start()
 
     async def websocket_disconnect(self, message: WebSocketDisconnectEvent) -> None:
         self.closing = True
@@ -248,6 +253,12 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
                     request_id=request_id,
                 )
             )
+
+    async def stream_catch_up(self, event: dict[str, Any]) -> None:
+        """realtime.convergence found this socket behind its stream's head: fill from the log."""
+        stream = getattr(self, "stream", None)
+        if stream is not None and not self.closing:
+            await stream.catch_up(event["seq"])
 
     # -- closed from outside (realtime.connections) -------------------------------------------
 

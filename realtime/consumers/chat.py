@@ -30,6 +30,7 @@ class ChatConsumer(RealtimeConsumer):
         protocol.Resume,
     )
     stream: OrderedStream  # the trip's chat messages, from this socket's history on
+    stream_column = "chat_seq"  # the stream's head in the database (realtime.convergence)
 
     async def authorize(self) -> None:
         self.trip_id = int(self.scope["url_route"]["kwargs"]["trip_id"])

@@ -33,6 +33,7 @@ class TripConsumer(RealtimeConsumer):
         protocol.Echo,
     )
     stream: OrderedStream  # the trip's events, from this socket's snapshot on
+    stream_column = "seq"  # the stream's head in the database (realtime.convergence)
 
     # -- connect and disconnect ---------------------------------------------------------------
 

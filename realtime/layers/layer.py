@@ -38,6 +38,8 @@ import redis
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from django.utils.module_loading import import_string
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from events.fanout import DirectHandler, Fanout
 from metrics import instruments
@@ -59,6 +61,7 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         reorder_wait: float = 0.1,
         reorder_limit: int = 100,
         fanout_latency_label: str | None = None,
+        publish_timeout: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
@@ -71,6 +74,7 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
             self.url, self.client_options = host, {}
         self.client_options.setdefault("socket_timeout", None)
         self.prefix = prefix
+        self.publish_timeout = publish_timeout  # seconds a publish waits for Redis at most
         self.ordered_types = frozenset(ordered_types)
         self.reorder_wait = reorder_wait  # seconds an early event waits for the ones before it
         self.reorder_limit = reorder_limit  # events held per group at most
@@ -90,6 +94,7 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         self.channel_capacity = self.compile_capacities(self.channel_capacity)  # type: ignore[assignment]
         self._states: dict[asyncio.AbstractEventLoop, LoopState] = {}
         self._blocking: redis.Redis | None = None
+        self.resubscribed: list[Callable[[], None]] = []  # on_resubscribed's callbacks
 
     def group_key(self, group: str) -> str:
         return self.group_prefix + group
@@ -129,14 +134,17 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         assert self.require_valid_channel_name(channel)
-        state = await self._state()
         owner = channel.split("!", 1)[0].rsplit(".", 1)[-1]
         if owner == self.process_id:
+            # A channel of this process: no Redis involved, so it works while Redis is away
+            # (the listener's state exists once the channel does).
+            state = self._states.get(asyncio.get_running_loop()) or await self._state()
             inbox = state.inboxes.get(channel)
             if inbox is not None and len(inbox.items) >= self.get_capacity(channel):
                 raise ChannelFull(channel)
             state.deliver(channel, message)
             return
+        state = await self._state()
         packed = msgpack.packb({"c": channel, "m": message}, use_bin_type=True)
         await state.client.publish(f"{self.prefix}:p:{owner}", packed)
 
@@ -178,16 +186,33 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
             await state.pubsub.unsubscribe(self.group_key(group))
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """Publish to the group; raises TimeoutError when Redis takes longer than
+        `publish_timeout` (a frozen Redis never holds the caller)."""
         assert self.require_valid_group_name(group)
         state = await self._state()
-        await state.client.publish(self.group_key(group), msgpack.packb(message, use_bin_type=True))
+        packed = msgpack.packb(message, use_bin_type=True)
+        async with asyncio.timeout(self.publish_timeout):
+            await state.client.publish(self.group_key(group), packed)
 
     def publish_blocking(self, group: str, message: dict[str, Any]) -> None:
-        """The same, from synchronous code (on_commit callbacks), without an event loop."""
+        """The same, from synchronous code (on_commit callbacks), without an event loop: at
+        most `publish_timeout` for the connect and as much for the reply, and one retry on a
+        fresh connection when the pooled one turns out dead (Redis restarted), none on a
+        timeout."""
         assert self.require_valid_group_name(group)
         if self._blocking is None:
-            self._blocking = redis.Redis.from_url(self.url, socket_connect_timeout=5)
+            self._blocking = redis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=self.publish_timeout,
+                socket_timeout=self.publish_timeout,
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+            )
         self._blocking.publish(self.group_key(group), msgpack.packb(message, use_bin_type=True))
+
+    def on_resubscribed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` each time the listener is subscribed again after losing Redis."""
+        if callback not in self.resubscribed:
+            self.resubscribed.append(callback)
 
     # -- ordered streams ----------------------------------------------------------------------
 

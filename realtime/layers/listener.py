@@ -50,12 +50,20 @@ class LoopState:
 
     async def _listen(self) -> None:
         backoff = 0.1
+        lost = False
         while True:
             try:
                 self.pubsub = self.client.pubsub()
                 channels = [self.layer.process_channel, *map(self.layer.group_key, self.groups)]
                 await self.pubsub.subscribe(*channels)
                 self.ready.set()
+                if lost:  # whatever was published meanwhile is lost: say so
+                    lost = False
+                    for callback in self.layer.resubscribed:
+                        try:
+                            callback()
+                        except Exception:
+                            logger.exception("a resubscription callback failed")
                 backoff = 0.1
                 while True:
                     wait = self.streams.wait(IDLE_SWEEP_SECONDS)
@@ -71,6 +79,7 @@ class LoopState:
             except Exception:
                 # Messages published while we are away are lost (at most once); seq repairs.
                 self.ready.clear()
+                lost = True
                 try:  # held events wait for nothing now; streams restart after the outage
                     await self._release_overdue(everything=True)
                 except Exception:

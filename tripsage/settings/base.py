@@ -134,6 +134,9 @@ CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
 # "core" (plain Channels layers: the same code path, without the extras; events.fanout).
 # docs/performance.md has the figures behind the default.
 REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "fanout")
+# A publish after commit waits at most this long for Redis; then it is logged and counted
+# (tripsage_publish_failures_total) and the sockets catch up from the log (docs/reliability.md).
+PUBLISH_TIMEOUT_SECONDS = env_float("PUBLISH_TIMEOUT_SECONDS", 1.0)
 _LAYER_BACKENDS = {
     "fanout": "realtime.layers.FanoutChannelLayer",
     "core": "channels_redis.core.RedisChannelLayer",
@@ -176,6 +179,8 @@ if REDIS_URL:
             # Group name -> connection type, the label of tripsage_fanout_latency_seconds,
             # which the layer then measures once per event and process.
             fanout_latency_label="events.groups.connection_type_of",
+            # A publish waits at most this long for Redis (events.broadcast).
+            publish_timeout=PUBLISH_TIMEOUT_SECONDS,
         )
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -254,6 +259,11 @@ REALTIME_HEARTBEAT_SECONDS = env_float("REALTIME_HEARTBEAT_SECONDS", 30.0)
 REALTIME_HEARTBEAT_TIMEOUT_SECONDS = env_float(
     "REALTIME_HEARTBEAT_TIMEOUT_SECONDS", 2 * REALTIME_HEARTBEAT_SECONDS + 10
 )
+# Each process checks this often that its trip and chat sockets reached the head of their streams
+# in the database; a socket still behind the head of the check before catches up from the log.
+# So every socket converges within two checks of any lost event (Redis away, frozen, wiped, a
+# dropped message) with no further edit by anyone (realtime.convergence, docs/reliability.md).
+REALTIME_STREAM_CHECK_SECONDS = env_float("REALTIME_STREAM_CHECK_SECONDS", 5.0)
 # Time a socket may outlive its access token while the client fetches a new one.
 REALTIME_TOKEN_GRACE_SECONDS = env_float("REALTIME_TOKEN_GRACE_SECONDS", 30.0)
 # A ping after every this much traffic to a socket: its pong acknowledges what came before.
