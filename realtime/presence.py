@@ -38,7 +38,9 @@ class PresenceTracker:
     def __init__(self, backend: MemoryBackend | RedisBackend) -> None:
         self.backend = backend
         self.local: dict[int, dict[str, Any]] = defaultdict(dict)  # trip -> connection -> user
-        self.editing: dict[tuple[int, str], set[str]] = defaultdict(set)  # (trip, conn) -> fields
+        # (trip, connection) -> {field: expiry}: this process's editing indicators, which the
+        # keeper puts back if Redis lost them.
+        self.editing: dict[tuple[int, str], dict[str, float]] = defaultdict(dict)
         self._keeper: asyncio.Task[None] | None = None
         self._pending: dict[int, dict[str, bool]] = {}  # trip -> what changed since last publish
         # The last state read per trip with local sockets: a join answers from it (plus itself)
@@ -52,7 +54,9 @@ class PresenceTracker:
         self._ensure_keeper()
         expires = time.time() + settings.PRESENCE_TTL_SECONDS
         await self.backend.touch(trip_id, PRESENCE, {presence_member(connection_id, user): expires})
-        self._publish(trip_id, presence=True, editing=False)
+        # The editing state goes out too: this process's cached state, which the new socket's
+        # snapshot shows, may predate another process's indicator (or Redis losing it).
+        self._publish(trip_id, presence=True, editing=True)
         cached = self.states.get(trip_id)
         if cached is None:
             cached = self.states[trip_id] = await self.current(trip_id)
@@ -64,7 +68,7 @@ class PresenceTracker:
         if not self.local[trip_id]:
             del self.local[trip_id]
             self.states.pop(trip_id, None)
-        fields = self.editing.pop((trip_id, connection_id), set())
+        fields = self.editing.pop((trip_id, connection_id), {})
         await self.backend.remove(trip_id, PRESENCE, [presence_member(connection_id, user)])
         if fields:
             await self.backend.remove(
@@ -73,15 +77,15 @@ class PresenceTracker:
         self._publish(trip_id, presence=True, editing=bool(fields))
 
     async def editing_start(self, trip_id: int, connection_id: str, user: Any, field: str) -> None:
-        self.editing[(trip_id, connection_id)].add(field)
         expires = time.time() + settings.EDITING_TTL_SECONDS
+        self.editing[(trip_id, connection_id)][field] = expires
         await self.backend.touch(
             trip_id, EDITING, {editing_member(connection_id, user, field): expires}
         )
         self._publish(trip_id, presence=False, editing=True)
 
     async def editing_stop(self, trip_id: int, connection_id: str, user: Any, field: str) -> None:
-        self.editing[(trip_id, connection_id)].discard(field)
+        self.editing[(trip_id, connection_id)].pop(field, None)
         await self.backend.remove(trip_id, EDITING, [editing_member(connection_id, user, field)])
         self._publish(trip_id, presence=False, editing=True)
 
@@ -146,15 +150,26 @@ class PresenceTracker:
                 logger.exception("presence keeper tick failed; retrying next interval")
 
     async def tick(self) -> None:
-        """Renew this process's entries, then sweep expired ones (any process's) on its trips."""
+        """Renew this process's entries, then sweep expired ones (any process's) on its trips.
+        Entries Redis lost (a restart without persistence, FLUSHALL, a failover to a replica
+        that lagged) are put back from this process's live sockets, and the trip's sockets are
+        sent the rebuilt state: exact again within one interval."""
         now = time.time()
         for trip_id, connections in list(self.local.items()):
             presence = {
                 presence_member(conn, user): now + settings.PRESENCE_TTL_SECONDS
                 for conn, user in connections.items()
             }
-            await self.backend.touch(trip_id, PRESENCE, presence)
-            if await self.backend.sweep(trip_id, now):
+            restored = await self.backend.touch(trip_id, PRESENCE, presence)
+            editing = {
+                editing_member(conn, user, field): expires
+                for conn, user in connections.items()
+                for field, expires in self.editing.get((trip_id, conn), {}).items()
+                if expires > now
+            }
+            restored_editing = await self.backend.touch(trip_id, EDITING, editing) if editing else 0
+            swept = await self.backend.sweep(trip_id, now)
+            if restored or restored_editing or swept:
                 self._publish(trip_id, presence=True, editing=True)
 
 

@@ -69,8 +69,11 @@ class MemoryBackend:
         self.sets: dict[str, dict[str, float]] = defaultdict(dict)
         self.versions: dict[int, int] = defaultdict(int)
 
-    async def touch(self, trip_id: int, kind: str, members: dict[str, float]) -> None:
-        self.sets[f"{kind}-{trip_id}"].update(members)
+    async def touch(self, trip_id: int, kind: str, members: dict[str, float]) -> int:
+        entries = self.sets[f"{kind}-{trip_id}"]
+        added = sum(member not in entries for member in members)
+        entries.update(members)
+        return added
 
     async def remove(self, trip_id: int, kind: str, members: list[str]) -> int:
         entries = self.sets[f"{kind}-{trip_id}"]
@@ -127,13 +130,15 @@ class RedisBackend:
     def _key(self, trip_id: int, kind: str) -> str:
         return f"{self.prefix}-{kind}-trip-{trip_id}"
 
-    async def touch(self, trip_id: int, kind: str, members: dict[str, float]) -> None:
+    async def touch(self, trip_id: int, kind: str, members: dict[str, float]) -> int:
+        """Add or renew entries; returns how many were missing (Redis lost them)."""
         key = self._key(trip_id, kind)
         async with self._client().pipeline(transaction=False) as pipe:
             pipe.zadd(key, members)
             # Abandoned keys vanish on their own.
             pipe.expire(key, int(settings.PRESENCE_TTL_SECONDS + settings.EDITING_TTL_SECONDS) * 2)
-            await pipe.execute()
+            added, _ = await pipe.execute()
+        return int(added)
 
     async def remove(self, trip_id: int, kind: str, members: list[str]) -> int:
         if not members:
@@ -154,6 +159,10 @@ class RedisBackend:
     async def state(self, trip_id: int, now: float, *, bump: bool) -> TripPresence:
         version_key = self._key(trip_id, "version")
         async with self._client().pipeline(transaction=True) as pipe:
+            # A missing version (a new trip, or Redis lost its data) starts at the time in
+            # microseconds: past every version counted since an earlier start, so sockets,
+            # which drop a state no newer than the last they showed, take the rebuilt one.
+            pipe.set(version_key, int(now * 1_000_000), nx=True)
             if bump:
                 pipe.incr(version_key)
             else:
@@ -161,6 +170,6 @@ class RedisBackend:
             pipe.expire(version_key, 86400)
             pipe.zrangebyscore(self._key(trip_id, PRESENCE), f"({now}", "+inf", withscores=True)
             pipe.zrangebyscore(self._key(trip_id, EDITING), f"({now}", "+inf", withscores=True)
-            version, _, presence, editing = await pipe.execute()
+            _, version, _, presence, editing = await pipe.execute()
         decode = lambda rows: [(m.decode(), float(s)) for m, s in rows]  # noqa: E731
         return summarize(int(version or 0), decode(presence), decode(editing))

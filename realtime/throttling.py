@@ -319,7 +319,10 @@ class Throttle:
                         by_user[user][connection] = expiry
                     for user, connections in by_user.items():
                         key = f"{self.prefix}slots:{user}"
-                        pipe.zadd(key, connections, xx=True)  # never re-adds a released one
+                        # Without xx: a slot Redis lost (restart, FLUSHALL, failover) is put
+                        # back. A socket released meanwhile left `leased` before its ZREM was
+                        # sent, which Redis then applies after this.
+                        pipe.zadd(key, connections)
                         pipe.pexpire(key, math.ceil(lease * 1000))
                     await pipe.execute()
             except _REDIS_ERRORS as error:

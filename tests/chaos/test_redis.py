@@ -17,7 +17,15 @@ from collaboration import fields
 from collaboration.models import Trip, TripEvent
 from tests import factories
 from tests.chaos.conftest import RedisServer
-from tests.wsclient import collaborators, connect, recv_json, send_json
+from tests.wsclient import (
+    closed_with,
+    collaborators,
+    connect,
+    editing,
+    open_socket,
+    recv_json,
+    send_json,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,6 +49,7 @@ class TripView:
         self.version = snapshot["trip"]["version"]
         self.presence_version = snapshot["presence_version"]
         self.collaborators = collaborators(snapshot)
+        self.editing = editing(snapshot)
         self.seqs: list[int] = []
 
     def apply(self, message: dict[str, Any]) -> None:
@@ -61,6 +70,8 @@ class TripView:
             assert message["version"] > self.presence_version, message
             self.presence_version = message["version"]
             self.collaborators = collaborators(message)
+        if message["type"] == "editing.update":
+            self.editing = editing(message)
 
     async def read(self, until: Any, timeout: float) -> dict[str, Any]:
         """Read (answering pings) until `until(message)`; the message that satisfied it."""
@@ -73,6 +84,11 @@ class TripView:
                 self.apply(message)
                 if until(message):
                     return message
+
+    async def until(self, shown: Any, timeout: float) -> None:
+        """Read until `shown(self)` holds of what this client shows (at once if it does)."""
+        if not shown(self):
+            await self.read(lambda m: shown(self), timeout)
 
     async def settle(self, seconds: float) -> None:
         """Read whatever arrives for `seconds`."""
@@ -163,3 +179,42 @@ async def test_redis_frozen_never_holds_an_edit_and_every_socket_converges_after
         await asyncio.sleep(max(0.0, frozen_at + 10 - time.monotonic()))  # a 10 s freeze
         redis.thaw()
     await converged([on_a, on_b], trip, timeout=1 + 5 + 3)
+
+
+@pytest.mark.parametrize("loss", ["flushall", "restart_empty"])
+async def test_presence_editing_and_connection_slots_rebuild_after_redis_loses_its_data(
+    redis: RedisServer, start_process, crew, loss
+):
+    """Four sockets of three users on two processes; Redis loses everything. Within one keeper
+    interval every socket is shown the exact counts again (with a newer presence version than
+    it has seen), the editing indicator is back, and the per-user socket limit holds again."""
+    alice, bob, carol, trip = crew
+    a = start_process("chaos-a", REALTIME_MAX_CONNECTIONS_PER_USER="2")
+    b = start_process("chaos-b", REALTIME_MAX_CONNECTIONS_PER_USER="2")
+    alice_a = await join(a, trip, alice)
+    alice_b = await join(b, trip, alice)
+    bob_b = await join(b, trip, bob)
+    carol_a = await join(a, trip, carol)
+    exact = {"alice": 2, "bob": 1, "carol": 1}
+    await send_json(bob_b.ws, {"type": "editing.start", "field": "notes"})
+    for view in (alice_a, alice_b, bob_b, carol_a):
+        await view.until(lambda v: v.collaborators == exact and v.editing == {("bob", "notes")}, 10)
+
+    getattr(redis, loss)()
+    # A socket that opens now may see a partial state; within one keeper interval (0.5 s here)
+    # every socket shows the whole one again, and a socket that opens then sees it too.
+    views = (alice_a, alice_b, bob_b, carol_a)
+    await asyncio.gather(*(view.settle(3) for view in views))
+    assert [view.collaborators for view in views] == [exact] * 4
+    late = await join(a, trip, carol)
+    await late.settle(2)  # its snapshot, then any presence.update the join itself causes
+    assert late.collaborators == {"alice": 2, "bob": 1, "carol": 2}
+    assert [view.editing for view in (*views, late)] == [{("bob", "notes")}] * 5
+
+    # alice holds her two sockets: a third is refused on either process, as before the loss
+    # (the processes renew their slots every lease / 3 = 1 s here).
+    await asyncio.sleep(2)
+    third = await open_socket(b.ws_url, f"/ws/trips/{trip.pk}/")
+    await send_json(third, {"token": await token_for(alice), "id": "third"})
+    code, messages = await closed_with(third)
+    assert code == 4029 and messages[-1]["error"]["details"]["reason"] == "too_many_connections"
