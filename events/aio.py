@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import select
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from channels.db import database_sync_to_async
+from django.db import connections
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -20,8 +23,47 @@ def db(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     (thread_sensitive=True), which serializes a whole process's database work: a connect storm
     was capped at about 120 connects/s by that one thread (docs/performance.md). Our calls are
     self-contained service and selector functions, so they may run side by side; stale
-    connections are closed before and after each call as Channels does."""
-    return database_sync_to_async(func, thread_sensitive=False)
+    connections are closed before and after each call as Channels does, and a connection the
+    server has ended meanwhile (a restart, pg_terminate_backend, an idle timeout) is discarded
+    before the call uses it (`discard_ended_connections`)."""
+
+    @functools.wraps(func)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        discard_ended_connections()
+        return func(*args, **kwargs)
+
+    return database_sync_to_async(checked, thread_sensitive=False)
+
+
+def discard_ended_connections() -> None:
+    """Close this thread's persistent connections that the server has ended, so that the next
+    query opens a new one instead of failing on the dead one.
+
+    A server never writes to an idle connection except to end it (the FATAL message of a
+    terminated backend, then end of file), so a readable socket, seen with one poll and no
+    round trip, is a connection to check with Django's `is_usable` (a SELECT 1; rare messages
+    such as a reported parameter change pass it). This replaces Django's health check, which
+    costs that SELECT 1 before the first query of every call: `health_check_done` tells Django
+    the connection has been checked."""
+    for conn in connections.all(initialized_only=True):
+        raw = conn.connection
+        if raw is None or conn.in_atomic_block:
+            continue
+        try:
+            fd = raw.fileno()
+        except AttributeError:
+            continue  # no socket to look at (SQLite): Django's own checks apply
+        except Exception:
+            fd = -1  # the driver knows the connection is broken
+        if fd < 0 or (_readable(fd) and not conn.is_usable()):
+            conn.close()
+        conn.health_check_done = True  # type: ignore[attr-defined]  # Django 4.1+, not in the stubs
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()  # not select.select: a busy process's descriptors pass 1024
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def per_loop(factory: Callable[[], T]) -> Callable[[], T]:

@@ -7,7 +7,10 @@ sockets, the counters of sockets that changed, the final state of sockets that c
 MetricsSnapshot of the process. A socket costs no database write per message.
 
 A process is live while its snapshots are recent; sessions left open by a process that stopped
-snapshotting are closed by the next flush of any process (`end_reason = "process_lost"`).
+snapshotting are closed by the next flush of any process (`end_reason = "process_lost"`) that has
+itself been writing for that long, so that after the database was away the live processes write
+again before anyone is declared lost. While the database is away nothing is lost but the
+snapshots: new sockets' rows and closed sockets' final rows wait for the next flush that succeeds.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from events.aio import db, per_loop
@@ -85,8 +89,12 @@ def counters(consumer: Any) -> dict[str, Any]:
 class Collector:
     NEW_PER_FLUSH = 500  # rows inserted per flush at most (a connect storm spreads out)
     REFRESH_PER_FLUSH = 200  # open sockets' rows refreshed per flush at most
+    # Final rows of closed sockets kept while the database is away; past this, the oldest are
+    # dropped (a connect storm's worth of sockets, each a few hundred bytes).
+    MAX_UNWRITTEN = 10_000
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.process = process_name()
         self.started_at = timezone.now()
         self.sockets: dict[str, Any] = {}  # connection id -> consumer, open on this process
@@ -101,6 +109,9 @@ class Collector:
         self.latency_sum = 0.0  # heartbeat round trips since the last snapshot
         self.latency_count = 0
         self.last_prune = 0.0
+        # Since when every flush has been written (None: the last one failed); the last write.
+        self.writing_since: float | None = None
+        self.last_written = 0.0
         self.task: asyncio.Task[None] | None = None
 
     # -- called by the consumers ------------------------------------------------------------
@@ -151,12 +162,23 @@ class Collector:
         # While the process holds sockets (and once more after the last one closed). An idle
         # process writes nothing; it leaves the live set and its totals leave the global
         # figures until its next socket (docs/metrics.md).
+        failures = 0
         while self.sockets or self.ended:
             await asyncio.sleep(settings.METRICS_FLUSH_SECONDS)
             try:
                 await self.flush()
-            except Exception:
-                logger.exception("writing connection metrics failed; retrying at the next flush")
+            except Exception as error:
+                failures += 1
+                if failures == 1:
+                    logger.exception("writing connection metrics failed; retrying at each flush")
+                else:  # the same outage: one traceback is enough
+                    logger.warning(
+                        "writing connection metrics failed %d times: %s", failures, error
+                    )
+            else:
+                if failures:
+                    logger.info("connection metrics written again after %d failures", failures)
+                failures = 0
 
     async def flush(self) -> None:
         """Aggregate in memory; write a bounded batch: new sockets (at most NEW_PER_FLUSH),
@@ -165,11 +187,11 @@ class Collector:
         rewriting them all at every flush stalled a 1,000-member fan-out (docs/metrics.md)."""
         new: list[Any] = []  # consumers
         changed: list[dict[str, Any]] = []
-        new_sockets: list[Any] = []  # their socket states
+        written: list[Any] = []  # the socket states of `new` and `changed`
         by_type: dict[str, dict[str, Any]] = {}
         totals = dict(self.closed)
         volume = {kind: list(values) for kind, values in self.closed_volume.items()}
-        now = time.monotonic()
+        now = self.clock()
         stale = now - settings.METRICS_LIVE_REFRESH_SECONDS
         for cid, consumer in list(self.sockets.items()):
             io = consumer.io
@@ -191,10 +213,10 @@ class Collector:
             if not io.flushed:  # no row yet
                 if len(new) < self.NEW_PER_FLUSH:
                     new.append(consumer)  # its row is built in chunks while writing
-                    new_sockets.append(io)
+                    written.append(io)
             elif io.flushed < stale and len(changed) < self.REFRESH_PER_FLUSH:
                 changed.append({"connection_id": cid, **counters(consumer)})
-                io.flushed = now
+                written.append(io)
         for figures in by_type.values():
             for key in ("messages_received", "messages_sent", "errors"):
                 totals[key] += figures[key]
@@ -216,17 +238,40 @@ class Collector:
         prune = now - self.last_prune > 60
         if prune:
             self.last_prune = now
+        window = live_window().total_seconds()
+        if self.writing_since is not None and now - self.last_written > window:
+            self.writing_since = None  # idle or stalled that long: others may not have written
+        # Other processes are declared lost only once this one has written for a whole window:
+        # after the database was away every snapshot is old, the live processes' included.
+        sweep = self.writing_since is not None and now - self.writing_since >= window
         try:
-            await db(write_batch)(new, changed, ended, snapshot, prune, self.row_of)
-        except Exception:
-            # Keep the final rows for one more attempt, not forever: a batch that cannot be
-            # written must not stop every later flush.
-            self.ended = [row for row in ended if not row.get("retried")] + self.ended
-            for row in self.ended:
-                row["retried"] = True
+            await db(write_batch)(new, changed, ended, snapshot, prune, self.row_of, sweep=sweep)
+        except Exception as error:
+            self.writing_since = None
+            self._keep_unwritten(ended, isinstance(error, (OperationalError, InterfaceError)))
             raise
-        for io in new_sockets:
+        self.last_written = now
+        if self.writing_since is None:
+            self.writing_since = now
+        for io in written:
             io.flushed = now
+
+    def _keep_unwritten(self, ended: list[dict[str, Any]], database_away: bool) -> None:
+        """Final rows of a flush that failed, back in the queue. While the database is away
+        (connection lost or refused, a deadlock) they wait for it, up to MAX_UNWRITTEN rows;
+        after any other error they get one more attempt, not forever: a batch that cannot be
+        written must not stop every later flush."""
+        if not database_away:
+            ended = [row for row in ended if not row.get("retried")]
+            for row in ended:
+                row["retried"] = True
+        self.ended = ended + self.ended
+        excess = len(self.ended) - self.MAX_UNWRITTEN
+        if excess > 0:
+            logger.warning(
+                "dropping %d closed sessions' final rows the database never took", excess
+            )
+            del self.ended[:excess]
 
     def _report_volume(self, volume: dict[str, list[int]]) -> None:
         """Frames and bytes sent and received go to Prometheus here, as deltas per connection
@@ -247,10 +292,13 @@ def write_batch(
     snapshot: dict[str, Any],
     prune: bool = False,
     row_of: Any = None,
+    *,
+    sweep: bool = True,
 ) -> None:
     """One flush of one process, in one transaction. `new` are the sockets that need a row;
     their rows are built (by `row_of`) a chunk at a time, so a storm's hundreds of new sockets
-    never exist as rows all at once (S3 measures what the flush leaves in memory)."""
+    never exist as rows all at once (S3 measures what the flush leaves in memory). `sweep`:
+    end the open sessions of processes that stopped snapshotting."""
     now = timezone.now()
     for row in ended:
         row.pop("retried", None)
@@ -264,11 +312,12 @@ def write_batch(
     for start in range(0, len(changed), INSERT_CHUNK):
         _refresh(changed[start : start + INSERT_CHUNK], now)
     MetricsSnapshot.objects.create(taken_at=now, **snapshot)
-    # Sessions of processes that stopped snapshotting (killed, crashed) are over.
-    alive = live_processes(now)
-    ConnectionSession.objects.filter(ended_at__isnull=True).exclude(process__in=alive).update(
-        ended_at=now, end_reason="process_lost"
-    )
+    if sweep:
+        # Sessions of processes that stopped snapshotting (killed, crashed) are over.
+        alive = live_processes(now)
+        ConnectionSession.objects.filter(ended_at__isnull=True).exclude(process__in=alive).update(
+            ended_at=now, end_reason="process_lost"
+        )
     if prune:
         prune_history(now)
 
@@ -360,11 +409,15 @@ def _write(
         cursor.executemany(sql, params)
 
 
+def live_window() -> timedelta:
+    """A process is live while its latest snapshot is this recent (three flushes and slack)."""
+    return timedelta(seconds=3 * settings.METRICS_FLUSH_SECONDS + 5)
+
+
 def live_processes(now: datetime | None = None) -> list[str]:
     now = now or timezone.now()
-    window = timedelta(seconds=3 * settings.METRICS_FLUSH_SECONDS + 5)
     return list(
-        MetricsSnapshot.objects.filter(taken_at__gte=now - window)
+        MetricsSnapshot.objects.filter(taken_at__gte=now - live_window())
         .values_list("process", flat=True)
         .distinct()
     )

@@ -324,3 +324,53 @@ def test_a_flush_writes_new_refreshed_and_final_rows():
     brief = rows["brief-1"]
     assert brief.close_code == 4001 and brief.messages_sent == 3 and brief.trip_id == 7
     assert brief.average_latency_ms == 3.5 and brief.last_seen is not None
+
+
+async def test_final_rows_wait_for_the_database_and_no_process_is_lost_to_its_absence(monkeypatch):
+    """While the database is away (the write fails with OperationalError) closed sockets'
+    final rows wait for the next flush, however many fail; after any other error they get one
+    more attempt. Other processes' sessions are ended as lost only once this process has
+    written for a whole live window (every snapshot is old after an outage), and not after a
+    pause that long either."""
+    from django.db import OperationalError
+
+    from metrics import collector as module
+
+    writes: list[dict] = []
+    failure: list[Exception] = [OperationalError("connection refused")]
+
+    def db(func):
+        async def write(new, changed, ended, snapshot, prune, row_of, *, sweep):
+            writes.append({"ended": [row["connection_id"] for row in ended], "sweep": sweep})
+            if failure:
+                raise failure[0]
+
+        return write
+
+    monkeypatch.setattr(module, "db", db)
+    now = [1000.0]
+    collector = module.Collector(clock=lambda: now[0])
+    collector.ended = [{"connection_id": "closed-1"}]
+    for _ in range(4):
+        now[0] += 5
+        with pytest.raises(OperationalError):
+            await collector.flush()
+    assert [w["ended"] for w in writes] == [["closed-1"]] * 4
+    assert [row["connection_id"] for row in collector.ended] == ["closed-1"]
+
+    failure[:] = [ValueError("a row the database refuses")]
+    with pytest.raises(ValueError):
+        await collector.flush()
+    with pytest.raises(ValueError):
+        await collector.flush()
+    assert writes[-1]["ended"] == ["closed-1"] and collector.ended == []
+
+    failure.clear()
+    window = module.live_window().total_seconds()
+    sweeps = []
+    for step in (0, window - 1, 1, 1, window + 1, 1):
+        now[0] += step
+        await collector.flush()
+        sweeps.append(writes[-1]["sweep"])
+    assert not any(w["sweep"] for w in writes[:6])  # never while failing
+    assert sweeps == [False, False, True, True, False, False]

@@ -76,10 +76,16 @@ DATABASE_URL = env_str("DATABASE_URL")
 # Persistent connections: a long-running server would otherwise open a PostgreSQL connection
 # for every message that touches the database (profiled: ~2 ms and a GIL-holding thread each).
 DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60)
-# Health checks cost a "SELECT 1" before the first query of every database call (each socket
-# message that touches the database). Off by default: after a database restart the first call
-# on a dead connection fails once (the client gets SERVER_ERROR, retryable) and Django reconnects.
-DATABASE_CONN_HEALTH_CHECKS = env_bool("DATABASE_CONN_HEALTH_CHECKS", False)
+# Health checks: a persistent connection the server has ended (a restart, pg_terminate_backend,
+# an idle timeout) is re-opened before a query fails on it. Django's check is a "SELECT 1" before
+# the first query of each request; socket messages (events.aio.db) look at the connection's
+# socket instead, with no round trip, and REST requests under daphne open a connection each
+# (Django's ASGI handler runs each request on a thread of its own), so it costs nothing there.
+DATABASE_CONN_HEALTH_CHECKS = env_bool("DATABASE_CONN_HEALTH_CHECKS", True)
+# Seconds a new PostgreSQL connection may take: a database host that does not answer costs a
+# SERVER_ERROR (retryable) after this long instead of holding a database thread and the client
+# for psycopg's default of 130 s. A connect_timeout in DATABASE_URL wins.
+DATABASE_CONNECT_TIMEOUT_SECONDS = env_int("DATABASE_CONNECT_TIMEOUT_SECONDS", 5)
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
@@ -88,6 +94,10 @@ if DATABASE_URL:
             conn_health_checks=DATABASE_CONN_HEALTH_CHECKS,
         )
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+            "connect_timeout", DATABASE_CONNECT_TIMEOUT_SECONDS
+        )
 else:
     DATABASES = {
         "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE_DIR / "db.sqlite3")}
