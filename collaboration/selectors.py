@@ -65,6 +65,13 @@ def user_with_id(*, user_id: int) -> User | None:
     return get_user_model().objects.filter(pk=user_id).first()
 
 
+def revoked_users(*, user_ids: Iterable[int]) -> set[int]:
+    """Of these users, those deactivated or deleted: their sockets must close."""
+    wanted = set(user_ids)
+    active = get_user_model().objects.filter(pk__in=wanted, is_active=True)
+    return wanted - set(active.values_list("pk", flat=True))
+
+
 def active_user(*, username: str) -> User | None:
     return get_user_model().objects.filter(username=username, is_active=True).first()
 

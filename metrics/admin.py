@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from events.broadcast import close_connections
+from metrics import services
 from metrics.collector import live_processes
 from metrics.models import ConnectionSession, LiveConnection
 
@@ -102,7 +102,7 @@ class LiveConnectionAdmin(_ReadOnly):
     )
     def disconnect(self, request: HttpRequest, queryset: QuerySet[LiveConnection]) -> None:
         ids = list(queryset.values_list("connection_id", flat=True))
-        close_connections(ids)
+        services.request_disconnect(ids)
         self.message_user(
             request,
             f"Asked the server processes to close {len(ids)} connection(s).",

@@ -27,6 +27,9 @@ class ConnectionSession(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     close_code = models.PositiveIntegerField(null=True, blank=True)
     end_reason = models.CharField(max_length=32, blank=True)
+    # An operator asked for this socket to be closed (metrics.services.request_disconnect): its
+    # process closes it on the message, or at its next check if the message was lost.
+    disconnect_requested_at = models.DateTimeField(null=True, blank=True)
     messages_received = models.PositiveBigIntegerField(default=0)
     messages_sent = models.PositiveBigIntegerField(default=0)
     bytes_received = models.PositiveBigIntegerField(default=0)

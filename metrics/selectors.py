@@ -10,7 +10,7 @@ from typing import Any
 from django.utils import timezone
 
 from metrics.collector import live_processes
-from metrics.models import MetricsSnapshot
+from metrics.models import ConnectionSession, MetricsSnapshot
 from protocol import ConnectionType, iso
 
 BUCKET_SECONDS = 5
@@ -151,3 +151,12 @@ def _history(
             }
         )
     return points
+
+
+def disconnects_requested(*, connection_ids: list[str]) -> list[str]:
+    """Of these sockets, those an operator asked to close (realtime.connections re-checks)."""
+    return list(
+        ConnectionSession.objects.filter(
+            connection_id__in=connection_ids, disconnect_requested_at__isnull=False
+        ).values_list("connection_id", flat=True)
+    )

@@ -1,7 +1,12 @@
 """The registry of this process's live sockets, by user and by connection id, and the one
 subscription per process that closes them: a deactivation (or an operator's disconnect from the
 admin) is published once to USERS_GROUP (events.broadcast), and each process closes the sockets
-it holds for that user (or with those ids)."""
+it holds for that user (or with those ids).
+
+The message is delivered at most once, so the database decides too: each process re-checks its
+sockets' users (deactivated or deleted) and the disconnects operators requested
+(metrics.services.request_disconnect) every REALTIME_REVOCATION_CHECK_SECONDS, and at once when
+its Redis subscription comes back after a loss (two queries for all of its sockets)."""
 
 from __future__ import annotations
 
@@ -10,9 +15,13 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from events.aio import per_loop
-from events.fanout import channel_layer
+from django.conf import settings
+
+from collaboration import selectors
+from events.aio import db, per_loop
+from events.fanout import channel_layer, fanout
 from events.groups import USERS_GROUP
+from metrics import selectors as metrics_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +32,8 @@ class Connections:
         self.by_id: dict[str, Any] = {}
         self.task: asyncio.Task[None] | None = None
         self.ready: asyncio.Event | None = None
+        self.checker: asyncio.Task[None] | None = None
+        self.check_now: asyncio.Event | None = None
 
     async def register(self, consumer: Any) -> None:
         """Count `consumer` as live here; returns once this process hears USERS_GROUP."""
@@ -32,6 +43,9 @@ class Connections:
         if self.task is None or self.task.done() or self.task.get_loop() is not loop:
             self.ready = asyncio.Event()
             self.task = loop.create_task(self._listen())
+            self.check_now = asyncio.Event()
+            self.checker = loop.create_task(self._check_periodically())
+            fanout(channel_layer()).on_resubscribed(self.check_now.set)
         assert self.ready is not None
         await self.ready.wait()
 
@@ -62,6 +76,38 @@ class Connections:
                     await consumer.realtime_user_revoked(message)
                 except Exception:
                     logger.exception("closing a revoked user's socket failed")
+
+    async def _check_periodically(self) -> None:
+        assert self.check_now is not None
+        while True:
+            try:
+                await asyncio.wait_for(
+                    self.check_now.wait(), settings.REALTIME_REVOCATION_CHECK_SECONDS
+                )
+            except TimeoutError:
+                pass
+            self.check_now.clear()
+            try:
+                await self.recheck()
+            except Exception:  # the database away: the next check tries again
+                logger.exception("re-checking revoked users and disconnects failed")
+
+    async def recheck(self) -> None:
+        """Close the sockets whose user was deactivated or deleted, or that an operator asked
+        to close, in case the message saying so never reached this process."""
+        if self.by_user:
+            revoked = await db(selectors.revoked_users)(user_ids=list(self.by_user))
+            for user_id in revoked:
+                for consumer in list(self.by_user.get(user_id, ())):
+                    try:
+                        await consumer.realtime_user_revoked({"user_id": user_id})
+                    except Exception:
+                        logger.exception("closing a revoked user's socket failed")
+        if self.by_id:
+            requested = await db(metrics_selectors.disconnects_requested)(
+                connection_ids=list(self.by_id)
+            )
+            await self._close_connections(requested)
 
     async def _close_connections(self, connection_ids: list[str]) -> None:
         """An operator's disconnect: the sockets with these ids that this process holds."""

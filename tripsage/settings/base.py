@@ -274,6 +274,10 @@ REALTIME_HEARTBEAT_TIMEOUT_SECONDS = env_float(
 # So every socket converges within two checks of any lost event (Redis away, frozen, wiped, a
 # dropped message) with no further edit by anyone (realtime.convergence, docs/reliability.md).
 REALTIME_STREAM_CHECK_SECONDS = env_float("REALTIME_STREAM_CHECK_SECONDS", 5.0)
+# Each process re-checks this often (and whenever its Redis subscription comes back) that its
+# sockets' users are still active and that no operator asked to close them, in case the message
+# saying so was lost (realtime.connections).
+REALTIME_REVOCATION_CHECK_SECONDS = env_float("REALTIME_REVOCATION_CHECK_SECONDS", 30.0)
 # Time a socket may outlive its access token while the client fetches a new one.
 REALTIME_TOKEN_GRACE_SECONDS = env_float("REALTIME_TOKEN_GRACE_SECONDS", 30.0)
 # A ping after every this much traffic to a socket: its pong acknowledges what came before.
