@@ -16,6 +16,7 @@ from collections import defaultdict
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 
 from collaboration import selectors
 from events.aio import db, per_loop
@@ -89,7 +90,9 @@ class Connections:
             self.check_now.clear()
             try:
                 await self.recheck()
-            except Exception:  # the database away: the next check tries again
+            except DatabaseError as error:  # the database away: the next check tries again
+                logger.warning("re-checking revocations failed, the database is away: %s", error)
+            except Exception:
                 logger.exception("re-checking revoked users and disconnects failed")
 
     async def recheck(self) -> None:

@@ -22,6 +22,7 @@ import asyncio
 import logging
 
 from django.conf import settings
+from django.db import DatabaseError
 
 from collaboration import selectors
 from events.aio import db, per_loop
@@ -72,7 +73,9 @@ class StreamCheck:
     async def _check_logged(self) -> None:
         try:
             await self.check()
-        except Exception:  # the database away: the next check tries again
+        except DatabaseError as error:  # the database away: the next check tries again
+            logger.warning("stream check failed, the database is unavailable: %s", error)
+        except Exception:
             logger.exception("stream check failed; retrying next interval")
 
     async def check(self) -> int:

@@ -14,10 +14,12 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis as redis_py
 
+from tests import factories
 from tests.conftest import DaphneServer, start_daphne
 
 # Short timers for every chaos process: heartbeat (and with it the convergence check), presence
@@ -96,6 +98,12 @@ class RedisServer:
 
     def stop(self) -> None:
         self.kill()
+
+
+@pytest.fixture
+def crew(transactional_db: None) -> Any:
+    """The seed's roles: alice owns the trip, bob edits, carol views."""
+    return factories.make_crew()
 
 
 @pytest.fixture

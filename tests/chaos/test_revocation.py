@@ -21,11 +21,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 token_for = sync_to_async(factories.access_token)
 
 
-@pytest.fixture
-def crew(transactional_db):
-    return factories.make_crew()
-
-
 async def still_open(ws) -> None:
     await send_json(ws, {"type": "ping", "id": "still-there"})
     pong = await recv_type(ws, "pong")
