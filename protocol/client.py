@@ -7,16 +7,33 @@ typo must not be silently ignored.
 from __future__ import annotations
 
 import json
+import math
 import uuid
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from protocol.codes import AuthFailureReason, ErrorCode, TripField
 from protocol.errors import ProtocolError, auth_error
-from protocol.server import field_name
+from protocol.server import field_name, is_text, safe_text
 
 ClientId = Field(default=None, min_length=1, max_length=128)
+
+# Nesting deeper than this (levels, the message object included) is refused before anything
+# walks it: no message needs more than a few, and every recursive walk (validation, encoding,
+# logging) of a deeper one costs stack, up to RecursionError at about 1,000.
+MAX_JSON_DEPTH = 32
+# Ids, versions and seqs are PostgreSQL bigints: a larger number is no id of ours.
+MAX_WIRE_INT = 2**63 - 1
 
 
 class ClientMessage(BaseModel):
@@ -59,6 +76,16 @@ class Echo(ClientMessage):
     type: Literal["echo"]
     data: JsonValue = None
 
+    @field_validator("data")
+    @classmethod
+    def _echoable(cls, data: JsonValue) -> JsonValue:
+        """What is echoed must be text: a lone surrogate in a string or a key is refused."""
+        if _untext(data):
+            raise PydanticCustomError(
+                "string_unicode", "Input should be valid Unicode text (a lone surrogate is not)"
+            )
+        return data
+
 
 class TripUpdate(ClientMessage):
     """Change one field, based on the trip version the client last saw that field at."""
@@ -67,7 +94,7 @@ class TripUpdate(ClientMessage):
     update_id: uuid.UUID  # idempotency key: a retry never applies twice
     field: TripField
     value: JsonValue
-    base_version: StrictInt = Field(ge=0)
+    base_version: StrictInt = Field(ge=0, le=MAX_WIRE_INT)
 
 
 class EditingStart(ClientMessage):
@@ -86,7 +113,7 @@ class ConflictResolve(ClientMessage):
     """Settle a conflict: `mine` / `theirs` (relative to the sender) or `value` with `value`."""
 
     type: Literal["conflict.resolve"]
-    conflict_id: StrictInt = Field(ge=1)
+    conflict_id: StrictInt = Field(ge=1, le=MAX_WIRE_INT)
     choice: Literal["mine", "theirs", "value"]
     value: JsonValue = None
     update_id: uuid.UUID | None = None
@@ -97,7 +124,7 @@ class Resume(ClientMessage):
     `resume.complete`, or with `resync.required` and a fresh snapshot."""
 
     type: Literal["resume"]
-    last_seq: StrictInt = Field(ge=0)
+    last_seq: StrictInt = Field(ge=0, le=MAX_WIRE_INT)
 
 
 class ChatSend(ClientMessage):
@@ -122,7 +149,7 @@ class NotificationRead(ClientMessage):
     """Mark these notifications read (ids of others' notifications are ignored)."""
 
     type: Literal["notification.read"]
-    ids: list[StrictInt] = Field(min_length=1, max_length=500)
+    ids: list[Annotated[StrictInt, Field(le=MAX_WIRE_INT)]] = Field(min_length=1, max_length=500)
 
 
 class NotificationReadAll(ClientMessage):
@@ -133,7 +160,7 @@ class AgentCancel(ClientMessage):
     """Cancel an agent run the sender owns (answered with `ack` and the run)."""
 
     type: Literal["agent.cancel"]
-    run_id: StrictInt = Field(ge=1)
+    run_id: StrictInt = Field(ge=1, le=MAX_WIRE_INT)
 
 
 # Every connection type accepts these once authenticated.
@@ -163,14 +190,76 @@ def message_registry(models: tuple[type[ClientMessage], ...]) -> dict[str, type[
     return registry
 
 
+class _NotJson(ValueError):
+    """NaN and Infinity: Python's json reads them, but they are not JSON (RFC 8259), and a
+    client's JSON.parse would fail on them echoed back."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not JSON.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"{text[:32]} is beyond a double's range.")
+    return value
+
+
+def _invalid_format(
+    message: str, reason: str, request_id: str | None = None, **details: Any
+) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.INVALID_MESSAGE_FORMAT,
+        message,
+        details={"reason": reason, **details},
+        request_id=request_id,
+    )
+
+
+def _too_deep(request_id: str | None = None) -> ProtocolError:
+    return _invalid_format(
+        f"Message is nested deeper than {MAX_JSON_DEPTH} levels.",
+        "too_deep",
+        request_id,
+        max_depth=MAX_JSON_DEPTH,
+    )
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest deeper than `limit` levels in `value` (iteratively: no stack)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _untext(value: Any) -> bool:
+    """Whether a lone surrogate is anywhere in `value`, in a string or a key."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not is_text(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def parse_json(text: str | None, bytes_data: bytes | None, *, max_bytes: int) -> dict[str, Any]:
     """Decode one frame into a JSON object or raise ProtocolError with a precise code."""
     if text is None:
-        raise ProtocolError(
-            ErrorCode.INVALID_MESSAGE_FORMAT,
-            "Binary frames are not supported: send JSON text.",
-            details={"reason": "binary_frame"},
-        )
+        raise _invalid_format("Binary frames are not supported: send JSON text.", "binary_frame")
     size = len(text.encode("utf-8"))
     if size > max_bytes:
         raise ProtocolError(
@@ -179,25 +268,50 @@ def parse_json(text: str | None, bytes_data: bytes | None, *, max_bytes: int) ->
             details={"size": size, "max_bytes": max_bytes},
         )
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(
-            ErrorCode.INVALID_MESSAGE_FORMAT,
-            "Message is not valid JSON.",
-            details={"reason": "invalid_json", "position": getattr(exc, "pos", None)},
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise _too_deep() from None
+    except json.JSONDecodeError as exc:
+        raise _invalid_format(
+            "Message is not valid JSON.", "invalid_json", position=exc.pos
         ) from None
+    except _NotJson as exc:
+        raise _invalid_format(
+            f"Message is not valid JSON: {exc}", "invalid_json", position=None
+        ) from None
+    except ValueError:
+        # int() refuses more than 4,300 digits (CVE-2020-10735); _finite_float, overflow.
+        raise _invalid_format(
+            "A number in the message is out of range (at most 4,300 digits, within a double's "
+            "range).",
+            "number_out_of_range",
+        ) from None
+    # Fewer brackets than levels allowed cannot nest too deep: most frames skip the walk.
+    if (
+        isinstance(data, dict | list)
+        and text.count("[") + text.count("{") > MAX_JSON_DEPTH
+        and _deeper_than(data, MAX_JSON_DEPTH)
+    ):
+        raise _too_deep(request_id_of(data) if isinstance(data, dict) else None)
     if not isinstance(data, dict):
-        raise ProtocolError(
-            ErrorCode.INVALID_MESSAGE_FORMAT,
-            "Message must be a JSON object.",
-            details={"reason": "not_an_object"},
-        )
+        raise _invalid_format("Message must be a JSON object.", "not_an_object")
     return data
 
 
 def request_id_of(data: dict[str, Any]) -> str | None:
+    """The frame's `id`, to echo as `request_id`: None unless a string of 1-128 characters of
+    Unicode text."""
     value = data.get("id")
-    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+    return value if isinstance(value, str) and 0 < len(value) <= 128 and is_text(value) else None
+
+
+def _invalid_text(field: str, request_id: str | None) -> ProtocolError:
+    return _invalid_format(
+        f"`{field}` is not valid Unicode text (a lone surrogate such as \\ud800 is not).",
+        "invalid_text",
+        request_id,
+        field=field,
+    )
 
 
 def validate(data: dict[str, Any], registry: dict[str, type[ClientMessage]]) -> ClientMessage:
@@ -205,32 +319,38 @@ def validate(data: dict[str, Any], registry: dict[str, type[ClientMessage]]) -> 
     request_id = request_id_of(data)
     type_name = data.get("type")
     if not isinstance(type_name, str):
-        raise ProtocolError(
-            ErrorCode.INVALID_MESSAGE_FORMAT,
-            "Message has no `type` string.",
-            details={"reason": "missing_type", "field": "type"},
-            request_id=request_id,
+        raise _invalid_format(
+            "Message has no `type` string.", "missing_type", request_id, field="type"
         )
+    for key in data:  # a key is echoed as the field an error names
+        if not is_text(key):
+            raise _invalid_text(safe_text(key), request_id)
+    if not is_text(type_name):
+        raise _invalid_text("type", request_id)
     model = registry.get(type_name)
     if model is None:
-        raise ProtocolError(
-            ErrorCode.INVALID_MESSAGE_FORMAT,
+        raise _invalid_format(
             f"Unknown message type {type_name[:64]!r} for this connection.",
-            details={"reason": "unknown_type", "field": "type", "accepted": sorted(registry)},
-            request_id=request_id,
+            "unknown_type",
+            request_id,
+            field="type",
+            accepted=sorted(registry),
         )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [
-            {"field": field_name(err["loc"]), "message": err["msg"]}
-            for err in exc.errors(include_url=False, include_input=False)
-        ]
-        raise ProtocolError(
-            ErrorCode.INVALID_MESSAGE_FORMAT,
+        found = exc.errors(include_url=False, include_input=False)
+        # Text that is no Unicode first: it is the most precise thing to say.
+        found.sort(key=lambda err: err["type"] != "string_unicode")
+        if found[0]["type"] == "string_unicode":
+            raise _invalid_text(field_name(found[0]["loc"]), request_id) from None
+        errors = [{"field": field_name(err["loc"]), "message": err["msg"]} for err in found]
+        raise _invalid_format(
             f"Invalid `{type_name}` message: {errors[0]['field']}: {errors[0]['message']}.",
-            details={"reason": "invalid_fields", "field": errors[0]["field"], "errors": errors},
-            request_id=request_id,
+            "invalid_fields",
+            request_id,
+            field=errors[0]["field"],
+            errors=errors,
         ) from None
 
 

@@ -25,7 +25,7 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down: reconnect with backoff
     MESSAGE_TOO_BIG = 1009  # sent by daphne itself past its transport limit
-    SERVER_FAULT = 1011  # only for a fault of ours while opening, after SERVER_ERROR
+    SERVER_FAULT = 1011  # a fault of ours that ends the socket, after SERVER_ERROR: reconnect
     AUTHENTICATION_FAILED = 4001  # no, bad, expired or revoked credentials: re-authenticate
     AUTHORIZATION_FAILED = 4003  # not allowed on this resource: do not retry
     HEARTBEAT_TIMEOUT = 4008  # nothing heard from the client for too long: reconnect

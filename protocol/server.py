@@ -9,6 +9,7 @@ receives against them (tests/wsclient.py, FrameCheck).
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from django.conf import settings
@@ -377,8 +378,8 @@ class InvalidServerMessage(Exception):
 
 
 def field_name(loc: tuple[Any, ...]) -> str:
-    """A pydantic error location as a dotted field name (`trip.fields.budget`)."""
-    return ".".join(str(part) for part in loc) or "(message)"
+    """A pydantic error location as a dotted field name (`trip.fields.budget`), safe to echo."""
+    return safe_text(".".join(str(part) for part in loc)) or "(message)"
 
 
 def check_server_message(
@@ -438,4 +439,30 @@ def server_message(type_: str, *, request_id: str | None = None, **fields: Any) 
 
 
 def encode(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    """A server message as the text of one frame. Always valid Unicode: a lone surrogate that got
+    into a message anyway becomes U+FFFD here rather than fail the socket's UTF-8 write."""
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    return text if is_text(text) else safe_text(text)
+
+
+# -- text -------------------------------------------------------------------------------------
+# JSON's `"\ud800"` decodes to a lone surrogate: a Python string, but no Unicode text, and UTF-8
+# (every WebSocket text frame) cannot carry it. What the server echoes must be text.
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def is_text(value: str) -> bool:
+    """True unless `value` holds a lone surrogate."""
+    if value.isascii():  # the common case, at C speed
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def safe_text(value: str) -> str:
+    """`value` with each lone surrogate replaced by U+FFFD, the replacement character."""
+    return value if is_text(value) else _LONE_SURROGATE.sub("\ufffd", value)

@@ -19,6 +19,7 @@ import protocol
 from events.aio import db
 from metrics import instruments
 from protocol import AuthFailureReason, CloseCode, ErrorCode
+from realtime.flow import SEND_ON_CLOSED
 from realtime.throttling import throttle
 
 logger = logging.getLogger(__name__)
@@ -180,17 +181,30 @@ class JWTAuthMiddleware:
         if scope["type"] != "websocket":
             return await self.app(scope, receive, send)
         # This frame lives as long as the socket: keep only what the consumer needs in it.
-        authenticated = await self._handshake(scope, receive, send)
-        if authenticated is None:
-            return None
+        authenticated: dict[str, Any] | None = None
         try:
+            authenticated = await self._handshake(scope, receive, send)
+            if authenticated is None:
+                return None
             # The socket is open already: consumers behind this middleware never send an
             # accept, and their sends reach the server's own send callable with no wrapper.
             return await self.app(authenticated, _replay_connect(receive), send)
+        except SEND_ON_CLOSED:
+            return None  # the client closed while we answered it: nothing to tell anyone
+        except Exception:
+            # A fault of ours (the consumers release their own; this is the handshake's):
+            # said and closed with a documented code, never daphne's bare 1011 and traceback.
+            logger.exception("authenticating a websocket connection failed")
+            await _close_after_fault(send)
+            return None
         finally:
-            await throttle().release_slot(
-                authenticated["user"].pk, authenticated["auth"].connection_id
-            )
+            # The connection lease, whatever ended the socket (a cancellation included).
+            if authenticated is not None:
+                await asyncio.shield(
+                    throttle().release_slot(
+                        authenticated["user"].pk, authenticated["auth"].connection_id
+                    )
+                )
 
     async def _handshake(
         self, scope: dict[str, Any], receive: Any, send: Any
@@ -316,6 +330,24 @@ class JWTAuthMiddleware:
             ErrorCode.RATE_LIMIT_EXCEEDED, message, details=details, request_id=request_id
         )
         await self._refuse(send, envelope, CloseCode.RATE_LIMITED)
+
+
+async def _close_after_fault(send: Any) -> None:
+    """SERVER_ERROR and 1011, each sent whatever became of the other (before accept, daphne
+    refuses the text and turns the close into a refused handshake)."""
+    envelope = protocol.error_message(
+        ErrorCode.SERVER_ERROR,
+        "The server failed to open this connection; try again.",
+        details={"retryable": True},
+    )
+    for message in (
+        _text_frame(envelope),
+        {"type": "websocket.close", "code": int(CloseCode.SERVER_FAULT)},
+    ):
+        try:
+            await send(message)
+        except Exception:
+            logger.info("telling the client of the server's fault failed", exc_info=True)
 
 
 def _replay_connect(receive: Any) -> Any:

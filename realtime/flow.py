@@ -25,6 +25,19 @@ from protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
 from realtime.direct import Writer, event_frame, text_frame, writer_for
 
 
+def _send_on_closed_errors() -> tuple[type[BaseException], ...]:
+    """What an ASGI send raises on a connection the client has closed already: ASGI asks for
+    an OSError; daphne raises autobahn's Disconnected until it has seen the close itself."""
+    try:
+        from autobahn.exception import Disconnected
+    except ImportError:  # another ASGI server
+        return (OSError,)
+    return (Disconnected, OSError)
+
+
+SEND_ON_CLOSED = _send_on_closed_errors()
+
+
 class SocketState:
     """Per-socket counters in one slotted object: thousands of idle sockets each carry one,
     so they stay out of the consumer's attribute dict. Flow control, heartbeat and rate-limit
@@ -103,6 +116,20 @@ class FlowControlledConsumer(AsyncWebsocketConsumer):
     # The ignores on `base_send`: asgiref types `websocket.send` with both `bytes` and `text`
     # required, where the ASGI spec lets either be left out (django/asgiref#460).
 
+    async def _send_frame(self, text: str) -> None:
+        """The ASGI send of one frame. A client that has closed already gets nothing more, and
+        that is no fault: its websocket.disconnect follows and releases the socket."""
+        try:
+            await self.base_send({"type": "websocket.send", "text": text})  # type: ignore[arg-type]
+        except SEND_ON_CLOSED:
+            self.closing = True
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        try:
+            await super().close(code=code, reason=reason)
+        except SEND_ON_CLOSED:
+            pass  # closed by the client first
+
     async def send_event(self, message: dict[str, Any]) -> None:
         await self.send_text(protocol.encode(message))
 
@@ -112,7 +139,7 @@ class FlowControlledConsumer(AsyncWebsocketConsumer):
         if self._count_out(text):
             await self._send_then_control(text)
         elif not self._write_direct(text):
-            await self.base_send({"type": "websocket.send", "text": text})  # type: ignore[arg-type]
+            await self._send_frame(text)
 
     def write_published(self, event: dict[str, Any]) -> Literal[True] | Awaitable[None]:
         """A fanned-out event's pre-encoded text, written by the fan-out layer without waking
@@ -123,7 +150,7 @@ class FlowControlledConsumer(AsyncWebsocketConsumer):
             return self._send_then_control(text)
         if self._write_direct(text, event_frame(event) if self._direct_write is not None else None):
             return True
-        return self.base_send({"type": "websocket.send", "text": text})  # type: ignore[arg-type]
+        return self._send_frame(text)
 
     def _count_out(self, text: str) -> bool:
         """Count one frame out; True when flow control must follow it with a ping (or, past
@@ -144,7 +171,7 @@ class FlowControlledConsumer(AsyncWebsocketConsumer):
 
     async def _send_then_control(self, text: str) -> None:
         io = self.io
-        await self.base_send({"type": "websocket.send", "text": text})  # type: ignore[arg-type]
+        await self._send_frame(text)
         unacked = io.bytes_out - io.bytes_acked
         if unacked > settings.REALTIME_MAX_UNACKED_BYTES:
             instruments.SLOW_CONSUMER_CLOSES.labels(self.connection_type).inc()
@@ -180,9 +207,7 @@ class FlowControlledConsumer(AsyncWebsocketConsumer):
             return
         self.closing = True  # first: no send below may start another close
         self.closed_as = code
-        await self.base_send(
-            {"type": "websocket.send", "text": protocol.encode(envelope)}  # type: ignore[arg-type]
-        )
+        await self._send_frame(protocol.encode(envelope))
         await self.close(code=int(code))
 
     # -- heartbeat ------------------------------------------------------------------------------

@@ -40,3 +40,71 @@ def test_validation_error_keeps_the_request_id_and_names_nested_fields():
 
 def test_registry_knows_each_type_once():
     assert set(REGISTRY) == {"auth.refresh", "ping", "pong", "rate_limit_status", "echo"}
+
+
+def _refusal(text: str) -> ProtocolError:
+    with pytest.raises(ProtocolError) as error:
+        protocol.validate(protocol.parse_json(text, None, max_bytes=65536), REGISTRY)
+    return error.value
+
+
+@pytest.mark.parametrize(
+    ("text", "details", "request_id"),
+    [
+        ("[" * 30000, {"reason": "too_deep", "max_depth": 32}, None),
+        (
+            '{"id":"d","data":' + "[" * 32 + "]" * 32 + "}",
+            {"reason": "too_deep", "max_depth": 32},
+            "d",
+        ),
+        ('{"data":"' + "[" * 500 + '","type":"echo","x":1}', {"reason": "invalid_fields"}, None),
+        ("1" + "0" * 4300, {"reason": "number_out_of_range"}, None),
+        ('{"data":1e309}', {"reason": "number_out_of_range"}, None),
+        ('{"data":NaN}', {"reason": "invalid_json", "position": None}, None),
+        ('{"data":-Infinity}', {"reason": "invalid_json", "position": None}, None),
+        ('{"type":"ping","id":"\\ud800"}', {"reason": "invalid_text", "field": "id"}, None),
+        (
+            '{"type":"echo","id":"e","data":["\\udc00"]}',
+            {"reason": "invalid_text", "field": "data"},
+            "e",
+        ),
+        ('{"type":"echo","\\ud800x":1}', {"reason": "invalid_text", "field": "\ufffdx"}, None),
+        ('{"type":"\\ud800"}', {"reason": "invalid_text", "field": "type"}, None),
+    ],
+    ids=[
+        "30000-deep",
+        "33-deep",
+        "brackets-in-a-string",
+        "4301-digits",
+        "beyond-a-double",
+        "NaN",
+        "Infinity",
+        "surrogate-id",
+        "surrogate-in-data",
+        "surrogate-key",
+        "surrogate-type",
+    ],
+)
+def test_what_cannot_be_carried_back_is_refused_precisely(text, details, request_id):
+    error = _refusal(text)
+    assert error.code is ErrorCode.INVALID_MESSAGE_FORMAT
+    assert {key: error.details.get(key) for key in details} == details
+    assert error.request_id == request_id
+    protocol.encode(error.envelope()).encode("utf-8")  # and the refusal itself is text
+
+
+def test_32_levels_and_a_valid_surrogate_pair_are_fine():
+    text = '{"type":"echo","id":"\\ud83d\\ude00","data":' + "[" * 31 + "]" * 31 + "}"
+    message = protocol.validate(protocol.parse_json(text, None, max_bytes=65536), REGISTRY)
+    assert message.id == "\U0001f600"
+
+
+def test_request_id_is_only_ever_text():
+    assert protocol.request_id_of({"id": "a\ud800"}) is None
+    assert protocol.request_id_of({"id": "\U0001f600"}) == "\U0001f600"
+
+
+def test_encode_never_yields_what_utf8_cannot_carry():
+    text = protocol.encode({"type": "x", "a\udfff": ["b\ud800c", "é"]})
+    assert text == '{"type":"x","a\ufffd":["b\ufffdc","é"]}'
+    text.encode("utf-8")

@@ -8,6 +8,7 @@ refresh and expiry realtime.token_refresh; ordered streams (trip and chat) are r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, ClassVar, cast
@@ -54,6 +55,9 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
     # Trip and chat sockets: the Trip column holding their stream's head (realtime.convergence).
     stream_column: ClassVar[str | None] = None
     _registry: ClassVar[dict[str, type[ClientMessage]]] = {}
+    # What `release` must undo; set as each is taken, so that it undoes exactly those.
+    _released = False
+    _counted = False  # in CONNECTIONS_OPEN and the collector's open sockets
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -82,6 +86,38 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' consumer loop, with one way out. Channels ends the application on an
+        exception without calling websocket_disconnect, and daphne then closes with a bare 1011
+        and cancels nothing else: here a fault that escaped every handler gets the SERVER_ERROR
+        envelope and a close, and whatever ended the loop (the client's close, such a fault, a
+        cancellation) the socket's holdings are released."""
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception:
+            logger.exception("a %s connection failed outside its handlers", self.connection_type)
+            await self._close_after_fault(send)
+        finally:
+            # Shielded: a second cancellation (daphne's shutdown) must not cut the release short.
+            await asyncio.shield(self.release(None))
+
+    async def _close_after_fault(self, send: Any) -> None:
+        """The SERVER_ERROR envelope (unless the socket was closing already) and the close."""
+        try:
+            if not getattr(self, "closing", False):
+                self.closing = True
+                self.closed_as = CloseCode.SERVER_FAULT
+                envelope = protocol.error_message(
+                    ErrorCode.SERVER_ERROR,
+                    "The server failed on this connection; reconnect and resume.",
+                    details={"retryable": True},
+                )
+                await send({"type": "websocket.send", "text": protocol.encode(envelope)})
+            # Always, even while closing: a socket left open with no application is a ghost.
+            await send({"type": "websocket.close", "code": int(CloseCode.SERVER_FAULT)})
+        except Exception:
+            logger.exception("closing a failed %s connection failed", self.connection_type)
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels 4.2+ awaits aclose_old_connections() (a thread hop) before every event,
         # group messages included. Our database work all goes through events.aio.db,
@@ -96,7 +132,7 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
             await handler(message)
         except Exception:
             # A fault of ours in a group event (database or Redis away): tell the client and
-            # close cleanly, so that the socket's bookkeeping is undone by the disconnect.
+            # close cleanly; `release` undoes the socket's bookkeeping.
             logger.exception("group event %s failed on %s", message["type"], self.connection_type)
             await self.close_with(
                 protocol.error_message(
@@ -143,11 +179,12 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
         auth = self.auth
         await self.authorize()
 
-        await connections().register(self)
-        self._opened = True  # registered for revocation and counted as open
+        # Each holding below is undone by `release`, whatever happens after it is taken.
+        await connections().register(self)  # registered for revocation
         collector().opened(self)
         # No accept: JWTAuthMiddleware accepted the socket before authenticating it.
         instruments.CONNECTIONS_OPEN.labels(self.connection_type).inc()
+        self._counted = True
         rate = message_rate(self.connection_type)
         await self.send_event(
             protocol.server_message(
@@ -175,27 +212,58 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
             stream_check().start()
 
     async def websocket_disconnect(self, message: WebSocketDisconnectEvent) -> None:
-        self.closing = True
-        ticker().discard(self)
-        opened = getattr(self, "_opened", False)
-        self._opened = False  # a second disconnect must not count the socket out twice
-        if opened:
-            connections().unregister(self)
-        fanout(self.channel_layer).detach(self.channel_name)
-        if opened:
-            instruments.CONNECTIONS_OPEN.labels(self.connection_type).dec()
-            closed_as = self.closed_as
-            code = message.get("code")
-            collector().closed_socket(
-                self,
-                int(closed_as) if closed_as is not None else code,
-                closed_as.name.lower() if closed_as is not None else "client_closed",
-            )
-        for group in getattr(self, "_joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
-        if hasattr(self, "auth"):
-            await self.on_disconnected(message.get("code", CloseCode.NORMAL))
+        await self.release(message.get("code"))
         raise StopConsumer()
+
+    async def release(self, code: int | None) -> None:
+        """Everything the socket holds, released once, whatever ended it (the client's close,
+        a fault that escaped every handler, a cancellation): its ticker entry, its place in the
+        live-socket registry, the fan-out layer's handlers, its metrics, its groups and what
+        the connection type holds (presence). A step that fails is logged and the rest run.
+        The connection lease is the middleware's (realtime.auth), released when this returns."""
+        if self._released:
+            return
+        self._released = True
+        self.closing = True  # nothing more goes out
+        steps: list[tuple[str, Any]] = [("the ticker entry", lambda: ticker().discard(self))]
+        if hasattr(self, "channel_name"):
+            steps.append(
+                (
+                    "the fan-out handlers",
+                    lambda: fanout(self.channel_layer).detach(self.channel_name),
+                )
+            )
+        if hasattr(self, "auth"):
+            steps.append(("the registry entry", lambda: connections().unregister(self)))
+        if self._counted:
+            steps.append(("the metrics", lambda: self._count_closed(code)))
+        for what, step in steps:
+            try:
+                step()
+            except Exception:
+                logger.exception(
+                    "releasing %s of a %s connection failed", what, self.connection_type
+                )
+        if hasattr(self, "auth"):  # websocket_connect ran: the connection type's own holdings
+            try:
+                await self.on_disconnected(code if code is not None else CloseCode.NORMAL)
+            except Exception:
+                logger.exception("on_disconnected of a %s connection failed", self.connection_type)
+        for group in getattr(self, "_joined", ()):
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:
+                logger.exception("leaving group %s failed", group)
+
+    def _count_closed(self, code: int | None) -> None:
+        self._counted = False
+        instruments.CONNECTIONS_OPEN.labels(self.connection_type).dec()
+        closed_as = getattr(self, "closed_as", None)
+        collector().closed_socket(
+            self,
+            int(closed_as) if closed_as is not None else code,
+            closed_as.name.lower() if closed_as is not None else "client_closed",
+        )
 
     async def join(self, group: str) -> None:
         await self.channel_layer.group_add(group, self.channel_name)

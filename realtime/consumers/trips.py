@@ -57,8 +57,9 @@ class TripConsumer(RealtimeConsumer):
         del self._snapshot
         self.snapshot_seq = snapshot["seq"]
         self.stream = OrderedStream(self, snapshot["seq"], self._fill_gap)
-        state = await tracker().join(self.trip_id, self.connection_id, self.user)
+        # Before the join: a join that fails halfway (Redis away) is still left on release.
         self.joined_presence = True
+        state = await tracker().join(self.trip_id, self.connection_id, self.user)
         # The snapshot carries this state: its own broadcast would only repeat it.
         # kind -> (version, digest) of the presence state this socket last showed.
         self._shown = {kind: (state.version, state.digest(kind)) for kind in PRESENCE_KINDS}

@@ -276,3 +276,39 @@ async def test_deactivating_a_user_closes_their_sockets_on_every_process(
     await send_json(bob_a, {"type": "echo", "id": "e", "data": "bob unaffected"})
     assert (await recv_type(bob_a, "echo"))["data"] == "bob unaffected"
     await bob_a.close()
+
+
+@pytest.mark.parametrize(
+    ("first", "code", "reason"),
+    [
+        ('{"type":"ping","id":"\\ud800"}', "AUTHENTICATION_FAILED", "not_authenticated"),
+        ("[" * 30000, "INVALID_MESSAGE_FORMAT", "too_deep"),
+        ('{"token":"x","id":"a","n":1' + "0" * 5000 + "}", "INVALID_MESSAGE_FORMAT", None),
+    ],
+    ids=["lone-surrogate-id", "30000-deep", "5001-digits"],
+)
+async def test_a_frame_that_cannot_be_echoed_before_auth_is_answered_and_auth_goes_on(
+    live, alice_trip, first, code, reason
+):
+    alice, trip = alice_trip
+    log_from = len(live.log())
+    ws = await open_socket(live.ws_url, f"/ws/trips/{trip.pk}/")
+    await ws.send(first)
+    refused = await recv_json(ws)
+    assert refused["type"] == "error", refused
+    assert refused["error"]["code"] == code
+    if reason is not None:
+        assert refused["error"]["details"]["reason"] == reason
+    assert refused["request_id"] is None
+    token = await sync_to_async(factories.access_token)(alice)
+    await send_json(ws, {"token": token})
+    assert (await recv_json(ws))["type"] == "connection.established"
+    await ws.close()
+    assert "Traceback" not in live.log()[log_from:]
+
+
+async def test_a_token_that_is_no_unicode_is_malformed(live, alice_trip):
+    _, trip = alice_trip
+    code, message = await _refused(live, trip, '{"token":"ey\\ud800","id":"a-\\udc00"}')
+    assert code == 4001
+    _assert_seed_envelope(message, "malformed")

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.db import connections as db_connections
 from django.urls import path
 
 import protocol
+from metrics import instruments
+from metrics.collector import collector
 from protocol import ConnectionType
 from realtime.auth import JWTAuthMiddleware
+from realtime.connections import connections
 from realtime.consumers.base import RealtimeConsumer
+from realtime.consumers.trips import TripConsumer
+from realtime.presence import tracker
+from realtime.routing import websocket_urlpatterns
+from realtime.throttling import throttle
+from realtime.timers import ticker
 from tests import factories
-from tests.wsclient import closed_with, connect, recv_json, recv_type, send_json
+from tests.wsclient import closed_with, connect, open_socket, recv_json, recv_type, send_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -210,3 +222,232 @@ async def test_a_fault_while_opening_says_server_error_instead_of_dropping(trans
     assert error["error"]["code"] == "SERVER_ERROR"
     assert error["error"]["details"]["retryable"] is True and error["request_id"] == "a"
     assert (await communicator.receive_output())["code"] == 1011
+
+
+# -- a frame the server would echo back, with text that is no Unicode --------------------------
+# `"\ud800"` is valid JSON but a lone surrogate: no UTF-8 can carry it back to the client.
+
+SURROGATE_FRAMES = [
+    ('{"type":"ping","id":"\\ud800"}', "id", None),
+    ('{"type":"pong","id":"p-1","request_id":"\\udfff"}', "request_id", "p-1"),
+    ('{"type":"echo","id":"e-1","data":{"list":["ok","\\ud800"]}}', "data", "e-1"),
+    ('{"type":"echo","id":"e-2","data":{"\\ud800":1}}', "data", "e-2"),
+    ('{"type":"echo","id":"e-3","data":1,"\\ud800":1}', "\ufffd", "e-3"),
+    ('{"type":"\\ud800","id":"t-1"}', "type", "t-1"),
+]
+
+
+async def _open_sockets(server, connection_type):
+    return await asyncio.to_thread(
+        server.metric, "tripsage_ws_connections_open", connection_type=connection_type
+    )
+
+
+async def _only_socket_left(server, path, token):
+    """A fresh socket sees its own user once in presence, and this process counts it alone:
+    nothing the earlier sockets held is left behind."""
+    ws, _ = await connect(server.ws_url, path, token)
+    assert [(c["user"]["username"], c["connections"]) for c in ws.snapshot["collaborators"]] == [
+        ("alice", 1)
+    ]
+    for _ in range(200):  # a socket closed just now may still be on its way out
+        if await _open_sockets(server, "trip_collaboration") == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert await _open_sockets(server, "trip_collaboration") == 1
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("frame", "field", "request_id"),
+    SURROGATE_FRAMES,
+    ids=["id", "pong-request-id", "echo-data", "echo-data-key", "field-name", "type"],
+)
+async def test_text_that_is_no_unicode_gets_invalid_text_and_leaves_no_ghost(
+    live, trip_socket_path, frame, field, request_id
+):
+    path, token = trip_socket_path
+    log_from = len(live.log())
+    ws, _ = await connect(live.ws_url, path, token)
+    await ws.send(frame)
+    error = await recv_json(ws)
+    assert error["type"] == "error", error
+    assert error["error"]["code"] == "INVALID_MESSAGE_FORMAT"
+    assert error["error"]["details"]["reason"] == "invalid_text"
+    assert error["error"]["details"]["field"] == field
+    assert error["request_id"] == request_id
+    await send_json(ws, {"type": "echo", "id": "after", "data": "alive"})
+    assert (await recv_type(ws, "echo"))["request_id"] == "after"
+    await ws.close()
+    await _only_socket_left(live, path, token)
+    assert "Traceback" not in live.log()[log_from:]
+
+
+DEEP_FRAMES = [
+    ("[" * 30000, None),
+    ('{"type":"echo","id":"deep","data":' + "[" * 40 + "]" * 40 + "}", "deep"),
+    ('{"type":"echo","id":"deep-obj","data":' + '{"a":' * 40 + "1" + "}" * 40 + "}", "deep-obj"),
+]
+
+
+@pytest.mark.parametrize(("frame", "request_id"), DEEP_FRAMES, ids=["30000", "41", "41-objects"])
+async def test_too_deep_json_gets_too_deep_and_socket_stays_open(
+    live, trip_socket_path, frame, request_id
+):
+    path, token = trip_socket_path
+    log_from = len(live.log())
+    ws, _ = await connect(live.ws_url, path, token)
+    await ws.send(frame)
+    error = await recv_json(ws)
+    assert error["error"]["code"] == "INVALID_MESSAGE_FORMAT", error
+    assert error["error"]["details"] == {"reason": "too_deep", "max_depth": 32}
+    assert error["request_id"] == request_id
+    nested = {"type": "echo", "id": "ok", "data": json.loads("[" * 31 + "]" * 31)}
+    await send_json(ws, nested)  # 32 levels, the message itself included
+    assert (await recv_type(ws, "echo"))["request_id"] == "ok"
+    await ws.close()
+    assert "Traceback" not in live.log()[log_from:]
+
+
+NUMBER_FRAMES = [
+    ('{"type":"echo","id":"n-1","data":1' + "0" * 5000 + "}", "number_out_of_range"),
+    ('{"type":"echo","id":"n-2","data":-1e400}', "number_out_of_range"),
+    ('{"type":"echo","id":"n-3","data":NaN}', "invalid_json"),
+    ('{"type":"echo","id":"n-4","data":[Infinity]}', "invalid_json"),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"), NUMBER_FRAMES, ids=["5001-digits", "1e400", "NaN", "Infinity"]
+)
+async def test_numbers_json_cannot_carry_back_are_refused(live, trip_socket_path, frame, reason):
+    path, token = trip_socket_path
+    ws, _ = await connect(live.ws_url, path, token)
+    await ws.send(frame)
+    error = await recv_json(ws)
+    assert error["error"]["code"] == "INVALID_MESSAGE_FORMAT", error
+    assert error["error"]["details"]["reason"] == reason
+    await ws.close()
+
+
+# -- whatever ends a socket, what it held is released ------------------------------------------
+
+
+@pytest.fixture
+async def database_thread():
+    """In this process, a consumer's database calls (events.aio.db) run on the loop's default
+    executor: one thread here, whose connection is closed afterwards, or it would keep the test
+    database from being dropped."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(pool)
+    yield
+    await loop.run_in_executor(pool, db_connections.close_all)
+
+
+def _held(connection_id: str, trip_id: int) -> dict[str, bool]:
+    """What a trip socket holds in this process: presence, the live-socket registry, its ticker
+    entry, its metrics row and its connection lease."""
+    return {
+        "presence": connection_id in tracker().local.get(trip_id, {}),
+        "registry": connections().find(connection_id) is not None,
+        "ticker": any(m.connection_id == connection_id for m in ticker().members),
+        "metrics": connection_id in collector().sockets,
+        "lease": connection_id in throttle().leased,
+    }
+
+
+def _open_gauge() -> float:
+    return instruments.CONNECTIONS_OPEN.labels("trip_collaboration")._value.get()
+
+
+async def _trip_socket(trip, user):
+    communicator = WebsocketCommunicator(
+        JWTAuthMiddleware(URLRouter(websocket_urlpatterns)), f"/ws/trips/{trip.pk}/"
+    )
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"token": await sync_to_async(factories.access_token)(user)})
+    established = await communicator.receive_json_from(5)
+    assert established["type"] == "connection.established"
+    assert (await communicator.receive_json_from(5))["type"] == "rate_limit_status"
+    assert (await communicator.receive_json_from(5))["type"] == "trip.snapshot"
+    connection_id = established["connection_id"]
+    assert all(_held(connection_id, trip.pk).values())
+    return communicator, connection_id
+
+
+async def _collaborators(trip_id: int) -> list:
+    return (await tracker().current(trip_id)).presence_fields()["collaborators"]
+
+
+async def test_a_fault_that_escapes_the_handlers_closes_with_server_fault_and_releases_all(
+    transactional_db, database_thread, monkeypatch
+):
+    alice = await sync_to_async(factories.make_user)("alice")
+    trip = await sync_to_async(factories.make_trip)(alice)
+    gauge = _open_gauge()
+    communicator, connection_id = await _trip_socket(trip, alice)
+    assert _open_gauge() == gauge + 1
+
+    async def broken(self, error):
+        raise RuntimeError("the error path itself failed")
+
+    # A bad frame, and then the error path fails too (as encoding an unencodable id did).
+    monkeypatch.setattr(TripConsumer, "send_error", broken)
+    await communicator.send_to(text_data="not json")
+    error = await communicator.receive_json_from(5)
+    assert error["error"]["code"] == "SERVER_ERROR"
+    assert error["error"]["details"]["retryable"] is True
+    assert (await communicator.receive_output(5)) == {"type": "websocket.close", "code": 1011}
+    await communicator.wait(5)  # the application ended, without raising
+    assert _held(connection_id, trip.pk) == dict.fromkeys(_held(connection_id, trip.pk), False)
+    assert _open_gauge() == gauge
+    assert await _collaborators(trip.pk) == []
+
+
+async def test_a_fault_while_cleaning_up_skips_none_of_the_rest(
+    transactional_db, database_thread, monkeypatch
+):
+    alice = await sync_to_async(factories.make_user)("alice")
+    trip = await sync_to_async(factories.make_trip)(alice)
+    gauge = _open_gauge()
+    communicator, connection_id = await _trip_socket(trip, alice)
+
+    async def redis_away(group, channel):
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr(get_channel_layer(), "group_discard", redis_away)
+    await communicator.disconnect(5)
+    assert _held(connection_id, trip.pk) == dict.fromkeys(_held(connection_id, trip.pk), False)
+    assert _open_gauge() == gauge
+    assert await _collaborators(trip.pk) == []
+
+
+async def test_a_cancelled_socket_releases_all(transactional_db, database_thread):
+    """daphne cancels an application that outlives its close timeout, and every one at
+    shutdown: Channels then never calls websocket_disconnect."""
+    alice = await sync_to_async(factories.make_user)("alice")
+    trip = await sync_to_async(factories.make_trip)(alice)
+    gauge = _open_gauge()
+    communicator, connection_id = await _trip_socket(trip, alice)
+    communicator.future.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await communicator.future
+    assert _held(connection_id, trip.pk) == dict.fromkeys(_held(connection_id, trip.pk), False)
+    assert _open_gauge() == gauge
+    assert await _collaborators(trip.pk) == []
+
+
+async def test_a_client_that_leaves_while_its_socket_opens_leaves_nothing_behind(
+    live, trip_socket_path
+):
+    """Its opening frames meet a closed connection: no fault of anyone's, nothing logged."""
+    path, token = trip_socket_path
+    log_from = len(live.log())
+    for _ in range(10):
+        ws = await open_socket(live.ws_url, path)
+        await send_json(ws, {"token": token})
+        await recv_json(ws)  # connection.established: the rest is still being sent
+        await ws.close()
+    await _only_socket_left(live, path, token)
+    assert "Traceback" not in live.log()[log_from:]
