@@ -25,7 +25,9 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down: reconnect with backoff
     MESSAGE_TOO_BIG = 1009  # sent by daphne itself past its transport limit
-    SERVER_FAULT = 1011  # a fault of ours that ends the socket, after SERVER_ERROR: reconnect
+    # A fault of ours that ends the socket, after SERVER_ERROR: reconnect with backoff. Not 1011:
+    # daphne (autobahn) lets an application close only with 1000 or 3000-4999.
+    SERVER_FAULT = 4011
     AUTHENTICATION_FAILED = 4001  # no, bad, expired or revoked credentials: re-authenticate
     AUTHORIZATION_FAILED = 4003  # not allowed on this resource: do not retry
     HEARTBEAT_TIMEOUT = 4008  # nothing heard from the client for too long: reconnect

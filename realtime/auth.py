@@ -309,6 +309,18 @@ class JWTAuthMiddleware:
                 logger.info("websocket auth refused: %s", failure.reason)
                 await self._refuse(send, failure.envelope(request_id))
                 return None
+            except Exception:
+                # A fault of ours (the database away): SERVER_ERROR, retryable, then 4011, as
+                # for any fault while opening (docs/protocol.md), never an unhandled 1011.
+                logger.exception("opening a websocket failed: the user could not be read")
+                envelope = protocol.error_message(
+                    ErrorCode.SERVER_ERROR,
+                    "The server could not check your credentials; try again.",
+                    details={"retryable": True},
+                    request_id=request_id,
+                )
+                await self._refuse(send, envelope, CloseCode.SERVER_FAULT)
+                return None
             return user, verified, request_id
 
     async def _refuse(
@@ -333,8 +345,8 @@ class JWTAuthMiddleware:
 
 
 async def _close_after_fault(send: Any) -> None:
-    """SERVER_ERROR and 1011, each sent whatever became of the other (before accept, daphne
-    refuses the text and turns the close into a refused handshake)."""
+    """SERVER_ERROR and 4011 (SERVER_FAULT), each sent whatever became of the other (before
+    accept, daphne refuses the text and turns the close into a refused handshake)."""
     envelope = protocol.error_message(
         ErrorCode.SERVER_ERROR,
         "The server failed to open this connection; try again.",

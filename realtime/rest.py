@@ -7,10 +7,11 @@ import math
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 import protocol
 from metrics import instruments
@@ -29,6 +30,18 @@ _CODES = {
 
 
 def error_envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is away (restarting, unreachable): unavailable for a moment, worth a
+        # retry, like the socket's SERVER_ERROR with `retryable: true`.
+        logger.error("REST request failed: the database is unavailable", exc_info=exc)
+        set_rollback()
+        envelope = protocol.error_message(
+            ErrorCode.SERVER_ERROR,
+            "The service is unavailable for a moment; try again.",
+            details={"retryable": True},
+        )
+        return Response(envelope, status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": "1"})  # fmt: skip
     response = exception_handler(exc, context)
     if response is None:
         return None  # an unexpected fault: Django's 500 handling and logging

@@ -13,7 +13,7 @@ export const CloseCode = Object.freeze({
   GOING_AWAY: 1001,
   ABNORMAL: 1006, // never sent on the wire: the socket dropped without a close frame
   MESSAGE_TOO_BIG: 1009,
-  SERVER_FAULT: 1011,
+  SERVER_FAULT: 4011, // 1011 is daphne's own, when an application crashes: reconnect too
   AUTHENTICATION_FAILED: 4001,
   AUTHORIZATION_FAILED: 4003,
   HEARTBEAT_TIMEOUT: 4008,

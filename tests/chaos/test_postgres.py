@@ -624,18 +624,11 @@ async def test_a_database_host_that_stops_answering_costs_a_retryable_error_not_
     assert_no_unhandled_traceback(pg_processes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="realtime/auth.py lets the user lookup's OperationalError escape the middleware "
-    "(daphne closes with 1011, no envelope, 'Exception inside application'); and under daphne "
-    "an application cannot close with 1011 (autobahn accepts 1000 and 3000-4999 only): the "
-    "fix is in the report of branch pgfault",
-)
 async def test_a_socket_opened_while_the_database_is_away_gets_a_retryable_server_error(
     pg_processes: tuple[DaphneServer, DaphneServer], pg_proxy: PgProxy, crew: Any
 ) -> None:
     """The user lookup at connect (realtime/auth.py) cannot reach the database: the client is
-    told SERVER_ERROR (retryable) and the socket closes with 1011, as docs/protocol.md says for a
+    told SERVER_ERROR (retryable) and the socket closes with 4011, as docs/protocol.md says for a
     fault of ours while opening; once the database is back the same client connects."""
     _alice, bob, _carol, _dave, trip = crew
     path = f"/ws/trips/{trip.pk}/"
@@ -656,11 +649,6 @@ async def test_a_socket_opened_while_the_database_is_away_gets_a_retryable_serve
     assert_no_unhandled_traceback(pg_processes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="realtime/rest.py leaves a database error to Django's HTML 500 (the fix is in the "
-    "report of branch pgfault)",
-)
 async def test_rest_while_the_database_is_away_answers_503_in_the_envelope_with_retryable(
     pg_processes: tuple[DaphneServer, DaphneServer], pg_proxy: PgProxy, crew: Any
 ) -> None:

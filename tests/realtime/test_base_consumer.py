@@ -18,7 +18,7 @@ from django.urls import path
 import protocol
 from metrics import instruments
 from metrics.collector import collector
-from protocol import ConnectionType
+from protocol import CloseCode, ConnectionType
 from realtime.auth import JWTAuthMiddleware
 from realtime.connections import connections
 from realtime.consumers.base import RealtimeConsumer
@@ -221,7 +221,7 @@ async def test_a_fault_while_opening_says_server_error_instead_of_dropping(trans
     error = await communicator.receive_json_from()
     assert error["error"]["code"] == "SERVER_ERROR"
     assert error["error"]["details"]["retryable"] is True and error["request_id"] == "a"
-    assert (await communicator.receive_output())["code"] == 1011
+    assert (await communicator.receive_output())["code"] == CloseCode.SERVER_FAULT
 
 
 # -- a frame the server would echo back, with text that is no Unicode --------------------------
@@ -398,7 +398,10 @@ async def test_a_fault_that_escapes_the_handlers_closes_with_server_fault_and_re
     error = await communicator.receive_json_from(5)
     assert error["error"]["code"] == "SERVER_ERROR"
     assert error["error"]["details"]["retryable"] is True
-    assert (await communicator.receive_output(5)) == {"type": "websocket.close", "code": 1011}
+    assert (await communicator.receive_output(5)) == {
+        "type": "websocket.close",
+        "code": CloseCode.SERVER_FAULT,
+    }
     await communicator.wait(5)  # the application ended, without raising
     assert _held(connection_id, trip.pk) == dict.fromkeys(_held(connection_id, trip.pk), False)
     assert _open_gauge() == gauge

@@ -216,7 +216,7 @@ describe("WebSocketConnection", () => {
     assert.equal(low._backoff(10), 15000);
   });
 
-  for (const code of [1001, 1011, 4008, 4009]) {
+  for (const code of [1001, 1011, 4008, 4009, 4011]) {
     it(`reconnects after close ${code}`, async () => {
       const connection = new WebSocketConnection(options);
       const p = connection.connect();
