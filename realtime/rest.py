@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 from django.conf import settings
@@ -33,7 +34,7 @@ def error_envelope_exception_handler(exc: Exception, context: dict[str, Any]) ->
     if response is None:
         return None  # an unexpected fault: Django's 500 handling and logging
     code = _CODES.get(response.status_code, ErrorCode.SERVER_ERROR)
-    data = response.data
+    data = _echoable(response.data)
     if isinstance(exc, exceptions.ValidationError):
         message, details = "Invalid request.", {"fields": data}
     elif isinstance(data, dict) and "detail" in data:
@@ -56,6 +57,29 @@ def error_envelope_exception_handler(exc: Exception, context: dict[str, Any]) ->
         details["reason"] = "rate_limited"
     response.data = protocol.error_message(code, message, details=details)
     return response
+
+
+# JSON's "\ud800" decodes to a lone surrogate: a Python string, but no Unicode text. DRF's
+# messages echo what was sent (an unknown field's name, a choice that is none of the choices),
+# and UTF-8 cannot encode it: the response would be a 500 instead of the 400 it is.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _echoable(value: Any) -> Any:
+    """An error's data with each lone surrogate in its strings and keys replaced by U+FFFD, the
+    replacement character (an ErrorDetail keeps its code)."""
+    if isinstance(value, str):
+        if value.isascii() or not _LONE_SURROGATE.search(value):
+            return value
+        text = _LONE_SURROGATE.sub("\ufffd", value)
+        if isinstance(value, exceptions.ErrorDetail):
+            return exceptions.ErrorDetail(text, value.code)
+        return text
+    if isinstance(value, dict):
+        return {_echoable(key): _echoable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_echoable(item) for item in value]
+    return value
 
 
 logger = logging.getLogger(__name__)
