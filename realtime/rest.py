@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import math
 import re
+import traceback
 from typing import Any
 
 from django.conf import settings
 from rest_framework import exceptions, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler
@@ -30,6 +32,8 @@ _CODES = {
 
 
 def error_envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RecursionError) and _raised_while_parsing(exc):
+        exc = exceptions.ParseError("The request body is nested too deeply to parse.")
     response = exception_handler(exc, context)
     if response is None:
         return None  # an unexpected fault: Django's 500 handling and logging
@@ -57,6 +61,17 @@ def error_envelope_exception_handler(exc: Exception, context: dict[str, Any]) ->
         details["reason"] = "rate_limited"
     response.data = protocol.error_message(code, message, details=details)
     return response
+
+
+# Where DRF runs the request's parsers (private: djangorestframework-stubs omit it).
+_PARSING = Request._parse.__code__  # type: ignore[attr-defined]
+
+
+def _raised_while_parsing(exc: BaseException) -> bool:
+    """Whether `exc` came from parsing the request body. DRF's JSONParser turns the json module's
+    ValueError into a 400 but lets its RecursionError (JSON nested past the recursion limit)
+    escape as a 500; raised anywhere else, a RecursionError is the server's own fault."""
+    return any(frame.f_code is _PARSING for frame, _ in traceback.walk_tb(exc.__traceback__))
 
 
 # JSON's "\ud800" decodes to a lone surrogate: a Python string, but no Unicode text. DRF's
