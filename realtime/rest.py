@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+import traceback
 from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler, set_rollback
@@ -42,11 +45,13 @@ def error_envelope_exception_handler(exc: Exception, context: dict[str, Any]) ->
         )
         return Response(envelope, status=status.HTTP_503_SERVICE_UNAVAILABLE,
                         headers={"Retry-After": "1"})  # fmt: skip
+    if isinstance(exc, RecursionError) and _raised_while_parsing(exc):
+        exc = exceptions.ParseError("The request body is nested too deeply to parse.")
     response = exception_handler(exc, context)
     if response is None:
         return None  # an unexpected fault: Django's 500 handling and logging
     code = _CODES.get(response.status_code, ErrorCode.SERVER_ERROR)
-    data = response.data
+    data = _echoable(response.data)
     if isinstance(exc, exceptions.ValidationError):
         message, details = "Invalid request.", {"fields": data}
     elif isinstance(data, dict) and "detail" in data:
@@ -69,6 +74,40 @@ def error_envelope_exception_handler(exc: Exception, context: dict[str, Any]) ->
         details["reason"] = "rate_limited"
     response.data = protocol.error_message(code, message, details=details)
     return response
+
+
+# Where DRF runs the request's parsers (private: djangorestframework-stubs omit it).
+_PARSING = Request._parse.__code__  # type: ignore[attr-defined]
+
+
+def _raised_while_parsing(exc: BaseException) -> bool:
+    """Whether `exc` came from parsing the request body. DRF's JSONParser turns the json module's
+    ValueError into a 400 but lets its RecursionError (JSON nested past the recursion limit)
+    escape as a 500; raised anywhere else, a RecursionError is the server's own fault."""
+    return any(frame.f_code is _PARSING for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
+# JSON's "\ud800" decodes to a lone surrogate: a Python string, but no Unicode text. DRF's
+# messages echo what was sent (an unknown field's name, a choice that is none of the choices),
+# and UTF-8 cannot encode it: the response would be a 500 instead of the 400 it is.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _echoable(value: Any) -> Any:
+    """An error's data with each lone surrogate in its strings and keys replaced by U+FFFD, the
+    replacement character (an ErrorDetail keeps its code)."""
+    if isinstance(value, str):
+        if value.isascii() or not _LONE_SURROGATE.search(value):
+            return value
+        text = _LONE_SURROGATE.sub("\ufffd", value)
+        if isinstance(value, exceptions.ErrorDetail):
+            return exceptions.ErrorDetail(text, value.code)
+        return text
+    if isinstance(value, dict):
+        return {_echoable(key): _echoable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_echoable(item) for item in value]
+    return value
 
 
 logger = logging.getLogger(__name__)

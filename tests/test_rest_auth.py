@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
 
 from tests import factories
@@ -123,3 +124,28 @@ def test_refreshing_the_token_of_a_deleted_or_inactive_user_is_a_401(client, ali
     assert body["type"] == "error"
     assert body["error"]["code"] == "AUTHENTICATION_FAILED"
     assert "access" not in body
+
+
+@pytest.mark.parametrize("url", ["/api/auth/token/", "/api/trips/", "/api/agents/runs/"])
+@pytest.mark.parametrize("nesting", ["[", '{"a":'])
+def test_json_nested_too_deeply_to_parse_is_a_400_envelope(client, alice, url, nesting):
+    depth = 100_000  # past Python's recursion limit, as far as any JSON parser here goes
+    closing = "]" if nesting == "[" else "}"
+    client.force_authenticate(alice)
+    response = client.post(
+        url, nesting * depth + "1" + closing * depth, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["type"] == "error"
+    assert body["error"]["code"] == "INVALID_MESSAGE_FORMAT"
+    assert "nested" in body["error"]["message"]
+
+
+def test_a_recursion_error_raised_outside_parsing_stays_a_server_error():
+    """Only the parser's RecursionError is the client's: one from our own code is a 500."""
+    handler = api_settings.EXCEPTION_HANDLER  # realtime.rest's
+    try:
+        raise RecursionError("ours")
+    except RecursionError as error:
+        assert handler(error, {}) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -118,6 +119,31 @@ def test_bad_status_bodies_get_400_naming_the_field(run, service_token, body, fi
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "INVALID_MESSAGE_FORMAT" and field in error["details"]["fields"]
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/agents/runs/", {"agent": "planner", "trip\ud800_id": 1}),
+        ("status", {"state": "running", "st\udfffep": "flights"}),
+        ("status", {"state": "\ud83drunning"}),
+    ],
+)
+def test_a_refusal_that_echoes_a_lone_surrogate_is_a_400_not_a_500(run, crew, url, body):
+    alice, *_ = crew
+    alice.is_staff = True  # may report status
+    alice.save()
+    # As a client sends it: JSON's "\ud800" escape parses into a lone surrogate.
+    response = as_user(alice).post(
+        status_url(run.pk) if url == "status" else url,
+        json.dumps(body),
+        content_type="application/json",
+    )
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "INVALID_MESSAGE_FORMAT"
+    assert "\ufffd" in json.dumps(error["details"]["fields"], ensure_ascii=False)
+    assert AgentRun.objects.get(pk=run.pk).state == "queued"
 
 
 def test_a_finished_run_refuses_status_and_an_unknown_run_is_404(run, service_token):

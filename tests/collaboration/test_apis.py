@@ -237,3 +237,40 @@ def test_an_if_match_that_is_no_trip_version_is_a_400(crew, if_match):
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == "INVALID_MESSAGE_FORMAT"
     assert "If-Match" in response.json()["error"]["details"]["fields"]
+
+
+# Refusals whose message repeats what was sent: an unknown field's name, a choice that is none of
+# the choices. As a client sends them: JSON's "\\ud800" escape parses into a lone surrogate.
+ECHOING_REQUESTS = {
+    "create-unknown-field": ("post", "/api/trips/", {"name": "Ok", "note\ud800s": "x"}),
+    "patch-unknown-field": ("patch", "/api/trips/{trip}/", {"\udfff": "x"}),
+    "member-role": ("post", "/api/trips/{trip}/members/", {"username": "bob", "role": "\udfffo"}),
+    "resolve-choice": (
+        "post",
+        "/api/trips/{trip}/conflicts/{conflict}/resolve/",
+        {"choice": "\ud800mine"},
+    ),
+}
+
+
+@pytest.mark.parametrize("request_name", ECHOING_REQUESTS)
+def test_a_refusal_that_echoes_a_lone_surrogate_is_a_400_not_a_500(crew, request_name):
+    alice, bob, _, trip = crew
+    as_user(bob).patch(f"/api/trips/{trip.pk}/", {"budget": 1}, format="json", HTTP_IF_MATCH='"1"')
+    as_user(alice).patch(
+        f"/api/trips/{trip.pk}/", {"budget": 2}, format="json", HTTP_IF_MATCH='"1"'
+    )  # a conflict to resolve
+    method, url, body = ECHOING_REQUESTS[request_name]
+    response = getattr(as_user(alice), method)(
+        url.format(trip=trip.pk, conflict=Conflict.objects.get().pk),
+        json.dumps(body),
+        content_type="application/json",
+        HTTP_IF_MATCH='"2"',
+    )
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "INVALID_MESSAGE_FORMAT"
+    # The echo is text: each lone surrogate is U+FFFD, the replacement character.
+    assert "\ufffd" in json.dumps(error["details"]["fields"], ensure_ascii=False)
+    trip.refresh_from_db()
+    assert trip.version == 2 and trip.members.count() == 3
