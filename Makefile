@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-bench run test lint format bench bench-full
+.PHONY: install install-bench run test lint format bench bench-full chaos
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required: set PYTHON=/path/to/python3.11")'
@@ -54,6 +54,19 @@ bench: install-bench
 
 bench-full: install-bench
 	$(BIN)/python bench/harness.py --full $(ARGS)
+
+# Fault runs (docs/reliability.md): tests/chaos under each timer profile (production: the
+# defaults), RUNS times, recording how long each fault took to converge; then the table.
+# About 6 minutes a run with production timers, 2 with the suite's short ones.
+RUNS ?= 2
+PROFILES ?= production short
+chaos: install
+	mkdir -p bench/results
+	rm -f bench/results/chaos.jsonl
+	for profile in $(PROFILES); do for run in $$(seq $(RUNS)); do \
+		CHAOS_PROFILE=$$profile CHAOS_REPORT=$(CURDIR)/bench/results/chaos.jsonl \
+		$(BIN)/python scripts/run_tests.py tests/chaos -q $(ARGS) || exit 1; done; done
+	$(BIN)/python bench/chaos_report.py bench/results/chaos.jsonl
 
 # ruff, then mypy on the service packages ([tool.mypy] in pyproject.toml; docs/checks.md).
 lint: install

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from tests.chaos.conftest import RedisServer
+from tests.chaos.conftest import CONVERGENCE_BOUND, RedisServer, record, timing
 from tests.chaos.views import converged, database_state, edit, join, token_for
-from tests.wsclient import closed_with, open_socket, send_json
+from tests.wsclient import closed_with, connect, open_socket, recv_until, send_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,16 +24,28 @@ async def test_a_committed_edit_is_acknowledged_while_redis_is_down_and_every_so
     a, b = processes
     on_a = await join(a, trip, alice)
     on_b = await join(b, trip, bob)
-    await on_a.read(lambda m: m["type"] == "presence.update" and m["collaborator_count"] == 2, 10)
+    chat_a, _ = await connect(a.ws_url, f"/ws/chat/{trip.pk}/", await token_for(alice))
+    chat_b, _ = await connect(b.ws_url, f"/ws/chat/{trip.pk}/", await token_for(bob))
+    await on_a.until(lambda v: v.collaborators == {"alice": 1, "bob": 1}, 10)
 
     redis.kill()
     ack = await edit(on_a, "name", "Written while Redis is down", "down", timeout=10)
     assert ack["status"] == "applied"
     _, db_seq, logged = await database_state(trip.pk)
     assert ack["seq"] == db_seq and ack["seq"] in logged
+    await send_json(chat_a, {"type": "chat.send", "id": "post", "text": "posted while down"})
+    posted = await recv_until(chat_a, lambda m: m.get("request_id") == "post")
+    assert posted["type"] == "ack" and posted["status"] == "posted", posted
 
     redis.start()  # back, and empty; nobody edits from here on
-    await converged([on_a, on_b], trip, timeout=1 + 5 + 3)  # heartbeat + 5 s, and slack
+    back = time.monotonic()
+    await converged([on_a, on_b], trip, timeout=CONVERGENCE_BOUND + 3)  # the bound, and slack
+    record("Redis killed, restarted empty", "every socket at the database's seq",
+           time.monotonic() - back, CONVERGENCE_BOUND)  # fmt: skip
+    for chat in (chat_a, chat_b):  # the chat's sockets too, with the message posted meanwhile
+        shown = await recv_until(chat, lambda m: m["type"] == "chat.message", CONVERGENCE_BOUND + 3)
+        assert (shown["seq"], shown["message"]["text"]) == (posted["seq"], "posted while down")
+
     failures = await asyncio.to_thread(a.metric, "tripsage_publish_failures_total")
     assert failures >= 1
 
@@ -56,10 +68,35 @@ async def test_redis_frozen_never_holds_an_edit_and_every_socket_converges_after
     finally:
         await asyncio.sleep(max(0.0, frozen_at + 10 - time.monotonic()))  # a 10 s freeze
         redis.thaw()
-    await converged([on_a, on_b], trip, timeout=1 + 5 + 3)
+    thawed = time.monotonic()
+    await converged([on_a, on_b], trip, timeout=CONVERGENCE_BOUND + 3)
+    record("Redis frozen 10 s (SIGSTOP)", "every socket at the database's seq",
+           time.monotonic() - thawed, CONVERGENCE_BOUND)  # fmt: skip
 
 
-@pytest.mark.parametrize("loss", ["flushall", "restart_empty"])
+LOSSES = {"flushall": "wiped (FLUSHALL)", "restart_empty": "restarted empty"}
+
+
+async def stored_entries(
+    redis: RedisServer, trip_id: int, *, presence: int, editing: int, timeout: float
+) -> None:
+    """Until the trip's presence and editing sets in Redis hold this many entries again."""
+    client = redis.client()
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = await asyncio.to_thread(
+            lambda: (
+                client.zcard(f"tripsage-presence-trip-{trip_id}"),
+                client.zcard(f"tripsage-editing-trip-{trip_id}"),
+            )
+        )
+        if counts == (presence, editing):
+            return
+        assert time.monotonic() < deadline, f"Redis holds {counts} entries, not rebuilt"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
 async def test_presence_editing_and_connection_slots_rebuild_after_redis_loses_its_data(
     redis: RedisServer, start_process, crew, loss
 ):
@@ -79,20 +116,28 @@ async def test_presence_editing_and_connection_slots_rebuild_after_redis_loses_i
         await view.until(lambda v: v.collaborators == exact and v.editing == {("bob", "notes")}, 10)
 
     getattr(redis, loss)()
+    lost = time.monotonic()
+    keeper = timing("PRESENCE_REFRESH_SECONDS")
+    await stored_entries(redis, trip.pk, presence=4, editing=1, timeout=keeper + 5)
+    record(f"Redis {LOSSES[loss]}", "presence and editing entries all back in Redis",
+           time.monotonic() - lost, keeper)  # fmt: skip
     # A socket that opens now may see a partial state; within one keeper interval (0.5 s here)
     # every socket shows the whole one again, and a socket that opens then sees it too.
     views = (alice_a, alice_b, bob_b, carol_a)
-    await asyncio.gather(*(view.settle(3) for view in views))
+    await asyncio.gather(*(view.settle(2) for view in views))
     assert [view.collaborators for view in views] == [exact] * 4
     late = await join(a, trip, carol)
     await late.settle(2)  # its snapshot, then any presence.update the join itself causes
     assert late.collaborators == {"alice": 2, "bob": 1, "carol": 2}
     assert [view.editing for view in (*views, late)] == [{("bob", "notes")}] * 5
 
-    # alice holds her two sockets: a third is refused on either process, as before the loss
-    # (the processes renew their slots every lease / 3 = 1 s here).
-    await asyncio.sleep(2)
+    # alice holds her two sockets: a third is refused on either process, as before the loss,
+    # once the processes have renewed their slots (every lease / 3).
+    await asyncio.sleep(
+        max(0.0, lost + timing("REALTIME_CONNECTION_LEASE_SECONDS") / 3 + 1 - time.monotonic())
+    )
     third = await open_socket(b.ws_url, f"/ws/trips/{trip.pk}/")
     await send_json(third, {"token": await token_for(alice), "id": "third"})
     code, messages = await closed_with(third)
     assert code == 4029 and messages[-1]["error"]["details"]["reason"] == "too_many_connections"
+
