@@ -26,6 +26,8 @@ from metrics import selectors as metrics_selectors
 
 logger = logging.getLogger(__name__)
 
+REGISTER_TIMEOUT = 10.0  # seconds a socket waits at most for its process to hear USERS_GROUP
+
 
 class Connections:
     def __init__(self) -> None:
@@ -48,7 +50,9 @@ class Connections:
             self.checker = loop.create_task(self._check_periodically())
             fanout(channel_layer()).on_resubscribed(self.check_now.set)
         assert self.ready is not None
-        await self.ready.wait()
+        # Bounded: with Redis away the socket is told to retry (SERVER_ERROR, 4011); the
+        # listener keeps trying, and the periodic re-check covers what it may miss.
+        await asyncio.wait_for(self.ready.wait(), REGISTER_TIMEOUT)
 
     def unregister(self, consumer: Any) -> None:
         self.by_id.pop(consumer.connection_id, None)
@@ -64,7 +68,13 @@ class Connections:
     async def _listen(self) -> None:
         layer = channel_layer()
         channel = await layer.new_channel()
-        await layer.group_add(USERS_GROUP, channel)
+        while True:
+            try:
+                await layer.group_add(USERS_GROUP, channel)
+                break
+            except Exception as error:  # Redis away: keep trying
+                logger.warning("joining %s failed (%s); retrying", USERS_GROUP, error)
+                await asyncio.sleep(1)
         assert self.ready is not None
         self.ready.set()
         while True:

@@ -28,6 +28,7 @@ costs one PUBLISH and no event loop hop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable, Iterable
 from re import Pattern
@@ -45,6 +46,12 @@ from events.fanout import DirectHandler, Fanout
 from metrics import instruments
 from realtime.layers.inbox import Inbox
 from realtime.layers.listener import LoopState
+
+logger = logging.getLogger(__name__)
+
+# Longest wait for the process's subscriptions before an operation that needs Redis (joining a
+# group, publishing) gives up with TimeoutError.
+READY_TIMEOUT = 5.0
 
 
 class FanoutChannelLayer(BaseChannelLayer, Fanout):
@@ -113,7 +120,9 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
             child = self._latency_children[label] = instruments.FANOUT_LATENCY.labels(label)
         return child
 
-    async def _state(self) -> LoopState:
+    def _local(self) -> LoopState:
+        """This loop's state, its listener started: for what needs no Redis (channels,
+        inboxes, leaving a group), which must work while Redis is away."""
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
@@ -121,13 +130,20 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
                 del self._states[old]
             state = self._states[loop] = LoopState(self)
         state.start()
-        await state.ready.wait()
+        return state
+
+    async def _state(self) -> LoopState:
+        """This loop's state once its subscriptions are in place: at most READY_TIMEOUT, then
+        TimeoutError (Redis away: a socket opening now is told to retry, never left waiting)."""
+        state = self._local()
+        if not state.ready.is_set():
+            await asyncio.wait_for(state.ready.wait(), READY_TIMEOUT)
         return state
 
     # -- channels -----------------------------------------------------------------------------
 
     async def new_channel(self, prefix: str = "specific") -> str:
-        state = await self._state()
+        state = self._local()
         name = f"{prefix}.{self.process_id}!{uuid.uuid4().hex}"
         state.inboxes[name] = Inbox()
         return name
@@ -138,7 +154,7 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         if owner == self.process_id:
             # A channel of this process: no Redis involved, so it works while Redis is away
             # (the listener's state exists once the channel does).
-            state = self._states.get(asyncio.get_running_loop()) or await self._state()
+            state = self._local()
             inbox = state.inboxes.get(channel)
             if inbox is not None and len(inbox.items) >= self.get_capacity(channel):
                 raise ChannelFull(channel)
@@ -150,7 +166,7 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
 
     async def receive(self, channel: str) -> dict[str, Any]:
         assert self.require_valid_channel_name(channel)
-        state = await self._state()
+        state = self._local()
         inbox = state.inboxes.get(channel)
         if inbox is None:
             inbox = state.inboxes[channel] = Inbox()
@@ -174,7 +190,9 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         members.add(channel)
 
     async def group_discard(self, group: str, channel: str) -> None:
-        state = await self._state()
+        """Leave the group; works while Redis is away (the listener resubscribes only to the
+        groups that still have local members)."""
+        state = self._local()
         members = state.groups.get(group)
         if members is None:
             return
@@ -183,7 +201,12 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
             del state.groups[group]
             state.streams.forget(group)
             state.subscribed.pop(self.group_key(group), None)
-            await state.pubsub.unsubscribe(self.group_key(group))
+            if state.ready.is_set():
+                try:
+                    async with asyncio.timeout(self.publish_timeout):
+                        await state.pubsub.unsubscribe(self.group_key(group))
+                except Exception:  # messages for it are ignored; resubscribing forgets it
+                    logger.warning("unsubscribing from %s failed", group)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """Publish to the group; raises TimeoutError when Redis takes longer than
@@ -244,7 +267,7 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         return sum(state.drops.get(channel, 0) for state in self._states.values())
 
     async def flush(self) -> None:
-        state = await self._state()
+        state = self._local()
         state.inboxes.clear()
         state.direct.clear()
         state.streams.clear()

@@ -6,6 +6,7 @@ database with no further edit by anyone, and presence counts are exact again by 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -82,12 +83,13 @@ async def stored_entries(
 ) -> None:
     """Until the trip's presence and editing sets in Redis hold this many entries again."""
     client = redis.client()
+    prefix = os.environ.get("CHANNEL_LAYER_PREFIX", "tripsage")  # the processes' (run_tests.py)
     deadline = time.monotonic() + timeout
     while True:
         counts = await asyncio.to_thread(
             lambda: (
-                client.zcard(f"tripsage-presence-trip-{trip_id}"),
-                client.zcard(f"tripsage-editing-trip-{trip_id}"),
+                client.zcard(f"{prefix}-presence-trip-{trip_id}"),
+                client.zcard(f"{prefix}-editing-trip-{trip_id}"),
             )
         )
         if counts == (presence, editing):
@@ -141,3 +143,34 @@ async def test_presence_editing_and_connection_slots_rebuild_after_redis_loses_i
     code, messages = await closed_with(third)
     assert code == 4029 and messages[-1]["error"]["details"]["reason"] == "too_many_connections"
 
+
+async def test_a_socket_opened_while_redis_is_down_is_told_to_retry_and_connects_once_it_is_back(
+    redis: RedisServer, start_process, crew
+):
+    """A new socket is answered SERVER_ERROR (retryable) and 4011 within a bounded wait, never
+    left hanging; once Redis answers, the same client connects. (A process that starts while
+    Redis is down exits at once saying so, for its supervisor to start it again.)"""
+    alice, bob, _, trip = crew
+    path = f"/ws/trips/{trip.pk}/"
+    running = start_process("chaos-running")
+    await join(running, trip, alice)
+    redis.kill()
+    for server in (running,):
+        ws = await open_socket(server.ws_url, path)
+        await send_json(ws, {"token": await token_for(bob), "id": "during"})
+        code, messages = await closed_with(ws, timeout=20)
+        errors = [m for m in messages if m["type"] == "error"]
+        assert code == 4011 and [e["error"]["code"] for e in errors] == ["SERVER_ERROR"], messages
+        assert errors[0]["error"]["details"]["retryable"] is True
+    redis.start()
+    for server in (running,):
+        for _ in range(50):  # the client's backoff: the layer reconnects within a few seconds
+            ws = await open_socket(server.ws_url, path)
+            await send_json(ws, {"token": await token_for(bob), "id": "after"})
+            first = await recv_until(ws, lambda m: m["type"] in ("connection.established", "error"))
+            await ws.close()
+            if first["type"] == "connection.established":
+                break
+            await asyncio.sleep(0.2)
+        else:
+            pytest.fail(f"{server.ws_url} never accepted a socket again")
