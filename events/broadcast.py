@@ -35,7 +35,7 @@ def _group_send(group: str, event: dict[str, Any]) -> None:
             type(error).__name__,
             error,
         )
-        publish_failed.send(sender=None, group=group, error=error)
+        publish_failed.send_robust(sender=None, group=group, error=error)
 
 
 def broadcast_on_commit(group: str, event: dict[str, Any]) -> None:

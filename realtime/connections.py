@@ -52,7 +52,8 @@ class Connections:
         assert self.ready is not None
         # Bounded: with Redis away the socket is told to retry (SERVER_ERROR, 4011); the
         # listener keeps trying, and the periodic re-check covers what it may miss.
-        await asyncio.wait_for(self.ready.wait(), REGISTER_TIMEOUT)
+        if not self.ready.is_set():
+            await asyncio.wait_for(self.ready.wait(), REGISTER_TIMEOUT)
 
     def unregister(self, consumer: Any) -> None:
         self.by_id.pop(consumer.connection_id, None)

@@ -155,22 +155,45 @@ class PresenceTracker:
         that lagged) are put back from this process's live sockets, and the trip's sockets are
         sent the rebuilt state: exact again within one interval."""
         now = time.time()
-        for trip_id, connections in list(self.local.items()):
-            presence = {
-                presence_member(conn, user): now + settings.PRESENCE_TTL_SECONDS
-                for conn, user in connections.items()
-            }
-            restored = await self.backend.touch(trip_id, PRESENCE, presence)
-            editing = {
-                editing_member(conn, user, field): expires
-                for conn, user in connections.items()
-                for field, expires in self.editing.get((trip_id, conn), {}).items()
-                if expires > now
-            }
-            restored_editing = await self.backend.touch(trip_id, EDITING, editing) if editing else 0
-            swept = await self.backend.sweep(trip_id, now)
-            if restored or restored_editing or swept:
-                self._publish(trip_id, presence=True, editing=True)
+        for trip_id in list(self.local):
+            try:
+                await self._keep_trip(trip_id, now)
+            except Exception:  # one trip's failure does not cost the others their renewal
+                logger.exception("presence keeper failed for trip %s", trip_id)
+
+    async def _keep_trip(self, trip_id: int, now: float) -> None:
+        connections = dict(self.local.get(trip_id, {}))
+        if not connections:
+            return  # its last socket left meanwhile
+        presence = {presence_member(conn, user): conn for conn, user in connections.items()}
+        editing = {
+            editing_member(conn, user, field): (conn, field, expires)
+            for conn, user in connections.items()
+            for field, expires in self.editing.get((trip_id, conn), {}).items()
+            if expires > now
+        }
+        expiry = now + settings.PRESENCE_TTL_SECONDS
+        restored = await self.backend.touch(trip_id, PRESENCE, dict.fromkeys(presence, expiry))
+        restored += await self.backend.touch(
+            trip_id, EDITING, {member: expires for member, (_, _, expires) in editing.items()}
+        )
+        # A socket that left (or an indicator that stopped) while this was on its way may have
+        # had its removal applied first, and been put back: remove it again.
+        local = self.local.get(trip_id, {})
+        await self.backend.remove(
+            trip_id, PRESENCE, [member for member, conn in presence.items() if conn not in local]
+        )
+        await self.backend.remove(
+            trip_id,
+            EDITING,
+            [
+                member
+                for member, (conn, field, _) in editing.items()
+                if field not in self.editing.get((trip_id, conn), {})
+            ],
+        )
+        if restored or await self.backend.sweep(trip_id, now):
+            self._publish(trip_id, presence=True, editing=True)
 
 
 _tracker: PresenceTracker | None = None

@@ -132,6 +132,8 @@ class RedisBackend:
 
     async def touch(self, trip_id: int, kind: str, members: dict[str, float]) -> int:
         """Add or renew entries; returns how many were missing (Redis lost them)."""
+        if not members:
+            return 0  # ZADD refuses an empty mapping
         key = self._key(trip_id, kind)
         async with self._client().pipeline(transaction=False) as pipe:
             pipe.zadd(key, members)

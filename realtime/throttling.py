@@ -312,19 +312,27 @@ class Throttle:
         while self.leased and self.client is not None:  # leases exist only with a client
             await asyncio.sleep(lease / 3)
             expiry = self.clock() + lease
+            renewed = list(self.leased.items())
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
                     by_user: dict[str, dict[str, float]] = defaultdict(dict)
-                    for connection, user in list(self.leased.items()):
+                    for connection, user in renewed:
                         by_user[user][connection] = expiry
                     for user, connections in by_user.items():
                         key = f"{self.prefix}slots:{user}"
                         # Without xx: a slot Redis lost (restart, FLUSHALL, failover) is put
-                        # back. A socket released meanwhile left `leased` before its ZREM was
-                        # sent, which Redis then applies after this.
+                        # back from this process's live sockets.
                         pipe.zadd(key, connections)
                         pipe.pexpire(key, math.ceil(lease * 1000))
                     await pipe.execute()
+                # A socket released while this was on its way sent its ZREM on another
+                # connection, which Redis may have applied first: remove it again.
+                gone = [(c, u) for c, u in renewed if c not in self.leased]
+                if gone:
+                    async with self.client.pipeline(transaction=False) as pipe:
+                        for connection, user in gone:
+                            pipe.zrem(f"{self.prefix}slots:{user}", connection)
+                        await pipe.execute()
             except _REDIS_ERRORS as error:
                 self._redis_failed(error, "renewing connection slots")
 

@@ -18,6 +18,7 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import DatabaseError
 
 import protocol
 from collaboration.errors import CollaborationError, InvalidChange
@@ -325,8 +326,12 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
     async def stream_catch_up(self, event: dict[str, Any]) -> None:
         """realtime.convergence found this socket behind its stream's head: fill from the log."""
         stream = getattr(self, "stream", None)
-        if stream is not None and not self.closing:
+        if stream is None or self.closing:
+            return
+        try:
             await stream.catch_up(event["seq"])
+        except DatabaseError as error:  # the database away: the next check sends another
+            logger.warning("a catch-up failed, the database is unavailable: %s", error)
 
     # -- closed from outside (realtime.connections) -------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import protocol
 from collaboration import selectors
+from collaboration.errors import NotFound
 from collaboration.models import TripMember
 from collaboration.services import conflicts, trips
 from events.aio import db
@@ -216,10 +217,38 @@ class TripConsumer(RealtimeConsumer):
             await self._apply_membership(json.loads(event["text"]))
 
     async def _fill_gap(self, up_to: int) -> bool:
-        """What the socket missed up to `up_to`, from the trip's event log."""
+        """What the socket missed up to `up_to`, from the trip's event log; if the log no longer
+        keeps it, the database's state as `resync.required`, as for a `resume` from that far."""
         page = await db(selectors.events_after)(trip_id=self.trip_id, after=self.stream.last_seq)
+        if not page.complete:
+            await self._resync(reason="too_old", last_seq=self.stream.last_seq)
+            return True
         await self.stream.send_missed(page.messages, up_to, then=self._apply_membership)
         return True
+
+    async def _resync(self, *, reason: str, last_seq: int, request_id: str | None = None) -> None:
+        """A fresh snapshot, and the stream goes on from its `seq` (the events before it are in
+        it); a user who is no member any more is closed, as for their `member.removed`."""
+        try:
+            snapshot = await db(selectors.trip_snapshot)(trip_id=self.trip_id, user=self.user)
+        except NotFound:
+            await self.close_with(
+                protocol.not_a_member(self.trip_id, anymore=True).envelope(),
+                CloseCode.AUTHORIZATION_FAILED,
+            )
+            return
+        state = await tracker().current(self.trip_id)
+        self.role = snapshot["role"]
+        self.stream.last_seq = max(self.stream.last_seq, snapshot["seq"])
+        await self.send_event(
+            protocol.server_message(
+                "resync.required",
+                request_id=request_id,
+                reason=reason,
+                last_seq=last_seq,
+                snapshot={**snapshot, **state.presence_fields(), "editing": state.editing},
+            )
+        )
 
     async def _apply_membership(self, message: dict[str, Any]) -> None:
         if message["type"] not in ("member.updated", "member.removed"):

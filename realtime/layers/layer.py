@@ -183,10 +183,16 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
             state.streams.forget(group)  # a stream left from before starts afresh
             key = self.group_key(group)
             waiter = state.subscribed[key] = asyncio.get_running_loop().create_future()
-            await state.pubsub.subscribe(key)
-            # Once Redis confirms, every later publish reaches us: a snapshot read after
-            # group_add returns cannot miss an event.
-            await asyncio.wait_for(waiter, 10)
+            try:
+                await state.pubsub.subscribe(key)
+                # Once Redis confirms, every later publish reaches us: a snapshot read after
+                # group_add returns cannot miss an event.
+                await asyncio.wait_for(waiter, 10)
+            except BaseException:
+                if not members and state.groups.get(group) is members:
+                    del state.groups[group]  # never joined: nothing to resubscribe to
+                state.subscribed.pop(key, None)
+                raise
         members.add(channel)
 
     async def group_discard(self, group: str, channel: str) -> None:
@@ -212,8 +218,10 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         """Publish to the group; raises TimeoutError when Redis takes longer than
         `publish_timeout` (a frozen Redis never holds the caller)."""
         assert self.require_valid_group_name(group)
-        state = await self._state()
+        state = self._local()
         packed = msgpack.packb(message, use_bin_type=True)
+        async with asyncio.timeout(self.publish_timeout):  # Redis away: no wait beyond this
+            await state.ready.wait()
         async with asyncio.timeout(self.publish_timeout):
             await state.client.publish(self.group_key(group), packed)
 

@@ -1,6 +1,12 @@
 """Revocation and operator disconnects survive a lost message: each process re-checks its
 sockets' users and requested disconnects when its Redis subscription comes back, and
-periodically (a frozen Redis is a fault nobody notices)."""
+periodically (a frozen Redis is a fault nobody notices).
+
+The test process deactivates the user (or requests the disconnect) itself, so its message goes
+to the suite's Redis, which these processes do not hear: it is lost by construction, as it
+would be with the processes' own Redis away. With Redis killed and back, the processes re-check
+as they resubscribe; with Redis frozen and thawed, nothing reconnects, and the periodic
+re-check closes the sockets."""
 
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ async def still_open(ws) -> None:
 @sync_to_async
 def deactivate(user: User) -> None:
     user.is_active = False
-    user.save()  # its revocation is published after commit: lost, Redis is away
+    user.save()  # its revocation is published after commit, where these processes never hear it
 
 
 @pytest.mark.parametrize("fault", ["killed", "frozen"])
@@ -52,7 +58,7 @@ async def test_a_user_deactivated_while_redis_is_away_loses_every_socket_on_ever
     else:
         redis.freeze()
         try:
-            await deactivate(bob)  # the publish times out
+            await deactivate(bob)
         finally:
             redis.thaw()  # nothing reconnects: the periodic re-check finds it
     back = time.monotonic()
