@@ -134,10 +134,15 @@ async def test_presence_editing_and_connection_slots_rebuild_after_redis_loses_i
     assert [view.editing for view in (*views, late)] == [{("bob", "notes")}] * 5
 
     # alice holds her two sockets: a third is refused on either process, as before the loss,
-    # once the processes have renewed their slots (every lease / 3).
-    await asyncio.sleep(
-        max(0.0, lost + timing("REALTIME_CONNECTION_LEASE_SECONDS") / 3 + 1 - time.monotonic())
-    )
+    # once the processes have put their slots back (every lease / 3).
+    renewal = timing("REALTIME_CONNECTION_LEASE_SECONDS") / 3
+    slots = f"{os.environ.get('CHANNEL_LAYER_PREFIX', 'tripsage')}:rl:slots:{alice.pk}"
+    deadline = time.monotonic() + renewal + 5
+    while await asyncio.to_thread(redis.client().zcard, slots) != 2:
+        assert time.monotonic() < deadline, "alice's connection slots were never put back"
+        await asyncio.sleep(0.05)
+    record(f"Redis {LOSSES[loss]}", "connection slots all back in Redis",
+           time.monotonic() - lost, renewal)  # fmt: skip
     third = await open_socket(b.ws_url, f"/ws/trips/{trip.pk}/")
     await send_json(third, {"token": await token_for(alice), "id": "third"})
     code, messages = await closed_with(third)
