@@ -78,23 +78,17 @@ async def test_redis_frozen_never_holds_an_edit_and_every_socket_converges_after
 LOSSES = {"flushall": "wiped (FLUSHALL)", "restart_empty": "restarted empty"}
 
 
-async def stored_entries(
-    redis: RedisServer, trip_id: int, *, presence: int, editing: int, timeout: float
-) -> None:
-    """Until the trip's presence and editing sets in Redis hold this many entries again."""
+async def rebuilt(redis: RedisServer, sizes: dict[str, int], timeout: float) -> float:
+    """Seconds until each of these sorted sets (named without the processes' key prefix) holds
+    its size again in Redis."""
     client = redis.client()
     prefix = os.environ.get("CHANNEL_LAYER_PREFIX", "tripsage")  # the processes' (run_tests.py)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
     while True:
-        counts = await asyncio.to_thread(
-            lambda: (
-                client.zcard(f"{prefix}-presence-trip-{trip_id}"),
-                client.zcard(f"{prefix}-editing-trip-{trip_id}"),
-            )
-        )
-        if counts == (presence, editing):
-            return
-        assert time.monotonic() < deadline, f"Redis holds {counts} entries, not rebuilt"
+        found = {key: await asyncio.to_thread(client.zcard, prefix + key) for key in sizes}
+        if found == sizes:
+            return time.monotonic() - started
+        assert time.monotonic() < started + timeout, f"Redis holds {found}, not {sizes}"
         await asyncio.sleep(0.05)
 
 
@@ -118,11 +112,14 @@ async def test_presence_editing_and_connection_slots_rebuild_after_redis_loses_i
         await view.until(lambda v: v.collaborators == exact and v.editing == {("bob", "notes")}, 10)
 
     getattr(redis, loss)()
-    lost = time.monotonic()
     keeper = timing("PRESENCE_REFRESH_SECONDS")
-    await stored_entries(redis, trip.pk, presence=4, editing=1, timeout=keeper + 5)
-    record(f"Redis {LOSSES[loss]}", "presence and editing entries all back in Redis",
-           time.monotonic() - lost, keeper)  # fmt: skip
+    renewal = timing("REALTIME_CONNECTION_LEASE_SECONDS") / 3
+    entries, slots = await asyncio.gather(
+        rebuilt(redis, {f"-presence-trip-{trip.pk}": 4, f"-editing-trip-{trip.pk}": 1}, keeper + 5),
+        rebuilt(redis, {f":rl:slots:{alice.pk}": 2, f":rl:slots:{bob.pk}": 1}, renewal + 5),
+    )
+    record(f"Redis {LOSSES[loss]}", "presence and editing entries all back", entries, keeper)
+    record(f"Redis {LOSSES[loss]}", "connection slots all back", slots, renewal)
     # A socket that opens now may see a partial state; within one keeper interval (0.5 s here)
     # every socket shows the whole one again, and a socket that opens then sees it too.
     views = (alice_a, alice_b, bob_b, carol_a)
@@ -133,16 +130,7 @@ async def test_presence_editing_and_connection_slots_rebuild_after_redis_loses_i
     assert late.collaborators == {"alice": 2, "bob": 1, "carol": 2}
     assert [view.editing for view in (*views, late)] == [{("bob", "notes")}] * 5
 
-    # alice holds her two sockets: a third is refused on either process, as before the loss,
-    # once the processes have put their slots back (every lease / 3).
-    renewal = timing("REALTIME_CONNECTION_LEASE_SECONDS") / 3
-    slots = f"{os.environ.get('CHANNEL_LAYER_PREFIX', 'tripsage')}:rl:slots:{alice.pk}"
-    deadline = time.monotonic() + renewal + 5
-    while await asyncio.to_thread(redis.client().zcard, slots) != 2:
-        assert time.monotonic() < deadline, "alice's connection slots were never put back"
-        await asyncio.sleep(0.05)
-    record(f"Redis {LOSSES[loss]}", "connection slots all back in Redis",
-           time.monotonic() - lost, renewal)  # fmt: skip
+    # alice holds her two sockets: a third is refused on either process, as before the loss.
     third = await open_socket(b.ws_url, f"/ws/trips/{trip.pk}/")
     await send_json(third, {"token": await token_for(alice), "id": "third"})
     code, messages = await closed_with(third)
