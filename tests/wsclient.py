@@ -85,7 +85,11 @@ async def open_socket(
 ) -> ClientConnection:
     url = f"{base_url}{path}" + (f"?{query}" if query else "")
     headers = {"Origin": origin} if origin else None
-    return await websockets.connect(url, additional_headers=headers, open_timeout=TIMEOUT)
+    # Unbounded: a test that leaves events unread still sees the close frame at once (with the
+    # default 16 frames the client stops reading and each close waited its 10 s timeout).
+    return await websockets.connect(
+        url, additional_headers=headers, open_timeout=TIMEOUT, max_queue=None
+    )
 
 
 async def recv_json(ws: ClientConnection, timeout: float = TIMEOUT) -> dict[str, Any]:
