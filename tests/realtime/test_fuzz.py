@@ -194,8 +194,12 @@ def frames(draw: st.DrawFn) -> tuple[str, str | bytes]:
 async def open_socket(base_url: str, path: str) -> ClientConnection:
     """Without the client library's keepalive pings: they draw from `random`, which Hypothesis,
     drawing frames in the other thread meanwhile, would take for a strategy's doing. The
-    server's own heartbeat pings are answered (Peer)."""
-    return await websockets.connect(f"{base_url}{path}", open_timeout=TIMEOUT, ping_interval=None)
+    server's own heartbeat pings are answered (Peer). Every frame is buffered (max_queue=None):
+    with the default 16, a socket with unread frames stops reading, never sees the server's
+    close frame, and ends 1006 after the client's 10 s close timeout (seen in CI)."""
+    return await websockets.connect(
+        f"{base_url}{path}", open_timeout=TIMEOUT, ping_interval=None, max_queue=None
+    )
 
 
 async def connect(base_url: str, path: str, token: str) -> ClientConnection:
@@ -276,6 +280,8 @@ class Fleet:
         self.errors: Counter[tuple[str, str]] = Counter()  # (code, reason)
         self.acks: dict[str, list[dict[str, Any]]] = {"trip": [], "chat": []}
         self.batch: list[tuple[str, str | bytes]] = []  # the frames being played, for failures
+        self.abnormal: list[str] = []  # sockets that ended without a close frame, and why
+        self.cut_after_refusal = 0  # pre-auth sockets refused for a bad token, reset (see above)
 
     async def peer(self, target: str) -> Peer:
         peer = self.peers.get(target)
@@ -292,8 +298,27 @@ class Fleet:
 
     def retire(self, peer: Peer) -> None:
         """A socket the server closed: its close code, and what it said before."""
-        self.closes[peer.ws.close_code] += 1
+        self.count_close(peer)
         self.check(peer)
+
+    def count_close(self, peer: Peer) -> None:
+        code = peer.ws.close_code
+        if code is None or code == 1006:  # no close frame reached the client
+            target = next((t for t, p in self.peers.items() if p is peer), "?")
+            sent = [frame for to, frame in self.batch if to == target]
+            if target == "pre_auth" and any(
+                isinstance(frame, str) and '"token"' in frame for frame in sent
+            ):
+                # A bad token closes a socket before auth (4001), as it should. The server
+                # waits 1 s for the client's side of the close (autobahn's close handshake
+                # timeout), then resets the connection; when Hypothesis's drawing holds this
+                # test's event loop longer than that, the reset discards the unread close
+                # frame. Seen in CI under coverage; any other 1006 fails the test.
+                self.cut_after_refusal += 1
+                return
+            told = peer.frames[-5:]
+            self.abnormal.append(f"{target}: {code} after {sent!r:.2000}; told {told!r:.2000}")
+        self.closes[code] += 1
 
     async def play(self, batch: list[tuple[str, str | bytes]]) -> None:
         self.batch = batch
@@ -326,8 +351,8 @@ class Fleet:
                     assert answer["type"] == "connection.established", answer
                     await peer.ws.close()
                     await peer.reader
+                    self.count_close(peer)
                     self.peers.pop(target)
-                    self.closes[peer.ws.close_code] += 1
                     self.check(peer)
                 return
         raise AssertionError(f"the {target} socket never answered a ping")
@@ -357,7 +382,7 @@ class Fleet:
         for target, peer in list(self.peers.items()):
             await peer.ws.close()
             await peer.reader
-            self.closes[peer.ws.close_code] += 1
+            self.count_close(peer)
             self.check(peer)
             del self.peers[target]
 
@@ -474,11 +499,13 @@ def test_no_frame_crashes_a_socket_leaves_a_ghost_or_changes_what_it_should_not(
     log = server.log()
     assert "Traceback" not in log, log[log.index("Traceback") - 2000 :][:6000]
     assert 1011 not in fleet.closes and set(fleet.closes) <= {int(c) for c in CloseCode}, (
-        fleet.closes
+        fleet.closes,
+        fleet.abnormal,
     )
     assert fleet.sent >= MIN_FRAMES
     print(
         f"\nfuzz: {fleet.sent} frames in {elapsed:.1f} s; {len(versions)} edits applied, "
-        f"{len(posted)} chat messages posted; closes {dict(fleet.closes)}; "
+        f"{len(posted)} chat messages posted; closes {dict(fleet.closes)} "
+        f"(and {fleet.cut_after_refusal} refusals reset before read); "
         f"errors {sorted(fleet.errors.items(), key=lambda item: -item[1])}"
     )
