@@ -52,7 +52,7 @@ class PresenceTracker:
     async def join(self, trip_id: int, connection_id: str, user: Any) -> TripPresence:
         self.local[trip_id][connection_id] = user
         self._ensure_keeper()
-        expires = time.time() + settings.PRESENCE_TTL_SECONDS
+        expires = time.time() + entry_lifetime()
         await self.backend.touch(trip_id, PRESENCE, {presence_member(connection_id, user): expires})
         # The editing state goes out too: this process's cached state, which the new socket's
         # snapshot shows, may predate another process's indicator (or Redis losing it).
@@ -172,7 +172,7 @@ class PresenceTracker:
             for field, expires in self.editing.get((trip_id, conn), {}).items()
             if expires > now
         }
-        expiry = now + settings.PRESENCE_TTL_SECONDS
+        expiry = now + entry_lifetime()
         restored = await self.backend.touch(trip_id, PRESENCE, dict.fromkeys(presence, expiry))
         restored += await self.backend.touch(
             trip_id, EDITING, {member: expires for member, (_, _, expires) in editing.items()}
@@ -194,6 +194,15 @@ class PresenceTracker:
         )
         if restored or await self.backend.sweep(trip_id, now):
             self._publish(trip_id, presence=True, editing=True)
+
+
+def entry_lifetime() -> float:
+    """How long a presence entry lives unless renewed: PRESENCE_TTL_SECONDS less one keeper
+    interval, so that the entries of a dead process are swept (by a keeper that ticks every
+    interval) within PRESENCE_TTL_SECONDS of its last renewal; at least two intervals, so that
+    a live process's renewal always comes first."""
+    refresh = settings.PRESENCE_REFRESH_SECONDS
+    return max(settings.PRESENCE_TTL_SECONDS - refresh, 2 * refresh)
 
 
 _tracker: PresenceTracker | None = None
