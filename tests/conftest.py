@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,6 +216,18 @@ def _close_connections_of_async_tests(django_db_setup: None) -> Iterator[None]:
     database teardown cannot see: close them first, or PostgreSQL refuses to drop the database."""
     yield
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
+
+@pytest.fixture
+async def database_thread() -> Any:
+    """In this process, a consumer's database calls (events.aio.db) run on the loop's default
+    executor: one thread here, whose connection is closed afterwards, or it would keep the test
+    database from being dropped."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(pool)
+    yield
+    await loop.run_in_executor(pool, connections.close_all)
 
 
 @pytest.fixture(scope="session")

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
-from django.db import connections as db_connections
 from django.urls import path
 
 import protocol
@@ -331,18 +329,6 @@ async def test_numbers_json_cannot_carry_back_are_refused(live, trip_socket_path
 
 
 # -- whatever ends a socket, what it held is released ------------------------------------------
-
-
-@pytest.fixture
-async def database_thread():
-    """In this process, a consumer's database calls (events.aio.db) run on the loop's default
-    executor: one thread here, whose connection is closed afterwards, or it would keep the test
-    database from being dropped."""
-    pool = ThreadPoolExecutor(max_workers=1)
-    loop = asyncio.get_running_loop()
-    loop.set_default_executor(pool)
-    yield
-    await loop.run_in_executor(pool, db_connections.close_all)
 
 
 def _held(connection_id: str, trip_id: int) -> dict[str, bool]:

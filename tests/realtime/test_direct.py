@@ -11,7 +11,6 @@ import os
 import socket
 import ssl
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from importlib.metadata import version
@@ -26,7 +25,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from django.db import connections
 from prometheus_client import REGISTRY
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
@@ -365,18 +363,6 @@ def _refused_in_this_process(reason: str) -> float:
     return REGISTRY.get_sample_value(
         "tripsage_ws_direct_writes_disabled_total", {"reason": reason}
     )  # fmt: skip
-
-
-@pytest.fixture
-async def database_thread():
-    """In this process, a consumer's database calls (events.aio.db) run on the loop's default
-    executor: one thread here, whose connection is closed afterwards, or it would keep the test
-    database from being dropped."""
-    pool = ThreadPoolExecutor(max_workers=1)
-    loop = asyncio.get_running_loop()
-    loop.set_default_executor(pool)
-    yield
-    await loop.run_in_executor(pool, connections.close_all)
 
 
 async def test_another_asgi_server_gets_every_frame_through_its_send(
