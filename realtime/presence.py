@@ -213,7 +213,7 @@ def tracker() -> PresenceTracker:
     if _tracker is None:
         if settings.REDIS_URL:
             backend: MemoryBackend | RedisBackend = RedisBackend(
-                settings.REDIS_URL, settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+                settings.REDIS_HOST, settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
             )
         else:
             backend = MemoryBackend()

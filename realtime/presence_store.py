@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 
 import protocol
+from realtime import redis_clients
 from realtime.presence_state import TripPresence
 
 PRESENCE = "presence"
@@ -103,27 +104,24 @@ class MemoryBackend:
 class RedisBackend:
     """Shared by every process on the same Redis. One client per event loop."""
 
-    def __init__(self, url: str, prefix: str) -> None:
-        self.url = url
+    def __init__(self, host: dict[str, Any], prefix: str) -> None:
+        self.host = host  # a host entry (realtime.redis_clients)
         self.prefix = prefix
         self._clients: dict[int, Any] = {}
 
     def _client(self) -> Any:
-        import redis.asyncio as aioredis
-
         loop_id = id(asyncio.get_running_loop())
         client = self._clients.get(loop_id)
         if client is None:
             # A blocking pool waits for a free connection; the default pool raises "Too many
             # connections" when a connect storm needs more than it holds.
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self.url,
+            client = redis_clients.async_client(
+                self.host,
+                pool_timeout=10,
                 max_connections=settings.REDIS_MAX_CONNECTIONS,
-                timeout=10,
                 socket_connect_timeout=5,
                 socket_timeout=5,
             )
-            client = aioredis.Redis(connection_pool=pool)
             self._clients[loop_id] = client
         return client
 

@@ -32,6 +32,7 @@ from django.conf import settings
 
 from events.aio import per_loop
 from metrics import instruments
+from realtime import redis_clients
 
 logger = logging.getLogger(__name__)
 
@@ -207,8 +208,8 @@ class Throttle:
         self.slots = MemorySlots()
         self.client: aioredis.Redis | None = None
         if self.url:
-            self.client = aioredis.Redis.from_url(
-                self.url,
+            self.client = redis_clients.async_client(
+                redis_clients.settings_host(self.url),
                 socket_timeout=settings.REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS,
                 socket_connect_timeout=settings.REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS,
                 max_connections=settings.REDIS_MAX_CONNECTIONS,

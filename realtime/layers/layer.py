@@ -44,6 +44,7 @@ from redis.retry import Retry
 
 from events.fanout import DirectHandler, Fanout
 from metrics import instruments
+from realtime import redis_clients
 from realtime.layers.inbox import Inbox
 from realtime.layers.listener import LoopState
 
@@ -73,13 +74,9 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
     ) -> None:
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
         host = (hosts or ["redis://127.0.0.1:6379/0"])[0]
-        if isinstance(host, dict):
-            host = dict(host)
-            self.url = host.pop("address")
-            self.client_options = host
-        else:
-            self.url, self.client_options = host, {}
-        self.client_options.setdefault("socket_timeout", None)
+        # A host entry (realtime.redis_clients): a URL, or a Sentinel-managed primary.
+        self.host: dict[str, Any] = dict(host) if isinstance(host, dict) else {"address": host}
+        self.host.setdefault("socket_timeout", None)
         self.prefix = prefix
         self.publish_timeout = publish_timeout  # seconds a publish waits for Redis at most
         self.ordered_types = frozenset(ordered_types)
@@ -232,8 +229,8 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         timeout."""
         assert self.require_valid_group_name(group)
         if self._blocking is None:
-            self._blocking = redis.Redis.from_url(
-                self.url,
+            self._blocking = redis_clients.sync_client(
+                {key: value for key, value in self.host.items() if key != "max_connections"},
                 socket_connect_timeout=self.publish_timeout,
                 socket_timeout=self.publish_timeout,
                 retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from events.fanout import DirectHandler
 from metrics import instruments
+from realtime import redis_clients
 from realtime.layers.inbox import Inbox
 from realtime.layers.streams import OrderedStreams
 
@@ -30,10 +31,9 @@ class LoopState:
     def __init__(self, layer: FanoutChannelLayer) -> None:
         self.layer = layer
         # Blocking pool: under load a publish waits for a connection instead of failing.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            layer.url, timeout=10, **{"max_connections": 100, **layer.client_options}
+        self.client: aioredis.Redis = redis_clients.async_client(
+            {"max_connections": 100, **layer.host}, pool_timeout=10
         )
-        self.client = aioredis.Redis(connection_pool=pool)
         self.inboxes: dict[str, Inbox] = {}
         self.groups: dict[str, set[str]] = {}
         self.direct: dict[str, dict[str, DirectHandler]] = {}

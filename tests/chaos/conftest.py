@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis as redis_py
 
 from tests import factories
 from tests.conftest import DaphneServer, start_daphne
+from tests.redis_servers import RedisServer
 
 # The processes' timers. "short" (the suite): everything that heals on a timer heals within a
 # test. "production" (`make chaos`): the defaults of tripsage/settings/base.py, so that what
@@ -74,69 +69,6 @@ def record(fault: str, what: str, seconds: float, bound: float) -> None:
             "seconds": round(seconds, 2), "bound": bound}  # fmt: skip
     with open(path, "a") as report:
         report.write(json.dumps(line) + "\n")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server of the test's own, without persistence: a restart comes back empty."""
-
-    def __init__(self, tmp_dir: Path) -> None:
-        if not shutil.which("redis-server"):
-            pytest.fail("redis-server is needed (apt-get install redis-server)", pytrace=False)
-        self.port = _free_port()
-        self.dir = tmp_dir
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis_py.Redis:
-        return redis_py.Redis.from_url(self.url, socket_timeout=5)
-
-    def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no", "--dir", str(self.dir)]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.client().ping():
-                    return
-            except redis_py.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
-
-    def freeze(self) -> None:
-        """SIGSTOP: connections stay open and nothing answers, as in a partition."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)  # a frozen process cannot die otherwise
-            self.process.kill()
-            self.process.wait()
-
-    def restart_empty(self) -> None:
-        self.kill()
-        self.start()
-
-    def flushall(self) -> None:
-        self.client().flushall()
-
-    def stop(self) -> None:
-        self.kill()
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ def user(pk: int) -> SimpleNamespace:
 @pytest.fixture
 def tracker(settings) -> PresenceTracker:
     settings.PRESENCE_COALESCE_SECONDS = 60  # no publishing in these tests
-    return PresenceTracker(RedisBackend(require_redis_url(), f"keeper-{uuid.uuid4().hex[:8]}"))
+    return PresenceTracker(
+        RedisBackend({"address": require_redis_url()}, f"keeper-{uuid.uuid4().hex[:8]}")
+    )
 
 
 async def test_a_trip_emptied_while_the_keeper_renews_costs_the_other_trips_nothing(tracker):

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from realtime.checks import require_channel_layer
+from realtime.redis_clients import redis_host
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,8 +92,19 @@ def test_production_reads_everything_from_the_environment() -> None:
 
 def test_unreachable_redis_fails_at_start_up_with_what_to_do(settings) -> None:
     settings.REDIS_URL = "redis://user:hunter2@127.0.0.1:1/0"
+    settings.REDIS_HOST = {"address": settings.REDIS_URL}  # as base.py derives it
     with pytest.raises(ImproperlyConfigured) as error:
         require_channel_layer()
     message = str(error.value)
     assert "127.0.0.1:1" in message and "unset REDIS_URL" in message
+    assert "hunter2" not in message
+
+
+def test_unreachable_sentinels_fail_at_start_up_naming_them(settings) -> None:
+    settings.REDIS_URL = "redis://:hunter2@sentinel/0"
+    settings.REDIS_HOST = redis_host(settings.REDIS_URL, [("127.0.0.1", 1)], "tripsage")
+    with pytest.raises(ImproperlyConfigured) as error:
+        require_channel_layer()
+    message = str(error.value)
+    assert "'tripsage' of the Sentinels 127.0.0.1:1" in message
     assert "hunter2" not in message

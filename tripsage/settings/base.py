@@ -11,6 +11,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from realtime.redis_clients import parse_sentinels, redis_host
 from tripsage.env import env_bool, env_float, env_int, env_list, env_rate_limits, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -137,6 +138,33 @@ WHITENOISE_USE_FINDERS = True
 # --- Channel layer: Redis when REDIS_URL is set (several processes behave as one), otherwise the
 # in-process layer (one process only; fine for `make run` and nothing else).
 REDIS_URL = env_str("REDIS_URL")
+# Redis Sentinel (docs/deployment.md): with REDIS_SENTINELS ("host:port,host:port,..."), every
+# Redis client (channel layer, publisher, presence, throttles and leases, cache) asks the
+# Sentinels for the primary named REDIS_SENTINEL_MASTER and follows a failover by itself;
+# REDIS_URL then gives only the database number and password (its host is not used).
+REDIS_SENTINELS = parse_sentinels(env_str("REDIS_SENTINELS", ""))
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "tripsage")
+# The Sentinels' own password (their requirepass), when they have one.
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD", "") or None
+# A Sentinel that does not answer within this is skipped for the next one.
+REDIS_SENTINEL_TIMEOUT_SECONDS = env_float("REDIS_SENTINEL_TIMEOUT_SECONDS", 1.0)
+if REDIS_SENTINELS and not REDIS_URL:
+    raise ImproperlyConfigured(
+        "REDIS_SENTINELS is set but REDIS_URL is not: set REDIS_URL=redis://[:password@]sentinel/0 "
+        "for the database number and password (its host is not used under Sentinel)."
+    )
+# The service's Redis as a host entry (realtime.redis_clients), which every client is made from.
+REDIS_HOST: dict[str, Any] = (
+    redis_host(
+        REDIS_URL,
+        REDIS_SENTINELS,
+        REDIS_SENTINEL_MASTER,
+        REDIS_SENTINEL_PASSWORD,
+        REDIS_SENTINEL_TIMEOUT_SECONDS,
+    )
+    if REDIS_URL
+    else {}
+)
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 1000)
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
 # Which Redis channel layer: "fanout" (realtime.layers: one subscription per process and group,
@@ -163,7 +191,7 @@ if REDIS_URL:
             "CONFIG": {
                 "hosts": [
                     {
-                        "address": REDIS_URL,
+                        **REDIS_HOST,
                         # Explicit, so no client default can race the layer's blocking reads
                         # (channels_redis issue 422) or cap the pool below our connection count.
                         "socket_timeout": None,
@@ -334,6 +362,7 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
 ]
 # Throttle counters (and any other cache use): Redis when configured, so every process counts
 # into one budget; otherwise this process's memory.
+CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -343,6 +372,11 @@ if REDIS_URL:
             "OPTIONS": {"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
         }
     }
+    if REDIS_SENTINELS:  # the same primary as every other client, found through the Sentinels
+        CACHES["default"]["OPTIONS"].update(
+            pool_class="realtime.redis_clients.SentinelCachePool",
+            **{key: REDIS_HOST[key] for key in ("sentinels", "master_name", "sentinel_kwargs")},
+        )
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

@@ -1,0 +1,173 @@
+"""Every Redis client of the service comes from here: the channel layer and its publisher,
+presence, throttles and leases, the cache (CACHES) and the start-up check.
+
+A Redis is described by a *host entry*, the dict that CHANNEL_LAYERS' `hosts` takes (the format
+of channels_redis, so its layers take the same entry):
+
+- plain: `{"address": "redis://[:password@]host:port/db", **client options}`;
+- Sentinel: `{"sentinels": [(host, port), ...], "master_name": name, "sentinel_kwargs": {...},
+  "db": n, "password": ..., **client options}`: each new connection asks the Sentinels which
+  server is the primary of `master_name`, so a client follows a failover by itself (its broken
+  connections fail, the next ones go to the new primary; a connection still open to a demoted
+  primary fails on its first write with READONLY and reconnects).
+
+`redis_host()` builds the entry from REDIS_URL and, when REDIS_SENTINELS is set, the Sentinels
+(tripsage/settings/base.py); REDIS_URL then gives only the database number and the password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+import redis.asyncio.sentinel as aiosentinel
+import redis.sentinel
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+# Keys of a host entry that say where Redis is, as opposed to how to talk to it.
+_WHERE = ("address", "sentinels", "master_name", "sentinel_kwargs")
+
+
+def parse_sentinels(text: str) -> list[tuple[str, int]]:
+    """ "host:port,host:port" (REDIS_SENTINELS) as [(host, port), ...]; a bad entry raises
+    ImproperlyConfigured naming it."""
+    sentinels = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, _, port = item.rpartition(":")
+        host = host.strip("[]")  # [::1]:26379
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(
+                f"REDIS_SENTINELS: {item!r} is not host:port (for example "
+                "REDIS_SENTINELS=10.0.0.5:26379,10.0.0.6:26379,10.0.0.7:26379)."
+            )
+        sentinels.append((host, int(port)))
+    return sentinels
+
+
+def redis_host(
+    url: str,
+    sentinels: Sequence[tuple[str, int]] = (),
+    master: str = "",
+    sentinel_password: str | None = None,
+    sentinel_timeout: float = 1.0,
+    **options: Any,
+) -> dict[str, Any]:
+    """The host entry for `url`, or, with `sentinels`, for the primary they name `master`
+    (database number, user name and password from `url`, whose host and port are then unused).
+    Sentinel queries have their own short timeouts, whatever `options` say for the primary: a
+    Sentinel that hangs must not hold a connect."""
+    if not sentinels:
+        return {"address": url, **options}
+    if not master:
+        raise ImproperlyConfigured(
+            "REDIS_SENTINELS is set: name the primary in REDIS_SENTINEL_MASTER."
+        )
+    parsed = redis.connection.parse_url(url)
+    entry: dict[str, Any] = {
+        "sentinels": [tuple(sentinel) for sentinel in sentinels],
+        "master_name": master,
+        "sentinel_kwargs": {
+            "socket_timeout": sentinel_timeout,
+            "socket_connect_timeout": sentinel_timeout,
+            **({"password": sentinel_password} if sentinel_password else {}),
+        },
+    }
+    for key in ("db", "username", "password"):
+        if parsed.get(key) is not None:
+            entry[key] = parsed[key]
+    if parsed.get("connection_class") is redis.connection.SSLConnection:
+        entry["ssl"] = True
+    entry.update(options)
+    return entry
+
+
+def describe(host: Mapping[str, Any]) -> str:
+    """Where `host` points, without its password, for messages."""
+    if "master_name" in host:
+        sentinels = ",".join(f"{name}:{port}" for name, port in host["sentinels"])
+        return f"the primary {host['master_name']!r} of the Sentinels {sentinels}"
+    url = str(host["address"])
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _split(host: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {key: value for key, value in host.items() if key not in _WHERE}
+    merged.update(options)
+    return merged
+
+
+class BlockingSentinelConnectionPool(
+    aiosentinel.SentinelConnectionPool, aioredis.BlockingConnectionPool
+):
+    """A Sentinel-managed pool that waits for a free connection when full (redis-py's default
+    pool raises "Too many connections" instead, which a connect storm reaches)."""
+
+
+def async_client(
+    host: Mapping[str, Any], *, pool_timeout: float | None = None, **options: Any
+) -> aioredis.Redis:
+    """An asyncio client for `host` (bound to the running event loop once used). With
+    `pool_timeout`, a full pool waits that long for a connection; without, it raises."""
+    kwargs = _split(host, options)
+    if pool_timeout is not None:
+        kwargs["timeout"] = pool_timeout
+    pool: aioredis.ConnectionPool
+    if "master_name" in host:
+        sentinel = aiosentinel.Sentinel(
+            host["sentinels"], sentinel_kwargs=host.get("sentinel_kwargs")
+        )
+        pool_class = (
+            BlockingSentinelConnectionPool
+            if pool_timeout is not None
+            else aiosentinel.SentinelConnectionPool
+        )
+        pool = pool_class(host["master_name"], sentinel, **kwargs)
+    else:
+        plain = (
+            aioredis.BlockingConnectionPool if pool_timeout is not None else aioredis.ConnectionPool
+        )
+        pool = plain.from_url(host["address"], **kwargs)
+    return aioredis.Redis.from_pool(pool)
+
+
+def sync_client(host: Mapping[str, Any], **options: Any) -> redis.Redis:
+    """A blocking client for `host` (publishes after commit, start-up checks)."""
+    kwargs = _split(host, options)
+    if "master_name" in host:
+        sentinel = redis.sentinel.Sentinel(
+            host["sentinels"], sentinel_kwargs=host.get("sentinel_kwargs")
+        )
+        return sentinel.master_for(host["master_name"], **kwargs)
+    return redis.Redis.from_url(host["address"], **kwargs)
+
+
+class SentinelCachePool:
+    """CACHES' `pool_class` under Sentinel: Django's RedisCache calls `from_url(LOCATION,
+    **OPTIONS)`; the OPTIONS carry the Sentinel keys of a host entry (settings: CACHES)."""
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> redis.sentinel.SentinelConnectionPool:
+        options = {key: value for key, value in options.items() if value is not None}
+        where = {key: options.pop(key) for key in _WHERE if key in options}
+        host = redis_host(url, where["sentinels"], where["master_name"], **options)
+        host["sentinel_kwargs"] = where.get("sentinel_kwargs", host["sentinel_kwargs"])
+        sentinel = redis.sentinel.Sentinel(
+            host["sentinels"], sentinel_kwargs=host["sentinel_kwargs"]
+        )
+        return redis.sentinel.SentinelConnectionPool(
+            host["master_name"], sentinel, **_split(host, {})
+        )
+
+
+def settings_host(url: str | None = None) -> dict[str, Any]:
+    """The host entry of the service's Redis (settings.REDIS_HOST), or of `url` when another
+    Redis is named (REALTIME_THROTTLE_REDIS_URL set apart): that one is used as a plain URL."""
+    if url is None or url == settings.REDIS_URL:
+        return dict(settings.REDIS_HOST)
+    return {"address": url}

@@ -1,0 +1,190 @@
+"""realtime.redis_clients: every Redis client of the service, on a plain URL or on the primary
+that Redis Sentinel names, following a failover by itself (a real primary, replica and three
+Sentinels of the test's own: tests.redis_servers)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_py
+from django.core.cache.backends.redis import RedisCache
+from django.core.exceptions import ImproperlyConfigured
+
+from realtime import redis_clients
+from realtime.layers import FanoutChannelLayer
+from tests.redis_servers import SentinelGroup
+
+FAULTS = ["failover", "kill"]
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("", []),
+        ("10.0.0.5:26379", [("10.0.0.5", 26379)]),
+        (" a:1 , b:2 ,", [("a", 1), ("b", 2)]),
+        ("[::1]:26379", [("::1", 26379)]),
+    ],
+)
+def test_sentinels_parse(text: str, parsed: list[tuple[str, int]]) -> None:
+    assert redis_clients.parse_sentinels(text) == parsed
+
+
+@pytest.mark.parametrize("bad", ["sentinel", "a:port", "a:0", "a:65536", ":26379", "a:1,b"])
+def test_a_bad_sentinel_address_is_refused_by_name(bad: str) -> None:
+    with pytest.raises(ImproperlyConfigured) as error:
+        redis_clients.parse_sentinels(bad)
+    assert "REDIS_SENTINELS" in str(error.value) and "host:port" in str(error.value)
+
+
+def test_the_url_gives_database_user_and_password_under_sentinel() -> None:
+    host = redis_clients.redis_host(
+        "redis://app:p%40ss%3Aword@ignored:1/3", [("s1", 26379)], "tripsage", socket_timeout=None
+    )
+    assert host["db"] == 3 and host["username"] == "app" and host["password"] == "p@ss:word"
+    assert host["master_name"] == "tripsage" and host["sentinels"] == [("s1", 26379)]
+    # The Sentinels are asked with short timeouts, whatever the primary's connections use.
+    assert host["sentinel_kwargs"] == {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+    assert host["socket_timeout"] is None and "address" not in host
+    assert redis_clients.describe(host) == "the primary 'tripsage' of the Sentinels s1:26379"
+
+
+def test_a_sentinel_without_a_master_name_is_refused() -> None:
+    with pytest.raises(ImproperlyConfigured, match="REDIS_SENTINEL_MASTER"):
+        redis_clients.redis_host("redis://x/0", [("s1", 26379)], "")
+
+
+def test_without_sentinels_the_url_is_the_host() -> None:
+    host = redis_clients.redis_host("redis://:secret@cache:6380/2", socket_timeout=1)
+    assert host == {"address": "redis://:secret@cache:6380/2", "socket_timeout": 1}
+    assert redis_clients.describe(host) == "redis://***@cache:6380/2"
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    sentinels = SentinelGroup(tmp_path)
+    yield sentinels
+    sentinels.stop()
+
+
+def _host(group: SentinelGroup, **options: Any) -> dict[str, Any]:
+    sentinels = [("127.0.0.1", port) for port in group.sentinel_ports]
+    return redis_clients.redis_host("redis://sentinel/0", sentinels, group.master, **options)
+
+
+def _fault(group: SentinelGroup, fault: str) -> int:
+    return group.failover() if fault == "failover" else group.kill_primary()
+
+
+def _eventually(attempt: Callable[[], Any], timeout: float = 30.0) -> tuple[Any, int]:
+    """Call `attempt` until it stops raising Redis errors; returns its result and how many
+    attempts failed first (a client's first command after a failover may still meet the
+    connection it held to the old primary)."""
+    failures = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return attempt(), failures
+        except redis_py.RedisError:
+            failures += 1
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_the_blocking_client_and_the_cache_follow_the_primary(
+    group: SentinelGroup, fault: str
+) -> None:
+    host = _host(group)
+    client = redis_clients.sync_client(host, socket_timeout=2, socket_connect_timeout=2)
+    sentinel_keys = {key: host[key] for key in ("sentinels", "master_name", "sentinel_kwargs")}
+    options = {"pool_class": "realtime.redis_clients.SentinelCachePool", "socket_timeout": 2}
+    cache = RedisCache("redis://sentinel/0", {"OPTIONS": {**options, **sentinel_keys}})
+    client.set("before", "1")
+    cache.set("cached-before", 1)
+    assert client.execute_command("WAIT", 1, 5000) == 1  # replicated, so it survives the fault
+    old = group.primary_port()
+
+    new = _fault(group, fault)
+
+    assert new != old
+    _eventually(lambda: client.set("after", "2"))
+    _eventually(lambda: cache.set("cached-after", 2))
+    on_new = redis_py.Redis(port=new)
+    # The writes after the fault are on the new primary, beside what it had replicated before.
+    assert on_new.get("after") == b"2" and on_new.get("before") == b"1"
+    assert cache.get("cached-after") == 2 and cache.get("cached-before") == 1
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_the_asyncio_client_follows_the_primary(group: SentinelGroup, fault: str) -> None:
+    host = _host(group)
+
+    async def run() -> int:
+        client = redis_clients.async_client(
+            host, pool_timeout=5, socket_timeout=2, max_connections=4
+        )
+        await client.set("before", "1")
+        await asyncio.to_thread(_fault, group, fault)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await client.set("after", "2")
+                break
+            except redis_py.RedisError:
+                assert time.monotonic() < deadline, "the client never found the new primary"
+                await asyncio.sleep(0.2)
+        await client.aclose()
+        return group.primary_port()
+
+    new = asyncio.run(run())
+    assert redis_py.Redis(port=new).get("after") == b"2"
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_the_channel_layer_resubscribes_on_the_new_primary(
+    group: SentinelGroup, fault: str
+) -> None:
+    """Two processes' layers on the Sentinel-managed primary: after the fault, the listener is
+    subscribed again (its callbacks told, so sockets catch up from the log) and group messages
+    flow between the processes again."""
+    host = _host(group, socket_timeout=None, socket_connect_timeout=2)
+    group_name = f"trip-{uuid.uuid4().hex[:8]}"
+
+    async def run() -> tuple[int, list[int]]:
+        sender, receiver = FanoutChannelLayer(hosts=[host]), FanoutChannelLayer(hosts=[host])
+        resubscribed = asyncio.Event()
+        receiver.on_resubscribed(resubscribed.set)
+        channel = await receiver.new_channel()
+        await receiver.group_add(group_name, channel)
+        await sender.group_send(group_name, {"type": "x", "n": 0})
+        got = [(await asyncio.wait_for(receiver.receive(channel), 5))["n"]]
+
+        await asyncio.to_thread(_fault, group, fault)
+        await asyncio.wait_for(resubscribed.wait(), 30)
+        # Publishes until one arrives: some may land on the old primary while it is demoted.
+        for n in range(1, 200):
+            try:
+                await sender.group_send(group_name, {"type": "x", "n": n})
+            except (redis_py.RedisError, TimeoutError):
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                got.append((await asyncio.wait_for(receiver.receive(channel), 1))["n"])
+                break
+            except TimeoutError:
+                continue
+        state = receiver._local()
+        connection = state.pubsub.connection
+        return int(connection.port), got
+
+    port, got = asyncio.run(run())
+    assert len(got) == 2, "no group message reached the other process after the fault"
+    assert port == group.primary_port()  # subscribed on the new primary
