@@ -11,13 +11,25 @@ of channels_redis, so its layers take the same entry):
   connections fail, the next ones go to the new primary; a connection still open to a demoted
   primary fails on its first write with READONLY and reconnects).
 
+redis-py asks the Sentinels only when it opens a connection, so on its own a client notices a
+failover when its connection breaks: at once for a killed primary, but only when the Sentinels
+turn a live old primary into a replica (SENTINEL FAILOVER: some seconds later) for a switch, and
+a client that kept failing while no primary was elected is then in its retry back-off. So each
+event loop with a Sentinel-managed client also watches the Sentinels' `+switch-master` events
+(`PrimaryWatch`): on a switch of its primary, every client of the process drops its connections
+and the next command goes to the new primary, and `on_switch` callbacks run (the channel layer's
+listener resubscribes at once instead of finishing its back-off).
+
 `redis_host()` builds the entry from REDIS_URL and, when REDIS_SENTINELS is set, the Sentinels
 (tripsage/settings/base.py); REDIS_URL then gives only the database number and the password.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -26,6 +38,8 @@ import redis.asyncio.sentinel as aiosentinel
 import redis.sentinel
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+logger = logging.getLogger(__name__)
 
 # Keys of a host entry that say where Redis is, as opposed to how to talk to it.
 _WHERE = ("address", "sentinels", "master_name", "sentinel_kwargs")
@@ -128,6 +142,12 @@ def async_client(
             else aiosentinel.SentinelConnectionPool
         )
         pool = pool_class(host["master_name"], sentinel, **kwargs)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # made outside a loop: it notices a switch when its connections break
+        else:
+            _watch(host).pools.add(pool)
     else:
         plain = (
             aioredis.BlockingConnectionPool if pool_timeout is not None else aioredis.ConnectionPool
@@ -143,7 +163,9 @@ def sync_client(host: Mapping[str, Any], **options: Any) -> redis.Redis:
         sentinel = redis.sentinel.Sentinel(
             host["sentinels"], sentinel_kwargs=host.get("sentinel_kwargs")
         )
-        return sentinel.master_for(host["master_name"], **kwargs)
+        client = sentinel.master_for(host["master_name"], **kwargs)
+        _sync_pools.add(client.connection_pool)
+        return client
     return redis.Redis.from_url(host["address"], **kwargs)
 
 
@@ -160,9 +182,11 @@ class SentinelCachePool:
         sentinel = redis.sentinel.Sentinel(
             host["sentinels"], sentinel_kwargs=host["sentinel_kwargs"]
         )
-        return redis.sentinel.SentinelConnectionPool(
+        pool = redis.sentinel.SentinelConnectionPool(
             host["master_name"], sentinel, **_split(host, {})
         )
+        _sync_pools.add(pool)
+        return pool
 
 
 def settings_host(url: str | None = None) -> dict[str, Any]:
@@ -171,3 +195,103 @@ def settings_host(url: str | None = None) -> dict[str, Any]:
     if url is None or url == settings.REDIS_URL:
         return dict(settings.REDIS_HOST)
     return {"address": url}
+
+
+# -- following a switch of primary ------------------------------------------------------------
+
+# Blocking clients' pools (publishes after commit, the cache): they have no loop of their own;
+# every watch drops their connections on a switch.
+_sync_pools: weakref.WeakSet[redis.ConnectionPool] = weakref.WeakSet()
+_watches: dict[
+    tuple[asyncio.AbstractEventLoop, str, tuple[tuple[str, int], ...]], PrimaryWatch
+] = {}
+
+
+class PrimaryWatch:
+    """One per event loop and Sentinel-managed primary: listens to the Sentinels'
+    `+switch-master` (one Sentinel at a time, the next when it fails) and, on a switch of its
+    primary, drops every connection of the process's clients and runs the `on_switch`
+    callbacks."""
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, host: Mapping[str, Any]) -> None:
+        self.master = str(host["master_name"])
+        self.sentinels = [tuple(sentinel) for sentinel in host["sentinels"]]
+        # The subscription blocks between events: no read timeout, keepalive to notice a dead
+        # Sentinel; connects are bounded like any Sentinel query.
+        kwargs = dict(host.get("sentinel_kwargs") or {})
+        kwargs["socket_timeout"] = None
+        kwargs["socket_keepalive"] = True
+        self.kwargs = kwargs
+        self.pools: weakref.WeakSet[aioredis.ConnectionPool] = weakref.WeakSet()
+        self.callbacks: list[Callable[[], None]] = []
+        self.switches = 0
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        turn = 0
+        while True:
+            name, port = self.sentinels[turn % len(self.sentinels)]
+            turn += 1
+            client = aioredis.Redis(host=name, port=port, **self.kwargs)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe("+switch-master")
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=None
+                        )
+                        if message is not None:
+                            await self._switched(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning(
+                    "watching Sentinel %s:%s for a switch of %r failed (%s); trying the next",
+                    name,
+                    port,
+                    self.master,
+                    type(error).__name__,
+                )
+                await asyncio.sleep(self.RETRY_SECONDS)
+            finally:
+                await client.aclose()
+
+    async def _switched(self, data: bytes | str) -> None:
+        text = data.decode() if isinstance(data, bytes) else data
+        fields = text.split()
+        if not fields or fields[0] != self.master:
+            return
+        self.switches += 1
+        logger.warning("Redis primary %r switched: %s", self.master, " ".join(fields[1:]))
+        for pool in list(self.pools):
+            pool.master_address = None  # type: ignore[attr-defined]
+            await pool.disconnect(inuse_connections=True)
+        for sync_pool in list(_sync_pools):
+            await asyncio.to_thread(sync_pool.disconnect, True)
+        for callback in list(self.callbacks):
+            try:
+                callback()
+            except Exception:
+                logger.exception("a primary-switch callback failed")
+
+
+def _watch(host: Mapping[str, Any]) -> PrimaryWatch:
+    loop = asyncio.get_running_loop()
+    key = (loop, str(host["master_name"]), tuple(tuple(item) for item in host["sentinels"]))
+    watch = _watches.get(key)
+    if watch is None or watch.task.done():
+        for old in [other for other in _watches if other[0].is_closed()]:
+            del _watches[old]
+        watch = _watches[key] = PrimaryWatch(host)
+    return watch
+
+
+def on_switch(host: Mapping[str, Any], callback: Callable[[], None]) -> None:
+    """Call `callback` on this event loop when the Sentinels switch `host`'s primary (nothing
+    for a plain host)."""
+    if "master_name" in host:
+        watch = _watch(host)
+        if callback not in watch.callbacks:
+            watch.callbacks.append(callback)

@@ -142,12 +142,13 @@ class SentinelGroup:
                 pass
         return [count for count in seen if count]
 
-    def failover(self) -> int:
+    def failover(self, until_demoted: bool = True) -> int:
         """SENTINEL FAILOVER, as an operator would; returns the new primary's port once every
-        Sentinel names it and it answers as a primary."""
+        Sentinel names it and it answers as a primary, and (`until_demoted`) the old primary
+        serves as a replica."""
         old = self.primary_port()
         self.sentinel().sentinel_failover(self.master)
-        return self._wait_for_new_primary(old)
+        return self._wait_for_new_primary(old, until_demoted)
 
     def kill_primary(self) -> int:
         """kill -9 of the primary; returns the new primary's port once elected."""
@@ -155,7 +156,7 @@ class SentinelGroup:
         old.kill()
         return self._wait_for_new_primary(old.port)
 
-    def _wait_for_new_primary(self, old: int) -> int:
+    def _wait_for_new_primary(self, old: int, until_demoted: bool = True) -> int:
         def moved() -> bool:
             ports = set()
             for number in range(len(self.sentinels)):
@@ -174,7 +175,7 @@ class SentinelGroup:
             # Sentinels turn it into a replica, some seconds later; what it takes meanwhile is
             # lost when it resyncs. Done once it serves as a replica.
             survivor = next(server for server in self.servers if server.port == old)
-            if survivor.process is not None and survivor.process.poll() is None:
+            if until_demoted and survivor.process is not None and survivor.process.poll() is None:
                 return survivor.client().role()[0] == b"slave"
             return True
 

@@ -43,6 +43,9 @@ class LoopState:
         self.pubsub: Any = None
         self.listener: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
+        # Set when the Sentinels switch the primary: the listener's back-off ends at once.
+        self.wake = asyncio.Event()
+        redis_clients.on_switch(layer.host, self.wake.set)
 
     def start(self) -> None:
         if self.listener is None or self.listener.done():
@@ -87,7 +90,11 @@ class LoopState:
                 self.streams.clear()
                 logger.exception("channel layer lost Redis; resubscribing in %.1f s", backoff)
                 instruments.LAYER_RECONNECTS.inc()
-                await asyncio.sleep(backoff)
+                try:
+                    await asyncio.wait_for(self.wake.wait(), backoff)
+                except TimeoutError:
+                    pass
+                self.wake.clear()
                 backoff = min(backoff * 2, 5.0)
                 try:
                     await self.pubsub.aclose()

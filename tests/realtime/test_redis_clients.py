@@ -188,3 +188,32 @@ def test_the_channel_layer_resubscribes_on_the_new_primary(
     port, got = asyncio.run(run())
     assert len(got) == 2, "no group message reached the other process after the fault"
     assert port == group.primary_port()  # subscribed on the new primary
+
+
+def test_a_switch_moves_every_client_before_the_old_primary_is_demoted(
+    group: SentinelGroup,
+) -> None:
+    """SENTINEL FAILOVER leaves the old primary taking writes for some seconds, until the
+    Sentinels demote it (and what it took then is lost). The process watches `+switch-master`:
+    once the switch is announced, its clients write to the new primary, not the old one."""
+    host = _host(group, socket_timeout=2)
+
+    async def run() -> tuple[int, int, bytes]:
+        client = redis_clients.async_client(host, pool_timeout=5)
+        await client.set("before", "1")  # a connection held open to the old primary
+        watch = redis_clients._watch(host)
+        old = group.primary_port()
+        new = await asyncio.to_thread(group.failover, False)
+        deadline = time.monotonic() + 30
+        while not watch.switches:
+            assert time.monotonic() < deadline, "the switch was never announced"
+            await asyncio.sleep(0.05)
+        await client.set("after-switch", "2")
+        role = redis_py.Redis(port=old).role()[0]  # the old primary, asked at once
+        await client.aclose()
+        return old, new, role
+
+    old, new, role_of_old = asyncio.run(run())
+    assert redis_py.Redis(port=new).get("after-switch") == b"2"
+    # Not vacuous: the old primary was still a primary when the write went to the new one.
+    assert role_of_old == b"master", "the old primary was demoted first; nothing was shown"
