@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import select
+import threading
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.db import connections
 
 P = ParamSpec("P")
@@ -16,8 +19,60 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
+class DatabasePool(Executor):
+    """The process's database threads: settings.DATABASE_THREADS of them, made on first use.
+
+    Each thread holds at most one persistent connection, so this bounds the connections a
+    process's socket work can hold (docs/deployment-settings.md). An Executor that hands on to
+    the current pool, so a test can put a pool of its own in place (`replace`)."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _current(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=settings.DATABASE_THREADS, thread_name_prefix="database"
+                    )
+                pool = self._pool
+        return pool
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        return self._current().submit(fn, *args, **kwargs)
+
+    def replace(self, pool: ThreadPoolExecutor | None) -> ThreadPoolExecutor | None:
+        """Put `pool` in place (None: a new one on next use); returns the one it replaced."""
+        with self._lock:
+            old, self._pool = self._pool, pool
+        return old
+
+    def close_connections(self, timeout: float = 30) -> None:
+        """Close the connection of every thread of the current pool (the test database must
+        lose them before it is dropped): one call per thread, held at a barrier until every
+        thread has one."""
+        pool = self._pool
+        if pool is None:
+            return
+        barrier = threading.Barrier(pool._max_workers)
+
+        def close() -> None:
+            barrier.wait(timeout)
+            connections.close_all()
+
+        for future in [pool.submit(close) for _ in range(pool._max_workers)]:
+            future.result(timeout)
+
+
+database_pool = DatabasePool()
+
+
 def db(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """`func` on a pool of threads, each with its own persistent connection.
+    """`func` on the process's pool of database threads, each with its own persistent
+    connection (`database_pool`, settings.DATABASE_THREADS threads).
 
     Channels' database_sync_to_async runs every call on one shared thread by default
     (thread_sensitive=True), which serializes a whole process's database work: a connect storm
@@ -32,7 +87,12 @@ def db(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         discard_ended_connections()
         return func(*args, **kwargs)
 
-    return database_sync_to_async(checked, thread_sensitive=False)
+    # Any Executor does (run_in_executor takes one); asgiref's hint names ThreadPoolExecutor.
+    return database_sync_to_async(
+        checked,
+        thread_sensitive=False,
+        executor=database_pool,  # type: ignore[arg-type]
+    )
 
 
 def discard_ended_connections() -> None:

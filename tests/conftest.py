@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from asgiref.sync import SyncToAsync
@@ -23,6 +24,7 @@ from django.core.management.commands import flush
 from django.db import connection, connections
 from websockets.asyncio.client import ClientConnection
 
+from events.aio import database_pool
 from tests.dbflush import retrying_deadlocks
 from tests.wsclient import FrameCheck, checked_recv, frame_check
 
@@ -54,9 +56,9 @@ def _database_url() -> str:
     db = connection.settings_dict
     if db["ENGINE"] == "django.db.backends.sqlite3":
         return f"sqlite:///{db['NAME']}"
-    credentials = db["USER"] or ""
+    credentials = quote(db["USER"] or "", safe="")
     if db["PASSWORD"]:
-        credentials += f":{db['PASSWORD']}"
+        credentials += f":{quote(db['PASSWORD'], safe='')}"
     host = db["HOST"] or "127.0.0.1"
     return f"postgres://{credentials}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
 
@@ -216,18 +218,19 @@ def _close_connections_of_async_tests(django_db_setup: None) -> Iterator[None]:
     database teardown cannot see: close them first, or PostgreSQL refuses to drop the database."""
     yield
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+    database_pool.close_connections()
 
 
 @pytest.fixture
 async def database_thread() -> Any:
-    """In this process, a consumer's database calls (events.aio.db) run on the loop's default
-    executor: one thread here, whose connection is closed afterwards, or it would keep the test
-    database from being dropped."""
+    """In this process, a consumer's database calls (events.aio.db) run on one thread, whose
+    connection is closed afterwards, or it would keep the test database from being dropped."""
     pool = ThreadPoolExecutor(max_workers=1)
-    loop = asyncio.get_running_loop()
-    loop.set_default_executor(pool)
+    previous = database_pool.replace(pool)
     yield
-    await loop.run_in_executor(pool, connections.close_all)
+    await asyncio.get_running_loop().run_in_executor(pool, connections.close_all)
+    database_pool.replace(previous)
+    pool.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import Literal, overload
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -95,3 +96,14 @@ def env_rate_limits(
             raise ImproperlyConfigured(f"{name}: {item!r} must be positive")
         limits[kind] = (per_minute, burst, window)
     return limits
+
+
+def url_with_password(url: str, password: str) -> str:
+    """`url` with its password replaced by `password`, URL-quoted: any character may appear in
+    a password given apart from its URL (DATABASE_PASSWORD, REDIS_PASSWORD)."""
+    parts = urlsplit(url)
+    if not parts.hostname and not parts.path:
+        raise ImproperlyConfigured(f"{url!r} is not a URL a password can be added to.")
+    _, _, host = parts.netloc.rpartition("@")
+    user = quote(unquote(parts.username), safe="") if parts.username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))

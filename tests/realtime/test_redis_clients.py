@@ -214,6 +214,7 @@ def test_a_switch_moves_every_client_before_the_old_primary_is_demoted(
         return old, new, role
 
     old, new, role_of_old = asyncio.run(run())
+    assert new != old
     assert redis_py.Redis(port=new).get("after-switch") == b"2"
     # Not vacuous: the old primary was still a primary when the write went to the new one.
     assert role_of_old == b"master", "the old primary was demoted first; nothing was shown"

@@ -1,4 +1,5 @@
-"""Settings from the environment: the channel layer, production's required secrets."""
+"""Settings from the environment: the channel layer, production's public URL, secrets and
+passwords."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -13,6 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from realtime.checks import require_channel_layer
 from realtime.redis_clients import redis_host
+from tripsage.public_url import parse_public_url
+from tripsage.settings.base import DEV_JWT_SIGNING_KEY, DEV_SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +41,10 @@ def _settings_in_subprocess(
     clean = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "JWT_", "REDIS", "DATABASE"))
+        if not k.startswith(
+            ("DJANGO_", "JWT_", "REDIS", "DATABASE", "PUBLIC_URL", "ALLOWED_HOSTS", "CSRF_")
+        )
+        and not k.startswith(("SESSION_", "SECURE_", "REALTIME_ALLOWED"))
     }
     clean.update(env, DJANGO_SETTINGS_MODULE=module)
     return subprocess.run(
@@ -70,24 +77,216 @@ def test_production_refuses_to_start_without_a_secret_key() -> None:
     assert "DJANGO_SECRET_KEY is required" in result.stderr
 
 
+PRODUCTION = {
+    "DJANGO_SECRET_KEY": "django-" + "s3cr3t-" * 8,
+    "JWT_SIGNING_KEY": "jwt-" + "k3y-" * 13,
+    "PUBLIC_URL": "https://trips.example.com",
+    "DATABASE_URL": "postgres://u:p@db:5432/tripsage",
+    "REDIS_URL": "redis://cache:6379/0",
+}
+
+
+WEB_SETTINGS = (
+    "settings.ALLOWED_HOSTS, settings.CSRF_TRUSTED_ORIGINS, settings.REALTIME_ALLOWED_ORIGINS, "
+    "settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE, settings.SECURE_HSTS_SECONDS"
+)
+
+
+def _production(expr: str, **env: str) -> subprocess.CompletedProcess:
+    return _settings_in_subprocess("tripsage.settings.production", {**PRODUCTION, **env}, expr)
+
+
 def test_production_reads_everything_from_the_environment() -> None:
-    env = {
-        "DJANGO_SECRET_KEY": "s" * 50,
-        "ALLOWED_HOSTS": "trips.example.com",
-        "DATABASE_URL": "postgres://u:p@db:5432/tripsage",
-        "REDIS_URL": "redis://cache:6379/0",
-    }
-    result = _settings_in_subprocess(
-        "tripsage.settings.production",
-        env,
+    result = _production(
         "settings.DEBUG, settings.ALLOWED_HOSTS, settings.REALTIME_ALLOWED_ORIGINS, "
-        "settings.DATABASES['default']['HOST'], settings.CHANNEL_LAYERS['default']['BACKEND']",
+        "settings.DATABASES['default']['HOST'], settings.CHANNEL_LAYERS['default']['BACKEND']"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         "False ['trips.example.com'] ['https://trips.example.com'] db "
         "realtime.layers.FanoutChannelLayer"
     )
+
+
+def test_production_refuses_to_start_without_a_public_url() -> None:
+    result = _production("settings.ALLOWED_HOSTS", PUBLIC_URL="")
+    assert result.returncode != 0
+    assert "PUBLIC_URL is required in production" in result.stderr
+
+
+def test_an_https_public_url_gives_hosts_origins_secure_cookies_and_hsts() -> None:
+    result = _production(
+        WEB_SETTINGS,
+        PUBLIC_URL="https://Trips.Example.com:443/",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "['trips.example.com'] ['https://trips.example.com'] ['https://trips.example.com'] "
+        "True True 31536000"
+    )
+
+
+def test_a_plain_http_public_url_turns_secure_cookies_and_hsts_off() -> None:
+    result = _production(
+        WEB_SETTINGS,
+        PUBLIC_URL="http://localhost:8080",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "['localhost'] ['http://localhost:8080'] ['http://localhost:8080'] False False 0"
+    )
+
+
+def test_listed_hosts_and_origins_are_added_to_the_public_urls_and_explicit_flags_win() -> None:
+    result = _production(
+        "settings.ALLOWED_HOSTS, settings.CSRF_TRUSTED_ORIGINS, settings.REALTIME_ALLOWED_ORIGINS,"
+        " settings.SESSION_COOKIE_SECURE, settings.SECURE_HSTS_SECONDS",
+        PUBLIC_URL="http://[::1]:8080",
+        ALLOWED_HOSTS="web,[::1]",
+        CSRF_TRUSTED_ORIGINS="https://admin.example.com",
+        REALTIME_ALLOWED_ORIGINS="https://app.example.com",
+        SESSION_COOKIE_SECURE="true",
+        SECURE_HSTS_SECONDS="60",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "['[::1]', 'web'] ['http://[::1]:8080', 'https://admin.example.com'] "
+        "['http://[::1]:8080', 'https://app.example.com'] True 60"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("trips.example.com", "must start with http:// or https://"),
+        ("ftp://trips.example.com", "must start with http:// or https://"),
+        ("https://", "has no host name"),
+        ("https://trips.example.com/app/", "must be the site's root"),
+        ("https://trips.example.com/?a=1", "must be the site's root"),
+        ("https://admin:pw@trips.example.com", "must not hold a user name or password"),
+        ("https://trips.example.com:99999", "is not a URL"),
+    ],
+)
+def test_a_bad_public_url_is_refused_saying_what_is_wrong(url: str, reason: str) -> None:
+    with pytest.raises(ImproperlyConfigured) as error:
+        parse_public_url(url)
+    assert reason in str(error.value) and "https://trips.example.com" in str(error.value)
+
+
+def test_production_stops_at_a_bad_public_url() -> None:
+    result = _production("settings.ALLOWED_HOSTS", PUBLIC_URL="trips.example.com")
+    assert result.returncode != 0
+    assert "PUBLIC_URL='trips.example.com' must start with http:// or https://" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("x", "DJANGO_SECRET_KEY is too weak: it needs at least 50 characters (1 given)"),
+        ("ab" * 40, "at least 5 different ones (2 given)"),
+        ("django-insecure-" + "q1w2e3r4t5y6" * 4, "must not start with 'django-insecure-'"),
+        (DEV_SECRET_KEY, "DJANGO_SECRET_KEY is the development key"),
+    ],
+)
+def test_production_refuses_a_weak_or_known_secret_key(key: str, says: str) -> None:
+    result = _production("settings.SECRET_KEY", DJANGO_SECRET_KEY=key)
+    assert result.returncode != 0
+    assert says in result.stderr and "secrets.token_urlsafe(50)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("", "JWT_SIGNING_KEY is required in production with JWT_ALGORITHM=HS256"),
+        ("short", "JWT_SIGNING_KEY is too weak"),
+        (PRODUCTION["DJANGO_SECRET_KEY"], "JWT_SIGNING_KEY is the same as DJANGO_SECRET_KEY"),
+        (DEV_JWT_SIGNING_KEY, "JWT_SIGNING_KEY is the development JWT key"),
+    ],
+)
+def test_production_signs_jwts_with_a_strong_key_of_their_own(key: str, says: str) -> None:
+    result = _production("settings.SIMPLE_JWT['SIGNING_KEY']", JWT_SIGNING_KEY=key)
+    assert result.returncode != 0
+    assert says in result.stderr
+
+
+def test_production_signs_hs256_jwts_with_the_jwt_key() -> None:
+    result = _production("settings.SIMPLE_JWT['SIGNING_KEY'] == settings.SECRET_KEY")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+    result = _production("settings.SIMPLE_JWT['SIGNING_KEY']")
+    assert result.stdout.strip() == PRODUCTION["JWT_SIGNING_KEY"]
+
+
+def test_production_requires_the_key_pair_for_rs256() -> None:
+    result = _production("settings.SIMPLE_JWT['ALGORITHM']", JWT_ALGORITHM="RS256")
+    assert result.returncode != 0
+    assert "JWT_PRIVATE_KEY is required" in result.stderr
+    keys = ROOT / "tests" / "keys"
+    result = _production(
+        "settings.SIMPLE_JWT['ALGORITHM']",
+        JWT_ALGORITHM="RS256",
+        JWT_SIGNING_KEY="",
+        JWT_PRIVATE_KEY_FILE=str(keys / "test-only-private.pem"),
+        JWT_PUBLIC_KEY_FILE=str(keys / "test-only-public.pem"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "RS256"
+
+
+def test_the_development_settings_never_sign_jwts_with_the_django_secret_key() -> None:
+    result = _settings_in_subprocess(
+        "tripsage.settings.base",
+        {"DJANGO_SECRET_KEY": "some-local-key", "JWT_ALGORITHM": "HS256"},
+        "settings.SIMPLE_JWT['SIGNING_KEY'] != settings.SECRET_KEY",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+
+
+PASSWORD = "p@ss:/#%word"
+
+
+def test_database_password_is_taken_as_it_is_beside_the_url() -> None:
+    result = _production(
+        "settings.DATABASES['default']['USER'], settings.DATABASES['default']['PASSWORD'], "
+        "settings.DATABASES['default']['HOST'], settings.DATABASES['default']['NAME']",
+        DATABASE_URL="postgres://tripsage@db:5432/tripsage",
+        DATABASE_PASSWORD=PASSWORD,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"tripsage {PASSWORD} db tripsage"
+
+
+def test_an_escaped_password_inside_database_url_is_unescaped() -> None:
+    result = _production(
+        "settings.DATABASES['default']['PASSWORD'], settings.DATABASES['default']['HOST']",
+        DATABASE_URL=f"postgres://tripsage:{quote(PASSWORD, safe='')}@db:5432/tripsage",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{PASSWORD} db"
+
+
+def test_redis_password_reaches_every_redis_client_url_escaped() -> None:
+    result = _production(
+        "settings.REDIS_URL, settings.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]['address'],"
+        " settings.CACHES['default']['LOCATION'], settings.REALTIME_THROTTLE_REDIS_URL",
+        REDIS_URL="redis://cache:6379/2",
+        REDIS_PASSWORD=PASSWORD,
+    )
+    assert result.returncode == 0, result.stderr
+    escaped = f"redis://:{quote(PASSWORD, safe='')}@cache:6379/2"
+    assert result.stdout.split() == [escaped] * 4
+
+
+def test_database_pgbouncer_turns_off_server_side_cursors_and_prepared_statements() -> None:
+    result = _production(
+        "settings.DATABASES['default'].get('DISABLE_SERVER_SIDE_CURSORS'), "
+        "settings.DATABASES['default']['OPTIONS'].get('prepare_threshold', 'absent')",
+        DATABASE_URL="postgres://u@db:6432/tripsage?prepare_threshold=5",
+        DATABASE_PGBOUNCER="true",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True None"
 
 
 def test_unreachable_redis_fails_at_start_up_with_what_to_do(settings) -> None:

@@ -12,16 +12,51 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from realtime.redis_clients import parse_sentinels, redis_host
-from tripsage.env import env_bool, env_float, env_int, env_list, env_rate_limits, env_str
+from tripsage.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_rate_limits,
+    env_str,
+    url_with_password,
+)
+from tripsage.public_url import parse_public_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 # A development-only key so that `make run` works on a fresh machine; production.py requires
-# DJANGO_SECRET_KEY and has no default.
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")
+# DJANGO_SECRET_KEY, refuses this one and has no default.
+DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# True only in production.py: commands that must never run there (seed_demo) look at it.
+PRODUCTION = False
+
+# --- Where users reach the service: one URL (production requires it). Its host is an allowed
+# host, its origin an allowed origin for sockets and CSRF, and its scheme decides the cookies'
+# Secure flag and HSTS. ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS and REALTIME_ALLOWED_ORIGINS add
+# more (a health check's host, a second site); without PUBLIC_URL they replace the defaults.
+PUBLIC_URL = env_str("PUBLIC_URL", "")
+_PUBLIC = parse_public_url(PUBLIC_URL) if PUBLIC_URL else None
+
+
+def _with_public(derived: str | None, name: str, default: list[str]) -> list[str]:
+    listed = env_list(name, None if derived else default)
+    return list(dict.fromkeys(([derived] if derived else []) + listed))
+
+
+ALLOWED_HOSTS = _with_public(
+    _PUBLIC.host if _PUBLIC else None, "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"]
+)
+CSRF_TRUSTED_ORIGINS = _with_public(_PUBLIC.origin if _PUBLIC else None, "CSRF_TRUSTED_ORIGINS", [])
+# Over https: cookies only over TLS, and browsers told to use nothing else (HSTS, a year, the
+# usual value; start lower while TLS is new). Over plain http they must be off, or nobody
+# could sign in to the admin.
+_HTTPS = bool(_PUBLIC and _PUBLIC.is_https)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 86400 if _HTTPS else 0)
 
 INSTALLED_APPS = [
     "daphne",
@@ -74,6 +109,21 @@ TEMPLATES = [
 
 # --- Database: SQLite by default, DATABASE_URL (PostgreSQL in production and CI) when set.
 DATABASE_URL = env_str("DATABASE_URL")
+# The password apart from the URL, any characters as they are (a password inside DATABASE_URL
+# must be URL-escaped: @ as %40, : as %3A, / as %2F, # as %23, % as %25).
+DATABASE_PASSWORD = env_str("DATABASE_PASSWORD", "")
+# Threads per process that run socket work's database calls (events.aio.db), each holding at
+# most one persistent connection: with REST requests in flight, the connections a process can
+# hold (docs/deployment-settings.md). 8: the connect storm's rate (docs/performance.md S4) was
+# reached with the 6 of asyncio's default on 2 cores, and 3 processes x (8 + a few requests)
+# stay well under PostgreSQL's default max_connections of 100.
+DATABASE_THREADS = env_int("DATABASE_THREADS", 8)
+if DATABASE_THREADS < 1:
+    raise ImproperlyConfigured(f"DATABASE_THREADS={DATABASE_THREADS}: at least 1.")
+# Behind PgBouncer in transaction mode a connection is the server's only for one transaction:
+# no server-side cursors (QuerySet.iterator() would declare one and fetch it in later
+# transactions) and no server-side prepared statements (psycopg's, off in Django by default).
+DATABASE_PGBOUNCER = env_bool("DATABASE_PGBOUNCER", False)
 # Persistent connections: a long-running server would otherwise open a PostgreSQL connection
 # for every message that touches the database (profiled: ~2 ms and a GIL-holding thread each).
 DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60)
@@ -95,10 +145,15 @@ if DATABASE_URL:
             conn_health_checks=DATABASE_CONN_HEALTH_CHECKS,
         )
     }
+    if DATABASE_PASSWORD:
+        DATABASES["default"]["PASSWORD"] = DATABASE_PASSWORD
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-            "connect_timeout", DATABASE_CONNECT_TIMEOUT_SECONDS
-        )
+        _options = DATABASES["default"].setdefault("OPTIONS", {})
+        _options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT_SECONDS)
+        if DATABASE_PGBOUNCER:
+            DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+            _options["prepare_threshold"] = None
+            _options.pop("server_side_binding", None)
 else:
     DATABASES = {
         "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE_DIR / "db.sqlite3")}
@@ -138,6 +193,11 @@ WHITENOISE_USE_FINDERS = True
 # --- Channel layer: Redis when REDIS_URL is set (several processes behave as one), otherwise the
 # in-process layer (one process only; fine for `make run` and nothing else).
 REDIS_URL = env_str("REDIS_URL")
+# The password apart from the URL, any characters as they are: written into REDIS_URL,
+# URL-escaped, so that every Redis client (layer, throttles, presence, cache) gets it.
+REDIS_PASSWORD = env_str("REDIS_PASSWORD", "")
+if REDIS_URL and REDIS_PASSWORD:
+    REDIS_URL = url_with_password(REDIS_URL, REDIS_PASSWORD)
 # Redis Sentinel (docs/deployment.md): with REDIS_SENTINELS ("host:port,host:port,..."), every
 # Redis client (channel layer, publisher, presence, throttles and leases, cache) asks the
 # Sentinels for the primary named REDIS_SENTINEL_MASTER and follows a failover by itself;
@@ -241,9 +301,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
-# --- JWT: one pinned algorithm. HS* signs with JWT_SIGNING_KEY (default: SECRET_KEY); RS*/ES*
-# sign with JWT_PRIVATE_KEY and verify with JWT_PUBLIC_KEY (PEM text, or *_FILE paths).
+# --- JWT: one pinned algorithm. HS* signs with JWT_SIGNING_KEY, never the Django secret key
+# (production requires a strong one of its own); RS*/ES* sign with JWT_PRIVATE_KEY and verify
+# with JWT_PUBLIC_KEY (PEM text, or *_FILE paths).
 JWT_ALGORITHM = env_str("JWT_ALGORITHM", "HS256")
+DEV_JWT_SIGNING_KEY = "dev-only-insecure-jwt-key-do-not-use-in-production"
 
 
 def _pem(name: str) -> str:
@@ -257,7 +319,7 @@ def _pem(name: str) -> str:
 
 
 if JWT_ALGORITHM.startswith("HS"):
-    _JWT_SIGNING_KEY = env_str("JWT_SIGNING_KEY", SECRET_KEY)
+    _JWT_SIGNING_KEY = env_str("JWT_SIGNING_KEY", DEV_JWT_SIGNING_KEY)
     _JWT_VERIFYING_KEY = ""
 else:
     _JWT_SIGNING_KEY = _pem("JWT_PRIVATE_KEY")
@@ -285,7 +347,9 @@ SIMPLE_JWT = {
 # cost a validation per message for a bug the suite already catches.
 PROTOCOL_CHECK_SERVER_MESSAGES = env_bool("PROTOCOL_CHECK_SERVER_MESSAGES", DEBUG)
 # Browsers send Origin; a socket with an unlisted Origin is refused before accept. "*" allows all.
-REALTIME_ALLOWED_ORIGINS = env_list(
+# PUBLIC_URL's origin always, and any listed besides.
+REALTIME_ALLOWED_ORIGINS = _with_public(
+    _PUBLIC.origin if _PUBLIC else None,
     "REALTIME_ALLOWED_ORIGINS",
     ["http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"],
 )

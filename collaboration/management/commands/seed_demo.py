@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from collaboration.models import Trip, TripMember
@@ -23,8 +24,18 @@ ROLES = {
 class Command(BaseCommand):
     help = "Create demo users alice (owner), bob (editor), carol (viewer) and their shared trip."
 
-    @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
+        if settings.PRODUCTION:
+            # Known passwords (the README prints them) on a deployment would be open accounts.
+            raise CommandError(
+                "seed_demo refuses to run under production settings: it creates users with the "
+                "published password 'tripsage-demo'. Create the first admin with "
+                "`manage.py ensure_admin` (docs/deployment-settings.md)."
+            )
+        self._seed()
+
+    @transaction.atomic
+    def _seed(self) -> None:
         user_model = get_user_model()
         users = {}
         for username in ROLES:
