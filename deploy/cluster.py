@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis as redis_py
 
@@ -136,6 +136,10 @@ class RedisNode(Child):
         except redis_py.RedisError:
             return False
 
+    def replication(self) -> dict[str, Any]:
+        """INFO replication: `role` (master, slave), `master_link_status`, ..."""
+        return cast(dict[str, Any], self.client().info("replication"))
+
 
 class DaphneProcess(Child):
     """One daphne process serving tripsage.asgi on a loopback port (the same port after a
@@ -184,7 +188,9 @@ def _wait(ready: Callable[[], bool], timeout: float, what: str, child: Child | N
         if ready():
             return
         if child is not None and child.process is not None and child.process.poll() is not None:
-            raise ClusterError(f"{child.name} exited ({child.process.returncode}):\n{child.log(40)}")
+            raise ClusterError(
+                f"{child.name} exited ({child.process.returncode}):\n{child.log(40)}"
+            )
         time.sleep(0.1)
     detail = f":\n{child.log(40)}" if child is not None else ""
     raise ClusterError(f"waited {timeout:.0f} s for {what}{detail}")
@@ -296,7 +302,9 @@ class Cluster:
         raise KeyError(f"no process of this cluster at {upstream!r}")
 
     def process_env(self) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if key != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+        env = {
+            key: value for key, value in os.environ.items() if key != "DJANGO_ALLOW_ASYNC_UNSAFE"
+        }
         assert self.database_url is not None
         origins = f"{self.url},http://localhost:{self.port}"
         env.update(
@@ -394,7 +402,7 @@ class Cluster:
                 return False
             node = next(n for n in self.redis_nodes if n.port == port)
             try:
-                return node.client().info("replication")["role"] == "master"
+                return node.replication()["role"] == "master"
             except redis_py.RedisError:
                 return False
 
@@ -408,7 +416,7 @@ class Cluster:
             return waiting
         if self.redis_replica is not None:
             try:
-                info = self.redis_replica.client().info("replication")
+                info = self.redis_replica.replication()
             except redis_py.RedisError:
                 info = {}
             if info.get("role") == "slave" and info.get("master_link_status") != "up":
@@ -595,18 +603,28 @@ def _stop_on_signal(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--processes", "-n", type=int, default=int(os.environ.get("N", 3)),
-                        help="daphne processes behind the proxy (default 3, or $N)")  # fmt: skip
-    parser.add_argument("--port", type=int, default=8080,
-                        help="the proxy's port on 127.0.0.1 (default 8080; 0: any free port)")  # fmt: skip
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                        help="default: $DATABASE_URL, else PostgreSQL on 127.0.0.1:5432 when it "
-                        "answers, else SQLite")  # fmt: skip
-    parser.add_argument("--database-name", default="tripsage_cluster",
-                        help="the PostgreSQL database to use (created if missing)")  # fmt: skip
+    parser.add_argument(
+        "--processes", "-n", type=int, default=int(os.environ.get("N", 3)),
+        help="daphne processes behind the proxy (default 3, or $N)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--port", type=int, default=8080,
+        help="the proxy's port on 127.0.0.1 (default 8080; 0: any free port)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--database-url", default=os.environ.get("DATABASE_URL"),
+        help="default: $DATABASE_URL, else PostgreSQL on 127.0.0.1:5432 when it answers, "
+        "else SQLite",
+    )  # fmt: skip
+    parser.add_argument(
+        "--database-name", default="tripsage_cluster",
+        help="the PostgreSQL database to use (created if missing)",
+    )  # fmt: skip
     parser.add_argument("--settings", default="tripsage.settings.base")
-    parser.add_argument("--down-after-ms", type=int, default=5000,
-                        help="Sentinel: a primary silent this long is down")  # fmt: skip
+    parser.add_argument(
+        "--down-after-ms", type=int, default=5000,
+        help="Sentinel: a primary silent this long is down",
+    )  # fmt: skip
     parser.add_argument("--failover-timeout-ms", type=int, default=10000)
     parser.add_argument("--no-seed", action="store_true", help="skip seed_demo")
     args = parser.parse_args(argv)

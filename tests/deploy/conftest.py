@@ -101,6 +101,7 @@ class TripClient:
         self.username = user.get_username()
         self.view: TripView
         self.upstreams: list[str] = []  # each socket's process, in order
+        self.resumed = asyncio.Event()  # set once a reconnect has resumed
 
     @property
     def upstream(self) -> str:
@@ -129,3 +130,4 @@ class TripClient:
         resumed.seqs = shown.seqs
         await send_json(resumed.ws, {"type": "resume", "id": "resume", "last_seq": shown.seq})
         await resumed.read(lambda m: m["type"] == "resume.complete", 10)
+        self.resumed.set()

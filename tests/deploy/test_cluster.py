@@ -80,7 +80,9 @@ async def test_people_on_different_processes_see_each_others_edits_presence_and_
         await client.view.until(lambda v: v.collaborators == {"alice": 1, "bob": 1}, 10)
 
 
-async def edit_until(client: TripClient, field: str, acked: list[int], enough: asyncio.Event) -> None:
+async def edit_until(
+    client: TripClient, field: str, acked: list[int], enough: asyncio.Event
+) -> None:
     """Edit `field` one change after another, as the seed's client does: an edit whose socket
     dropped before its ack is sent again, unchanged (same update_id), after the reconnect and
     resume. Every ack's seq goes to `acked`; stops once `enough` is set."""
@@ -94,7 +96,9 @@ async def edit_until(client: TripClient, field: str, acked: list[int], enough: a
         while True:
             try:
                 await send_json(client.view.ws, message)
-                answer = await client.view.read(lambda m: m.get("request_id") == request_id, 10)
+                answer = await client.view.read(
+                    lambda m, rid=request_id: m.get("request_id") == rid, 10
+                )
                 break
             except ConnectionClosed:
                 await client.reopen()
@@ -155,11 +159,7 @@ async def test_killed_process_clients_resume_through_the_proxy_with_nothing_lost
     enough.set()
     await asyncio.wait_for(asyncio.gather(*editors), 30)
 
-    async def until_back() -> None:
-        while not all(len(client.upstreams) >= 2 for client in on_victim):
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(until_back(), 30)
+    await asyncio.wait_for(asyncio.gather(*(c.resumed.wait() for c in on_victim)), 30)
     watching.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watching

@@ -57,7 +57,7 @@ def spoofed() -> dict[str, str]:
 
 
 async def connect_outcome(base_url: str, path: str, token: str, headers: dict[str, str]) -> Any:
-    """"established", or the close code the server ended the socket with."""
+    """ "established", or the close code the server ended the socket with."""
     ws = await websockets.connect(f"{base_url}{path}", additional_headers=headers,
                                   open_timeout=10, max_queue=None)  # fmt: skip
     try:
@@ -136,4 +136,3 @@ def test_password_guesses_with_spoofed_x_forwarded_for_get_429_at_the_rest_limit
     base = fresh.processes[0].url if where == "process" else fresh.url
     statuses = [token_guess(base, spoofed()) for _ in range(LIMIT + 3)]
     assert statuses == [401] * LIMIT + [429] * 3
-
