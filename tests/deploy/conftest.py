@@ -20,7 +20,7 @@ from tests import factories
 from tests.chaos.conftest import PROFILES
 from tests.chaos.views import TripView, token_for
 from tests.conftest import LIFTED_RATE_LIMITS, _database_url
-from tests.wsclient import connect, send_json
+from tests.wsclient import connect, recv_json, send_json
 
 # What heals on a timer heals within a test (tests/chaos/conftest.py), and every test connects
 # from 127.0.0.1: the limits are lifted unless a test starts a cluster with its own.
@@ -126,8 +126,25 @@ class TripClient:
                     raise
                 await asyncio.sleep(0.2 * (attempt + 1))  # the seed's backoff, shortened
         resumed = self.view
+        snapshot_seq = resumed.seq
         resumed.fields, resumed.seq, resumed.version = shown.fields, shown.seq, shown.version
         resumed.seqs = shown.seqs
         await send_json(resumed.ws, {"type": "resume", "id": "resume", "last_seq": shown.seq})
-        await resumed.read(lambda m: m["type"] == "resume.complete", 10)
+        # The replay runs up to this socket's snapshot; what came after it is delivered live,
+        # possibly before the replay (docs/protocol.md, "Reconnecting"): kept until the replay
+        # is complete, then applied in order.
+        live: list[dict[str, Any]] = []
+        async with asyncio.timeout(10):
+            while True:
+                message = await recv_json(resumed.ws)
+                if message["type"] == "ping":
+                    await send_json(resumed.ws, {"type": "pong", "request_id": message["id"]})
+                elif message["type"] == "resume.complete":
+                    break
+                elif message.get("seq", 0) > snapshot_seq and message["type"] != "ack":
+                    live.append(message)
+                else:
+                    resumed.apply(message)
+        for message in live:
+            resumed.apply(message)
         self.resumed.set()

@@ -5,7 +5,6 @@ the proxy to another process and a `resume`, and nothing acknowledged is lost.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import urllib.request
 import uuid
 
@@ -152,17 +151,18 @@ async def test_killed_process_clients_resume_through_the_proxy_with_nothing_lost
                 task.result()  # an editor that failed fails the test here
             await asyncio.sleep(0.05)
 
-    await asyncio.wait_for(until_each_acked(3), 30)
-    before = {name: len(seqs) for name, seqs in acked.items()}
-    victim.kill()  # SIGKILL, mid-edit: no handler runs on it
-    await asyncio.wait_for(until_each_acked(max(before.values()) + 5), 60)
-    enough.set()
-    await asyncio.wait_for(asyncio.gather(*editors), 30)
-
-    await asyncio.wait_for(asyncio.gather(*(c.resumed.wait() for c in on_victim)), 30)
-    watching.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watching
+    try:
+        await asyncio.wait_for(until_each_acked(3), 30)
+        before = {name: len(seqs) for name, seqs in acked.items()}
+        victim.kill()  # SIGKILL, mid-edit: no handler runs on it
+        await asyncio.wait_for(until_each_acked(max(before.values()) + 5), 60)
+        enough.set()
+        await asyncio.wait_for(asyncio.gather(*editors), 30)
+        await asyncio.wait_for(asyncio.gather(*(c.resumed.wait() for c in on_victim)), 30)
+    finally:
+        for task in [*editors, watching]:
+            task.cancel()
+        await asyncio.gather(*editors, watching, return_exceptions=True)
 
     # Every client on the killed process came back through the proxy, on another process.
     for client in on_victim:
