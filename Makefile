@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-bench run test lint format bench bench-full chaos
+.PHONY: install install-bench run test lint format bench bench-full chaos cluster
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required: set PYTHON=/path/to/python3.11")'
@@ -26,6 +26,14 @@ run: install
 	@echo "Then open ws://127.0.0.1:8000/ws/trips/1/ and send {\"token\": \"<access>\"} first."
 	@echo
 	$(BIN)/daphne -b 127.0.0.1 -p 8000 tripsage.asgi:application
+
+# The deployment's topology on loopback (docs/deployment.md): nginx on PORT in front of N daphne
+# processes, Redis with a replica and three Sentinels, PostgreSQL when it answers (else SQLite).
+# Prints the URL; Ctrl-C stops everything.
+N ?= 3
+PORT ?= 8080
+cluster: install
+	$(BIN)/python -m deploy.cluster --processes $(N) --port $(PORT) $(ARGS)
 
 # COVERAGE=1 (CI): the same run, measured in every Python process it starts, the daphne servers
 # included ([tool.coverage] in pyproject.toml), then one report. The whole suite fails under the

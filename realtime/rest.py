@@ -119,6 +119,11 @@ class _Throttle(SimpleRateThrottle):
     num_requests: int | None
     duration: int | None
 
+    def get_ident(self, request: Any) -> str:
+        """REMOTE_ADDR, never X-Forwarded-For (whatever NUM_PROXIES says): tripsage.proxies
+        put the client's address there, from a trusted proxy's word only."""
+        return str(request.META.get("REMOTE_ADDR") or "")
+
     def allow_request(self, request: Any, view: Any) -> bool:
         try:
             allowed = super().allow_request(request, view)
@@ -153,8 +158,9 @@ class UserThrottle(_Throttle):
 
 
 class AddressThrottle(_Throttle):
-    """REST_RATE_IP per client address, whoever is signed in (behind a proxy, configure
-    NUM_PROXIES so the address is the client's, not the proxy's)."""
+    """REST_RATE_IP per client address, whoever is signed in. The address is REMOTE_ADDR alone:
+    behind a proxy listed in TRUSTED_PROXIES, the client it vouches for (tripsage.proxies);
+    a client's own X-Forwarded-For never reaches here."""
 
     scope = "ip"
 

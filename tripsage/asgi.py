@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSockets through the auth middleware to consumers."""
+"""ASGI entry point: the trusted-proxy middleware around everything, then HTTP through Django and
+WebSockets through the auth middleware to consumers."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from realtime.auth import JWTAuthMiddleware  # noqa: E402
 from realtime.checks import require_channel_layer  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from tripsage.proxies import TrustedProxyMiddleware  # noqa: E402
 
 require_channel_layer()
 
@@ -24,10 +26,13 @@ require_channel_layer()
 gc.collect()
 gc.freeze()
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        # The stubs' gap noted in realtime.routing: Django's URLPattern is what URLRouter takes.
-        "websocket": JWTAuthMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
-    }
+# Outermost: nothing below sees a client address or scheme a trusted proxy did not vouch for.
+application = TrustedProxyMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # The stubs' gap noted in realtime.routing: Django's URLPattern is what URLRouter takes.
+            "websocket": JWTAuthMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
+        }
+    )
 )

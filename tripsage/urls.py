@@ -1,4 +1,4 @@
-"""HTTP routes: admin, the REST API, its OpenAPI schema, Prometheus metrics."""
+"""HTTP routes: admin, the REST API, its OpenAPI schema, Prometheus metrics, the health check."""
 
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
@@ -32,8 +32,16 @@ def index(request: HttpRequest) -> JsonResponse:
     )
 
 
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for health checks (docker-compose, load balancers): the process answers HTTP
+    through Django. Nothing else is touched: a Redis or database outage must not get every
+    process restarted, since each one heals by itself (docs/reliability.md)."""
+    return JsonResponse({"status": "ok"})
+
+
 urlpatterns = [
     path("", index, name="index"),
+    path("healthz", healthz, name="healthz"),
     path("admin/realtime/dashboard/", metrics_views.dashboard, name="realtime-dashboard"),
     path("admin/", admin.site.urls),
     path("trips/<int:trip_id>/edit", views.trip_edit, name="trip-edit"),

@@ -404,8 +404,8 @@ REALTIME_RATE_LIMITS = env_rate_limits(
 REALTIME_FLOOD_FACTOR = env_float("REALTIME_FLOOD_FACTOR", 1.0)
 # Sockets one user may hold at once, on all processes together (tabs x connection types).
 REALTIME_MAX_CONNECTIONS_PER_USER = env_int("REALTIME_MAX_CONNECTIONS_PER_USER", 20)
-# New sockets per minute from one client address (a bucket of that size); behind one proxy
-# address (or for load tests) raise it, or run daphne with --proxy-headers.
+# New sockets per minute from one client address (a bucket of that size); behind a proxy, the
+# address it vouches for (TRUSTED_PROXIES). Load tests from one address raise it.
 REALTIME_CONNECTS_PER_MINUTE_PER_IP = env_int("REALTIME_CONNECTS_PER_MINUTE_PER_IP", 120)
 # A process renews its connection slots a few times per lease; a dead process's slots expire.
 REALTIME_CONNECTION_LEASE_SECONDS = env_float("REALTIME_CONNECTION_LEASE_SECONDS", 60.0)
@@ -417,9 +417,15 @@ REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS = env_float("REALTIME_THROTTLE_REDIS_TIM
 # REST (DRF): per user (anonymous: per address) and per address, shared through CACHES.
 REST_RATE_USER = env_str("REST_RATE_USER", "600/min")
 REST_RATE_IP = env_str("REST_RATE_IP", "1200/min")
-# Proxies in front of the service that append to X-Forwarded-For: 0 (the default) makes the
-# throttles use the connection's own address, so a client cannot pick its own bucket.
-REST_FRAMEWORK["NUM_PROXIES"] = env_int("NUM_PROXIES", 0)
+# The throttles count by REMOTE_ADDR alone, which tripsage.proxies resolved from a trusted
+# proxy's X-Forwarded-For (TRUSTED_PROXIES). 0, not DRF's default None, which would count by
+# whatever X-Forwarded-For the client sent.
+REST_FRAMEWORK["NUM_PROXIES"] = 0
+if os.environ.get("NUM_PROXIES"):
+    raise ImproperlyConfigured(
+        "NUM_PROXIES is no longer read: list your reverse proxy's addresses in TRUSTED_PROXIES "
+        "instead (docs/deployment.md), and unset NUM_PROXIES."
+    )
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
     "realtime.rest.UserThrottle",
     "realtime.rest.AddressThrottle",
@@ -452,6 +458,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.server": {"level": "WARNING"}},
 }
+
+# --- Reverse proxies (tripsage.proxies; docs/deployment.md). The addresses (IPs or CIDR ranges,
+# comma-separated) of the proxies in front of the processes: from those peers only, X-Forwarded-For
+# gives the client's address and X-Forwarded-Proto the scheme. Empty: trust nobody, so a client
+# cannot choose the address its limits are counted against by sending the header itself.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+# The health check answers over plain HTTP from inside the host or container, TLS or not.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 # --- Connection metrics (metrics.collector): counters in memory, written every this many
 # seconds per process; sessions kept this many days after they end, snapshots this many hours.

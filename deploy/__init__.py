@@ -1,0 +1,1 @@
+"""Deployment: the nginx configuration, the local cluster (`make cluster`), the health check."""
