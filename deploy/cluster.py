@@ -388,21 +388,42 @@ class Cluster:
         node.start()
         _wait(node.answers, 10, f"{node.name} to answer", node)
 
-    def sentinel_failover(self, timeout: float = 30) -> int:
+    def sentinel_failover(self, timeout: float = 30, until_demoted: bool = True) -> int:
         """SENTINEL FAILOVER: the replica is promoted; returns the new primary's port once the
-        Sentinels name it and it answers as a primary."""
+        Sentinels name it, it answers as a primary and (`until_demoted`) the old one serves as
+        its replica."""
         if not self.sentinels:
             raise ClusterError("this cluster runs without Sentinels")
         before = self.primary_port()
         self.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+        return self.wait_for_new_primary(before, timeout, until_demoted)
+
+    def wait_for_new_primary(
+        self, before: int, timeout: float = 30, until_demoted: bool = True
+    ) -> int:
+        """Until every live Sentinel names a primary other than `before`, that node answers as
+        a primary and (`until_demoted`) `before`, if it still runs, has been turned into a
+        replica (until then it takes writes that it drops when it resyncs, some seconds after
+        the switch); returns the new primary's port."""
 
         def promoted() -> bool:
-            port = self.primary_port()
-            if port == before:
+            named = set()
+            for sentinel in self.sentinels:
+                try:
+                    address = sentinel.client().sentinel_get_master_addr_by_name(MASTER_NAME)
+                except redis_py.RedisError:
+                    continue
+                named.add(int(address[1]))
+            if len(named) != 1 or named == {before}:
                 return False
-            node = next(n for n in self.redis_nodes if n.port == port)
+            (port,) = named
             try:
-                return node.replication()["role"] == "master"
+                if next(n for n in self.redis_nodes if n.port == port).replication()["role"] != (
+                    "master"
+                ):
+                    return False
+                old = next(n for n in self.redis_nodes if n.port == before)
+                return not until_demoted or not old.alive or old.replication()["role"] == "slave"
             except redis_py.RedisError:
                 return False
 
@@ -414,13 +435,17 @@ class Cluster:
         waiting = [node.name for node in self.redis_nodes if not node.answers()]
         if waiting:
             return waiting
-        if self.redis_replica is not None:
+        roles = []
+        for node in self.redis_nodes:  # after a failover the first replica may be the primary
             try:
-                info = self.redis_replica.replication()
+                info = node.replication()
             except redis_py.RedisError:
                 info = {}
+            roles.append(info.get("role"))
             if info.get("role") == "slave" and info.get("master_link_status") != "up":
-                waiting.append("the replica's link to the primary")
+                waiting.append(f"{node.name}'s link to the primary")
+        if roles.count("master") != 1:
+            waiting.append("one primary")
         for sentinel in self.sentinels:
             try:
                 client = sentinel.client()

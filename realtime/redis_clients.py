@@ -269,7 +269,9 @@ class PrimaryWatch:
             pool.master_address = None  # type: ignore[attr-defined]
             await pool.disconnect(inuse_connections=True)
         for sync_pool in list(_sync_pools):
-            await asyncio.to_thread(sync_pool.disconnect, True)
+            # Idle connections only: one in use in another thread fails by itself (closed by
+            # the Sentinels' reconfiguration, or READONLY), and its client retries once.
+            await asyncio.to_thread(sync_pool.disconnect, False)
         for callback in list(self.callbacks):
             try:
                 callback()
@@ -291,7 +293,12 @@ def _watch(host: Mapping[str, Any]) -> PrimaryWatch:
 def on_switch(host: Mapping[str, Any], callback: Callable[[], None]) -> None:
     """Call `callback` on this event loop when the Sentinels switch `host`'s primary (nothing
     for a plain host)."""
-    if "master_name" in host:
-        watch = _watch(host)
-        if callback not in watch.callbacks:
-            watch.callbacks.append(callback)
+    if "master_name" not in host:
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return  # outside a loop there is nothing to call back on
+    watch = _watch(host)
+    if callback not in watch.callbacks:
+        watch.callbacks.append(callback)

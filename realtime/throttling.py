@@ -216,6 +216,8 @@ class Throttle:
             )
             self._bucket = self.client.register_script(_BUCKET)
             self._slot = self.client.register_script(_SLOT)
+            # A new primary answers: no need to wait out RETRY_REDIS_SECONDS.
+            redis_clients.on_switch(redis_clients.settings_host(self.url), self._primary_switched)
         self.redis_down_until = 0.0
         self.fallback_logged = False
         # This process's slots in Redis, connection -> user (one small entry per socket), renewed
@@ -239,6 +241,9 @@ class Throttle:
                 type(error).__name__,
                 what,
             )
+
+    def _primary_switched(self) -> None:
+        self.redis_down_until = 0.0
 
     def _redis_ok(self) -> None:
         if self.fallback_logged:
@@ -290,7 +295,19 @@ class Throttle:
                     self.leased[connection_id] = user
                     self._ensure_renewer()
                 return bool(allowed), int(held)
-        return self.slots.acquire(user, connection_id, limit)
+        if self.client is None:  # no Redis configured: this process's sockets are all there is
+            return self.slots.acquire(user, connection_id, limit)
+        # Redis is away: the user's sockets on this process count (a per-process cap until it
+        # answers), and the new one is leased like any other, so that the renewer puts it in
+        # Redis once it answers and the cap holds across processes again.
+        held = sum(1 for owner in self.leased.values() if owner == user)
+        if connection_id not in self.leased:
+            if held >= limit:
+                return False, held
+            held += 1
+        self.leased[connection_id] = user
+        self._ensure_renewer()
+        return True, held
 
     async def release_slot(self, user_id: Any, connection_id: str) -> None:
         user = str(user_id)

@@ -4,6 +4,7 @@ event after it, checked for order, and compared with the database."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -31,6 +32,7 @@ class TripView:
         self.collaborators = collaborators(snapshot)
         self.editing = editing(snapshot)
         self.seqs: list[int] = []
+        self.shown_at: dict[int, float] = {}  # seq -> when it was shown (time.monotonic())
 
     def apply(self, message: dict[str, Any]) -> None:
         if "seq" in message and message["type"] not in (
@@ -43,6 +45,7 @@ class TripView:
             )
             self.seq = message["seq"]
             self.seqs.append(message["seq"])
+            self.shown_at[message["seq"]] = time.monotonic()
         if message["type"] == "trip.updated":
             self.fields[message["field"]] = message["value"]
             self.version = message["version"]

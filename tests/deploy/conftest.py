@@ -9,16 +9,19 @@ cluster (`start_cluster`)."""
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from deploy.cluster import Cluster
 from tests import factories
 from tests.chaos.conftest import PROFILES
-from tests.chaos.views import TripView, token_for
+from tests.chaos.views import TripView, database_state, token_for
 from tests.conftest import LIFTED_RATE_LIMITS, _database_url
 from tests.wsclient import connect, recv_json, send_json
 
@@ -28,6 +31,8 @@ CLUSTER_ENV = {
     **PROFILES["short"],
     "REALTIME_CONNECTS_PER_MINUTE_PER_IP": "1000000",
     "REALTIME_RATE_LIMITS": LIFTED_RATE_LIMITS,
+    # Small, so that the failover test can hold a user at the cap (tests/deploy/test_failover.py).
+    "REALTIME_MAX_CONNECTIONS_PER_USER": "6",
 }
 # Sentinel: a primary silent for a second is down; a failover may take three.
 SENTINEL_TIMINGS = {"down_after_ms": 1000, "failover_timeout_ms": 3000}
@@ -71,7 +76,11 @@ def cluster(start_cluster: Callable[..., Cluster]) -> Cluster:
 
 @pytest.fixture
 def cluster_healed(cluster: Cluster) -> Cluster:
-    """The session's cluster with every daphne process running again (a test may kill one)."""
+    """The session's cluster with every daphne process and Redis node running again (a test may
+    kill one; a Redis node comes back empty, as a replica of the current primary)."""
+    for node in cluster.redis_nodes:
+        if not node.alive:
+            cluster.restart_redis(node)
     for process in cluster.processes:
         if not process.alive:
             process.restart()
@@ -128,7 +137,7 @@ class TripClient:
         resumed = self.view
         snapshot_seq = resumed.seq
         resumed.fields, resumed.seq, resumed.version = shown.fields, shown.seq, shown.version
-        resumed.seqs = shown.seqs
+        resumed.seqs, resumed.shown_at = shown.seqs, shown.shown_at
         await send_json(resumed.ws, {"type": "resume", "id": "resume", "last_seq": shown.seq})
         # The replay runs up to this socket's snapshot; what came after it is delivered live,
         # possibly before the replay (docs/protocol.md, "Reconnecting"): kept until the replay
@@ -148,3 +157,132 @@ class TripClient:
         for message in live:
             resumed.apply(message)
         self.resumed.set()
+
+
+async def edit_until(
+    client: TripClient,
+    field: str,
+    acked: list[int],
+    enough: asyncio.Event,
+    acked_at: dict[int, float] | None = None,
+) -> None:
+    """Edit `field` one change after another, as the seed's client does: an edit whose socket
+    dropped before its ack is sent again, unchanged (same update_id), after the reconnect and
+    resume. Every ack's seq goes to `acked`; stops once `enough` is set."""
+    number = 0
+    while not enough.is_set():
+        number += 1
+        request_id = f"{client.username}-{number}"
+        message = {"type": "trip.update", "id": request_id, "update_id": str(uuid.uuid4()),
+                   "field": field, "value": f"{client.username} #{number}",
+                   "base_version": client.view.version}  # fmt: skip
+        while True:
+            try:
+                await send_json(client.view.ws, message)
+                answer = await client.view.read(
+                    lambda m, rid=request_id: m.get("request_id") == rid, 10
+                )
+                break
+            except ConnectionClosed:
+                await client.reopen()
+        assert answer["type"] == "ack", answer
+        assert answer["status"] in ("applied", "duplicate"), answer  # one field per editor
+        acked.append(answer["seq"])
+        if acked_at is not None:
+            acked_at[answer["seq"]] = time.monotonic()
+
+
+async def watch(client: TripClient) -> None:
+    """Read what arrives, as a page does, reconnecting and resuming when the socket drops."""
+    while True:
+        try:
+            await client.view.read(lambda m: False, 3600)
+        except ConnectionClosed:
+            await client.reopen()
+
+
+async def settle(client: TripClient, db_seq: int) -> None:
+    """Read until the client shows `db_seq`, reconnecting and resuming if its socket dropped
+    while it was only watching."""
+    while True:
+        try:
+            if client.view.seq < db_seq:
+                await client.view.read(lambda m: client.view.seq >= db_seq, 10)
+            return
+        except ConnectionClosed:
+            await client.reopen()
+
+
+class LiveEdits:
+    """Two editors (the first two people, on `name` and `notes`) editing one change after
+    another and a viewer (the third) reading, each reconnecting and resuming as the seed's
+    client does, until `finish()`; then `assert_nothing_lost`. Leaving the `async with` block
+    cancels whatever still runs."""
+
+    def __init__(self, people: list[TripClient]) -> None:
+        self.people = people
+        self.acked: dict[str, list[int]] = {people[0].username: [], people[1].username: []}
+        self.enough = asyncio.Event()
+        self.acked_at: dict[int, float] = {}  # seq -> when its editor got the ack
+        self.editors: list[asyncio.Task[None]] = []
+        self.watching: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LiveEdits:
+        (first, second, viewer) = self.people[:3]
+        self.editors = [
+            asyncio.create_task(
+                edit_until(first, "name", self.acked[first.username], self.enough, self.acked_at)
+            ),
+            asyncio.create_task(
+                edit_until(second, "notes", self.acked[second.username], self.enough, self.acked_at)
+            ),
+        ]
+        self.watching = asyncio.create_task(watch(viewer))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        tasks = [*self.editors, *([self.watching] if self.watching else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def longest_delay(self, since: float) -> float:
+        """The longest an edit acknowledged after `since` took from its ack to being shown on
+        every client (call after assert_nothing_lost)."""
+        return max(
+            max(client.view.shown_at[seq] for client in self.people) - at
+            for seq, at in self.acked_at.items()
+            if at >= since
+        )
+
+    def most_acked(self) -> int:
+        return max(len(seqs) for seqs in self.acked.values())
+
+    async def until_each_acked(self, count: int, timeout: float = 60) -> None:
+        """Until each editor has `count` acknowledged edits (an editor that failed fails here)."""
+
+        async def wait() -> None:
+            while min(len(seqs) for seqs in self.acked.values()) < count:
+                for task in [task for task in self.editors if task.done()]:
+                    task.result()
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(wait(), timeout)
+
+    async def finish(self) -> None:
+        self.enough.set()
+        await asyncio.wait_for(asyncio.gather(*self.editors), 30)
+
+    async def assert_nothing_lost(self, trip_id: int, timeout: float = 30) -> None:
+        """Every acknowledged edit is in the database's log and was shown on every client, in
+        order and once (TripView checks), and every client shows the database's state."""
+        db_fields, db_seq, logged = await database_state(trip_id)
+        all_acked = [seq for seqs in self.acked.values() for seq in seqs]
+        assert set(all_acked) <= set(logged)
+        for client in self.people:
+            await asyncio.wait_for(settle(client, db_seq), timeout)
+            assert (client.view.fields, client.view.seq) == (db_fields, db_seq), client.username
+            assert set(all_acked) <= set(client.view.seqs), client.username
+        first, second = self.people[:2]
+        assert db_fields["name"] == f"{first.username} #{len(self.acked[first.username])}"
+        assert db_fields["notes"] == f"{second.username} #{len(self.acked[second.username])}"

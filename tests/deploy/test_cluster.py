@@ -9,11 +9,10 @@ import urllib.request
 import uuid
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 from deploy.cluster import Cluster
-from tests.chaos.views import database_state, edit, token_for
-from tests.deploy.conftest import TripClient, upstream_of
+from tests.chaos.views import edit, token_for
+from tests.deploy.conftest import LiveEdits, TripClient, upstream_of
 from tests.wsclient import connect, recv_json, send_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -79,54 +78,6 @@ async def test_people_on_different_processes_see_each_others_edits_presence_and_
         await client.view.until(lambda v: v.collaborators == {"alice": 1, "bob": 1}, 10)
 
 
-async def edit_until(
-    client: TripClient, field: str, acked: list[int], enough: asyncio.Event
-) -> None:
-    """Edit `field` one change after another, as the seed's client does: an edit whose socket
-    dropped before its ack is sent again, unchanged (same update_id), after the reconnect and
-    resume. Every ack's seq goes to `acked`; stops once `enough` is set."""
-    number = 0
-    while not enough.is_set():
-        number += 1
-        request_id = f"{client.username}-{number}"
-        message = {"type": "trip.update", "id": request_id, "update_id": str(uuid.uuid4()),
-                   "field": field, "value": f"{client.username} #{number}",
-                   "base_version": client.view.version}  # fmt: skip
-        while True:
-            try:
-                await send_json(client.view.ws, message)
-                answer = await client.view.read(
-                    lambda m, rid=request_id: m.get("request_id") == rid, 10
-                )
-                break
-            except ConnectionClosed:
-                await client.reopen()
-        assert answer["type"] == "ack", answer
-        assert answer["status"] in ("applied", "duplicate"), answer  # one field per editor
-        acked.append(answer["seq"])
-
-
-async def watch(client: TripClient) -> None:
-    """Read what arrives, as a page does, reconnecting and resuming when the socket drops."""
-    while True:
-        try:
-            await client.view.read(lambda m: False, 3600)
-        except ConnectionClosed:
-            await client.reopen()
-
-
-async def settle(client: TripClient, db_seq: int) -> None:
-    """Read until the client shows `db_seq`, reconnecting and resuming if its socket dropped
-    while it was only watching."""
-    while True:
-        try:
-            if client.view.seq < db_seq:
-                await client.view.read(lambda m: client.view.seq >= db_seq, 10)
-            return
-        except ConnectionClosed:
-            await client.reopen()
-
-
 async def test_killed_process_clients_resume_through_the_proxy_with_nothing_lost(
     cluster_healed: Cluster, crew
 ):
@@ -136,49 +87,19 @@ async def test_killed_process_clients_resume_through_the_proxy_with_nothing_lost
     victim = cluster_healed.process_at(people[1].upstream)  # bob's: an editor on it
     on_victim = [client for client in people if client.upstream == people[1].upstream]
 
-    acked: dict[str, list[int]] = {"alice": [], "bob": []}
-    enough = asyncio.Event()
-    editors = [
-        asyncio.create_task(edit_until(people[0], "name", acked["alice"], enough)),
-        asyncio.create_task(edit_until(people[1], "notes", acked["bob"], enough)),
-    ]
-    watching = asyncio.create_task(watch(people[2]))  # carol, a viewer, reads meanwhile
-
-    async def until_each_acked(count: int) -> None:
-        while min(len(seqs) for seqs in acked.values()) < count:
-            done = [task for task in editors if task.done()]
-            for task in done:
-                task.result()  # an editor that failed fails the test here
-            await asyncio.sleep(0.05)
-
-    try:
-        await asyncio.wait_for(until_each_acked(3), 30)
-        before = {name: len(seqs) for name, seqs in acked.items()}
+    async with LiveEdits(people) as edits:
+        await edits.until_each_acked(3)
         victim.kill()  # SIGKILL, mid-edit: no handler runs on it
-        await asyncio.wait_for(until_each_acked(max(before.values()) + 5), 60)
-        enough.set()
-        await asyncio.wait_for(asyncio.gather(*editors), 30)
+        await edits.until_each_acked(edits.most_acked() + 5)
+        await edits.finish()
         await asyncio.wait_for(asyncio.gather(*(c.resumed.wait() for c in on_victim)), 30)
-    finally:
-        for task in [*editors, watching]:
-            task.cancel()
-        await asyncio.gather(*editors, watching, return_exceptions=True)
 
     # Every client on the killed process came back through the proxy, on another process.
     for client in on_victim:
         assert len(client.upstreams) >= 2, client.upstreams
         assert all(cluster_healed.process_at(up) is not victim for up in client.upstreams[1:])
 
-    db_fields, db_seq, logged = await database_state(trip.pk)
-    all_acked = acked["alice"] + acked["bob"]
-    assert set(all_acked) <= set(logged)
-    for client in people:
-        await settle(client, db_seq)
-        assert (client.view.fields, client.view.seq) == (db_fields, db_seq), client.username
-        # Every acknowledged edit was shown, in order, each once (TripView checks the order).
-        assert set(all_acked) <= set(client.view.seqs), client.username
-    assert db_fields["name"] == f"alice #{len(acked['alice'])}"
-    assert db_fields["notes"] == f"bob #{len(acked['bob'])}"
+    await edits.assert_nothing_lost(trip.pk)
 
     # And presence is exact again: the killed process's sockets expired, the new ones count.
     everyone = {"alice": 1, "bob": 1, "carol": 1}

@@ -153,6 +153,31 @@ async def test_unreachable_redis_falls_back_to_this_process_logged_once(caplog, 
     assert after - before == 7
 
 
+async def test_while_redis_is_away_the_cap_counts_the_users_sockets_on_this_process(settings):
+    """The fallback is a per-process cap over every socket of the user here, those leased in
+    Redis before it went away included; a socket taken meanwhile is leased too, so that once
+    Redis answers the renewer puts it there and the cap holds across processes again."""
+    settings.REALTIME_THROTTLE_PREFIX = f"test-throttle-{uuid.uuid4().hex[:8]}"
+    settings.REALTIME_MAX_CONNECTIONS_PER_USER = 3
+    settings.REALTIME_CONNECTION_LEASE_SECONDS = 0.3
+    throttle = Throttle(url=require_redis_url(), clock=Clock())
+    assert (await throttle.acquire_slot(7, "before-1"))[0]
+    assert (await throttle.acquire_slot(7, "before-2"))[0]
+    throttle.redis_down_until = float("inf")  # Redis away: every check stays in the process
+    assert await throttle.acquire_slot(7, "during") == (True, 3)
+    assert await throttle.acquire_slot(7, "one-too-many") == (False, 3)
+    assert (await throttle.acquire_slot(8, "someone-else"))[0]  # per user, as always
+
+    throttle.redis_down_until = 0.0  # Redis answers again; the renewer puts "during" back
+    other = Throttle(url=require_redis_url(), clock=throttle.clock)
+    for _ in range(50):
+        if not (await other.acquire_slot(7, "elsewhere"))[0]:
+            break
+        await other.release_slot(7, "elsewhere")
+        await asyncio.sleep(0.05)
+    assert await other.acquire_slot(7, "elsewhere") == (False, 3)
+
+
 def test_limits_come_from_the_environment(monkeypatch):
     defaults = {"chat": (120, 20, 60.0), "notifications": (30, 5, 60.0)}
     monkeypatch.setenv("REALTIME_RATE_LIMITS", "chat=600/100, notifications=10/2/30")
