@@ -63,8 +63,9 @@ bench: install-bench
 bench-full: install-bench
 	$(BIN)/python bench/harness.py --full $(ARGS)
 
-# Fault runs (docs/reliability.md): tests/chaos under each timer profile (production: the
-# defaults), RUNS times, recording how long each fault took to converge; then the table.
+# Fault runs (docs/reliability.md, docs/deployment.md): tests/chaos and the Redis failover on
+# the local topology under each timer profile (production: the defaults), RUNS times, recording
+# how long each fault took to converge; then the table.
 # About 6 minutes a run with production timers, 2 with the suite's short ones.
 RUNS ?= 2
 PROFILES ?= production short
@@ -73,7 +74,8 @@ chaos: install
 	rm -f bench/results/chaos.jsonl
 	for profile in $(PROFILES); do for run in $$(seq $(RUNS)); do \
 		CHAOS_PROFILE=$$profile CHAOS_REPORT=$(CURDIR)/bench/results/chaos.jsonl \
-		$(BIN)/python scripts/run_tests.py tests/chaos -q $(ARGS) || exit 1; done; done
+		$(BIN)/python scripts/run_tests.py tests/chaos tests/deploy/test_failover.py -q $(ARGS) \
+		|| exit 1; done; done
 	$(BIN)/python bench/chaos_report.py bench/results/chaos.jsonl
 
 # ruff, then mypy on the service packages ([tool.mypy] in pyproject.toml; docs/checks.md).

@@ -23,7 +23,7 @@ class DatabasePool(Executor):
     """The process's database threads: settings.DATABASE_THREADS of them, made on first use.
 
     Each thread holds at most one persistent connection, so this bounds the connections a
-    process's socket work can hold (docs/deployment-settings.md). An Executor that hands on to
+    process's socket work can hold (docs/deployment.md). An Executor that hands on to
     the current pool, so a test can put a pool of its own in place (`replace`)."""
 
     def __init__(self) -> None:

@@ -1,5 +1,5 @@
-"""ASGI entry point: the trusted-proxy middleware around everything, then HTTP through Django and
-WebSockets through the auth middleware to consumers."""
+"""ASGI entry point: the trusted-proxy middleware around everything, then HTTP through Django (a
+bounded number of requests at once) and WebSockets through the auth middleware to consumers."""
 
 from __future__ import annotations
 
@@ -8,18 +8,22 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tripsage.settings.base")
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.core.signals import request_finished  # noqa: E402
 
 from realtime.auth import JWTAuthMiddleware  # noqa: E402
 from realtime.checks import require_channel_layer  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from tripsage.http_limit import ConcurrencyLimit, close_request_connections  # noqa: E402
 from tripsage.proxies import TrustedProxyMiddleware  # noqa: E402
 
 require_channel_layer()
+request_finished.connect(close_request_connections)
 
 # Everything loaded so far lives as long as the process: keep it out of the collector's full
 # passes, whose pauses grow with the heap and showed as p99 spikes in fan-out (bench S2).
@@ -30,7 +34,8 @@ gc.freeze()
 application = TrustedProxyMiddleware(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            # Each request holds a database connection while it runs: a bounded number at once.
+            "http": ConcurrencyLimit(django_asgi_app, settings.HTTP_MAX_CONCURRENT_REQUESTS),
             # The stubs' gap noted in realtime.routing: Django's URLPattern is what URLRouter takes.
             "websocket": JWTAuthMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
         }

@@ -9,6 +9,7 @@ cluster (`start_cluster`)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,22 +21,28 @@ from websockets.exceptions import ConnectionClosed
 
 from deploy.cluster import Cluster
 from tests import factories
-from tests.chaos.conftest import PROFILES
+from tests.chaos.conftest import CHAOS_TIMINGS
 from tests.chaos.views import TripView, database_state, token_for
 from tests.conftest import LIFTED_RATE_LIMITS, _database_url
 from tests.wsclient import connect, recv_json, send_json
 
-# What heals on a timer heals within a test (tests/chaos/conftest.py), and every test connects
-# from 127.0.0.1: the limits are lifted unless a test starts a cluster with its own.
+# The processes' timers: the suite's short ones, or (CHAOS_PROFILE=production, `make chaos`) the
+# defaults, as in tests/chaos; every test connects from 127.0.0.1, so the limits are lifted
+# unless a test starts a cluster with its own.
 CLUSTER_ENV = {
-    **PROFILES["short"],
+    **CHAOS_TIMINGS,
     "REALTIME_CONNECTS_PER_MINUTE_PER_IP": "1000000",
     "REALTIME_RATE_LIMITS": LIFTED_RATE_LIMITS,
     # Small, so that the failover test can hold a user at the cap (tests/deploy/test_failover.py).
     "REALTIME_MAX_CONNECTIONS_PER_USER": "6",
 }
-# Sentinel: a primary silent for a second is down; a failover may take three.
-SENTINEL_TIMINGS = {"down_after_ms": 1000, "failover_timeout_ms": 3000}
+# Sentinel: with short timers a primary silent for a second is down and a failover may take
+# three; with production ones, docker-compose.yml's defaults.
+SENTINEL_TIMINGS = (
+    {"down_after_ms": 5000, "failover_timeout_ms": 10000}
+    if os.environ.get("CHAOS_PROFILE") == "production"
+    else {"down_after_ms": 1000, "failover_timeout_ms": 3000}
+)
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,14 @@
-"""DATABASE_THREADS bounds the PostgreSQL connections a server process holds under socket load."""
+"""DATABASE_THREADS bounds the PostgreSQL connections a server process holds under socket load,
+HTTP_MAX_CONCURRENT_REQUESTS those it holds under REST load."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import urllib.request
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -86,3 +89,52 @@ async def test_a_process_never_holds_more_connections_than_its_database_threads(
     # The same load with more threads holds more at once: the load is concurrent enough to
     # show a pool that did not bound it.
     assert await _most_held_under_load(daphne_factory, 8) > 2
+
+
+def _most_held_under_rest_load(
+    daphne_factory: Callable[..., DaphneServer], token: str, limit: int
+) -> tuple[int, list[int]]:
+    """The most connections a daphne allowing `limit` HTTP requests at once held while 24
+    clients each listed their trips 3 times at the same moment; and the statuses they got."""
+    name = f"rest-budget-{limit}-{uuid.uuid4().hex[:6]}"
+    server = daphne_factory(
+        name,
+        DATABASE_URL=f"{_database_url()}?application_name={name}",
+        DATABASE_THREADS="1",
+        HTTP_MAX_CONCURRENT_REQUESTS=str(limit),
+        REST_RATE_USER="100000/min",
+        REST_RATE_IP="100000/min",
+    )
+
+    def list_trips(_: int) -> int:
+        request = urllib.request.Request(
+            f"{server.http_url}/api/trips/", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status
+
+    stop, seen = threading.Event(), []
+    watcher = threading.Thread(target=_most_connections, args=(name, stop, seen))
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(24) as pool:
+            statuses = list(pool.map(list_trips, range(72)))
+    finally:
+        stop.set()
+        watcher.join(10)
+        server.stop()
+    return max(seen), statuses
+
+
+def test_a_process_runs_at_most_its_http_limit_of_requests_at_once(
+    daphne_factory: Callable[..., DaphneServer],
+) -> None:
+    """Each REST request holds a connection on a thread of its own: the limit bounds them (one
+    more for the socket threads, which this load does not use), and every request is served."""
+    user = factories.make_user("rest-budget")
+    token = factories.access_token(user)
+    held, statuses = _most_held_under_rest_load(daphne_factory, token, 2)
+    assert held <= 2 + 1 and statuses == [200] * 72
+    # Not vacuous: with a high limit the same load holds more at once.
+    held, statuses = _most_held_under_rest_load(daphne_factory, token, 64)
+    assert held > 3 and statuses == [200] * 72

@@ -114,12 +114,20 @@ DATABASE_URL = env_str("DATABASE_URL")
 DATABASE_PASSWORD = env_str("DATABASE_PASSWORD", "")
 # Threads per process that run socket work's database calls (events.aio.db), each holding at
 # most one persistent connection: with REST requests in flight, the connections a process can
-# hold (docs/deployment-settings.md). 8: the connect storm's rate (docs/performance.md S4) was
+# hold (docs/deployment.md). 8: the connect storm's rate (docs/performance.md S4) was
 # reached with the 6 of asyncio's default on 2 cores, and 3 processes x (8 + a few requests)
 # stay well under PostgreSQL's default max_connections of 100.
 DATABASE_THREADS = env_int("DATABASE_THREADS", 8)
 if DATABASE_THREADS < 1:
     raise ImproperlyConfigured(f"DATABASE_THREADS={DATABASE_THREADS}: at least 1.")
+# HTTP requests (REST, admin, pages) a process runs at once; each holds a database connection
+# on a thread of its own while it runs, the rest wait (tripsage/http_limit.py). A process then
+# holds at most DATABASE_THREADS + HTTP_MAX_CONCURRENT_REQUESTS connections.
+HTTP_MAX_CONCURRENT_REQUESTS = env_int("HTTP_MAX_CONCURRENT_REQUESTS", 16)
+if HTTP_MAX_CONCURRENT_REQUESTS < 1:
+    raise ImproperlyConfigured(
+        f"HTTP_MAX_CONCURRENT_REQUESTS={HTTP_MAX_CONCURRENT_REQUESTS}: at least 1."
+    )
 # Behind PgBouncer in transaction mode a connection is the server's only for one transaction:
 # no server-side cursors (QuerySet.iterator() would declare one and fetch it in later
 # transactions) and no server-side prepared statements (psycopg's, off in Django by default).

@@ -1,6 +1,6 @@
 """Production settings: secrets and the public URL come from the environment, with no defaults.
 
-docs/deployment-settings.md explains each requirement and how to generate the keys."""
+docs/deployment.md explains each requirement and how to generate the keys."""
 
 from __future__ import annotations
 

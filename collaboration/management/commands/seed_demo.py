@@ -30,7 +30,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "seed_demo refuses to run under production settings: it creates users with the "
                 "published password 'tripsage-demo'. Create the first admin with "
-                "`manage.py ensure_admin` (docs/deployment-settings.md)."
+                "`manage.py ensure_admin` (docs/deployment.md)."
             )
         self._seed()
 
