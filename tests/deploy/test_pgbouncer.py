@@ -25,6 +25,7 @@ from psycopg import sql
 
 from collaboration.models import Trip
 from tests import factories
+from tests.chaos.views import update
 from tests.conftest import DaphneServer
 from tests.wsclient import connect, recv_until, send_json
 
@@ -179,17 +180,6 @@ def test_a_wrong_password_is_refused_by_pgbouncer(bouncer: Bouncer) -> None:
 
 def is_type(type_: str, **fields: object) -> Callable[[dict], bool]:
     return lambda m: m["type"] == type_ and all(m.get(k) == v for k, v in fields.items())
-
-
-def update(field: str, value: object, base_version: int, id_: str) -> dict:
-    return {
-        "type": "trip.update",
-        "id": id_,
-        "update_id": str(uuid.uuid4()),
-        "field": field,
-        "value": value,
-        "base_version": base_version,
-    }
 
 
 def _http(method: str, url: str, body: dict | None = None, token: str = "") -> dict:
