@@ -38,6 +38,8 @@ import redis.asyncio.sentinel as aiosentinel
 import redis.sentinel
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +73,8 @@ def redis_host(
 ) -> dict[str, Any]:
     """The host entry for `url`, or, with `sentinels`, for the primary they name `master`
     (database number, user name and password from `url`, whose host and port are then unused).
-    Sentinel queries have their own short timeouts, whatever `options` say for the primary: a
-    Sentinel that hangs must not hold a connect."""
+    Sentinel queries have their own short timeouts and no retries, whatever `options` say for
+    the primary: a Sentinel that hangs or is down must not hold a connect."""
     if not sentinels:
         return {"address": url, **options}
     if not master:
@@ -86,6 +88,8 @@ def redis_host(
         "sentinel_kwargs": {
             "socket_timeout": sentinel_timeout,
             "socket_connect_timeout": sentinel_timeout,
+            # No retries of one Sentinel: the client asks the next one instead.
+            "retry": Retry(NoBackoff(), 0),
             **({"password": sentinel_password} if sentinel_password else {}),
         },
     }
