@@ -9,6 +9,7 @@ cluster (`start_cluster`)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 import uuid
@@ -43,6 +44,22 @@ SENTINEL_TIMINGS = (
     if os.environ.get("CHAOS_PROFILE") == "production"
     else {"down_after_ms": 1000, "failover_timeout_ms": 3000}
 )
+
+
+def bounded(seconds: float) -> Callable[[Any], Any]:
+    """Fail an async test that runs longer than `seconds` with a TimeoutError raised where it
+    waits (pytest-timeout's 120 s would only show idle threads, not the coroutine's line).
+    Every wait in these tests is bounded; this catches a sum of them growing unexpectedly."""
+
+    def wrap(test: Any) -> Any:
+        @functools.wraps(test)
+        async def run(*args: Any, **kwargs: Any) -> None:
+            async with asyncio.timeout(seconds):
+                await test(*args, **kwargs)
+
+        return run
+
+    return wrap
 
 
 @pytest.fixture(scope="session")
@@ -248,10 +265,14 @@ class LiveEdits:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        tasks = [*self.editors, *([self.watching] if self.watching else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Cancelled again until done: on Python 3.11 asyncio.wait_for swallows a cancellation
+        # that arrives as its inner read completes, and the task reads on (a watcher then read
+        # until the test's timeout, about one run in six).
+        pending = {*self.editors, *([self.watching] if self.watching else [])}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1)
 
     def longest_delay(self, since: float) -> float:
         """The longest an edit acknowledged after `since` took from its ack to being shown on

@@ -12,7 +12,7 @@ import pytest
 
 from deploy.cluster import Cluster
 from tests.chaos.views import edit, token_for
-from tests.deploy.conftest import LiveEdits, TripClient, upstream_of
+from tests.deploy.conftest import LiveEdits, TripClient, bounded, upstream_of
 from tests.wsclient import connect, recv_json, send_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,6 +78,7 @@ async def test_people_on_different_processes_see_each_others_edits_presence_and_
         await client.view.until(lambda v: v.collaborators == {"alice": 1, "bob": 1}, 10)
 
 
+@bounded(100)
 async def test_killed_process_clients_resume_through_the_proxy_with_nothing_lost(
     cluster_healed: Cluster, crew
 ):

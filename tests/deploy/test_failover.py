@@ -17,7 +17,14 @@ from deploy.cluster import Cluster
 from tests import factories
 from tests.chaos.conftest import record
 from tests.chaos.views import token_for
-from tests.deploy.conftest import CLUSTER_ENV, SENTINEL_TIMINGS, LiveEdits, TripClient, upstream_of
+from tests.deploy.conftest import (
+    CLUSTER_ENV,
+    SENTINEL_TIMINGS,
+    LiveEdits,
+    TripClient,
+    bounded,
+    upstream_of,
+)
 from tests.wsclient import closed_with, connect, open_socket, recv_json, send_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,6 +63,7 @@ async def _socket_refused(cluster: Cluster, token: str) -> bool:
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
+@bounded(100)
 async def test_a_lost_redis_primary_loses_nothing_and_every_process_follows_it(
     cluster_healed: Cluster, crew, fault: str
 ):
