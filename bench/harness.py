@@ -211,6 +211,9 @@ def build_fixture(members: int, editors: int) -> Fixture:
         "DATABASE_URL": database_url(),
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "DJANGO_SECRET_KEY": "bench-" + uuid.uuid4().hex,
+        # The key the service signs its JWTs with (never the Django key); the reference apps
+        # verify the same tokens with it.
+        "JWT_SIGNING_KEY": "bench-jwt-" + uuid.uuid4().hex,
         "CHANNEL_LAYER_PREFIX": "bench" + uuid.uuid4().hex[:8],
         "REALTIME_ALLOWED_ORIGINS": "*",
         "JWT_ACCESS_LIFETIME_SECONDS": "7200",

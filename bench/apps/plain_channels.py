@@ -28,7 +28,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: dict, **kwargs: object) -> None:
         if self.user_id is None:
-            claims = jwt.decode(content["token"], settings.SECRET_KEY, algorithms=["HS256"])
+            claims = jwt.decode(content["token"], settings.JWT_SIGNING_KEY, algorithms=["HS256"])
             self.user_id = claims["user_id"]
             await self.channel_layer.group_add(self.room, self.channel_name)
             await self.send_json({"type": "connection.established", "user": self.user_id})

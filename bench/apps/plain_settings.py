@@ -3,6 +3,8 @@
 import os
 
 SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+# The service signs its tokens with a key of their own (tripsage/settings/base.py).
+JWT_SIGNING_KEY = os.environ["JWT_SIGNING_KEY"]
 INSTALLED_APPS = ["channels"]
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True

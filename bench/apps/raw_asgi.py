@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 import redis.asyncio as aioredis
 
-SECRET = os.environ["DJANGO_SECRET_KEY"]
+SECRET = os.environ["JWT_SIGNING_KEY"]  # the service's JWT key, as tripsage signs with
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PREFIX = os.environ.get("CHANNEL_LAYER_PREFIX", "bench") + "-raw"
 
