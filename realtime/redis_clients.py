@@ -41,6 +41,8 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from events.aio import per_loop
+
 logger = logging.getLogger(__name__)
 
 # Keys of a host entry that say where Redis is, as opposed to how to talk to it.
@@ -146,12 +148,9 @@ def async_client(
             else aiosentinel.SentinelConnectionPool
         )
         pool = pool_class(host["master_name"], sentinel, **kwargs)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass  # made outside a loop: it notices a switch when its connections break
-        else:
-            _watch(host).pools.add(pool)
+        watch = _watch(host)
+        if watch is not None:  # made outside a loop: it notices a switch when its connections break
+            watch.pools.add(pool)
     else:
         plain = (
             aioredis.BlockingConnectionPool if pool_timeout is not None else aioredis.ConnectionPool
@@ -162,15 +161,23 @@ def async_client(
 
 def sync_client(host: Mapping[str, Any], **options: Any) -> redis.Redis:
     """A blocking client for `host` (publishes after commit, start-up checks)."""
-    kwargs = _split(host, options)
     if "master_name" in host:
-        sentinel = redis.sentinel.Sentinel(
-            host["sentinels"], sentinel_kwargs=host.get("sentinel_kwargs")
-        )
-        client = sentinel.master_for(host["master_name"], **kwargs)
-        _sync_pools.add(client.connection_pool)
-        return client
-    return redis.Redis.from_url(host["address"], **kwargs)
+        return redis.Redis.from_pool(_sync_sentinel_pool(host, options))
+    return redis.Redis.from_url(host["address"], **_split(host, options))
+
+
+def _sync_sentinel_pool(
+    host: Mapping[str, Any], options: Mapping[str, Any]
+) -> redis.sentinel.SentinelConnectionPool:
+    """A blocking client's pool for a Sentinel-managed `host`, known to every PrimaryWatch."""
+    sentinel = redis.sentinel.Sentinel(
+        host["sentinels"], sentinel_kwargs=host.get("sentinel_kwargs")
+    )
+    pool = redis.sentinel.SentinelConnectionPool(
+        host["master_name"], sentinel, **_split(host, options)
+    )
+    _sync_pools.add(pool)
+    return pool
 
 
 class SentinelCachePool:
@@ -181,16 +188,9 @@ class SentinelCachePool:
     def from_url(cls, url: str, **options: Any) -> redis.sentinel.SentinelConnectionPool:
         options = {key: value for key, value in options.items() if value is not None}
         where = {key: options.pop(key) for key in _WHERE if key in options}
-        host = redis_host(url, where["sentinels"], where["master_name"], **options)
-        host["sentinel_kwargs"] = where.get("sentinel_kwargs", host["sentinel_kwargs"])
-        sentinel = redis.sentinel.Sentinel(
-            host["sentinels"], sentinel_kwargs=host["sentinel_kwargs"]
-        )
-        pool = redis.sentinel.SentinelConnectionPool(
-            host["master_name"], sentinel, **_split(host, {})
-        )
-        _sync_pools.add(pool)
-        return pool
+        # The URL's database, user and password; the Sentinels as the settings give them.
+        host = {**redis_host(url, where["sentinels"], where["master_name"]), **where}
+        return _sync_sentinel_pool(host, options)
 
 
 def settings_host(url: str | None = None) -> dict[str, Any]:
@@ -206,9 +206,8 @@ def settings_host(url: str | None = None) -> dict[str, Any]:
 # Blocking clients' pools (publishes after commit, the cache): they have no loop of their own;
 # every watch drops their connections on a switch.
 _sync_pools: weakref.WeakSet[redis.ConnectionPool] = weakref.WeakSet()
-_watches: dict[
-    tuple[asyncio.AbstractEventLoop, str, tuple[tuple[str, int], ...]], PrimaryWatch
-] = {}
+# This loop's watches, by primary: (master name, Sentinels) -> PrimaryWatch.
+_watches: Callable[[], dict[tuple[str, tuple[tuple[str, int], ...]], PrimaryWatch]] = per_loop(dict)
 
 
 class PrimaryWatch:
@@ -283,26 +282,22 @@ class PrimaryWatch:
                 logger.exception("a primary-switch callback failed")
 
 
-def _watch(host: Mapping[str, Any]) -> PrimaryWatch:
-    loop = asyncio.get_running_loop()
-    key = (loop, str(host["master_name"]), tuple(tuple(item) for item in host["sentinels"]))
-    watch = _watches.get(key)
+def _watch(host: Mapping[str, Any]) -> PrimaryWatch | None:
+    """The running loop's watch of `host`'s primary, started on first use; None outside a loop."""
+    try:
+        watches = _watches()
+    except RuntimeError:
+        return None
+    key = (str(host["master_name"]), tuple(tuple(item) for item in host["sentinels"]))
+    watch = watches.get(key)
     if watch is None or watch.task.done():
-        for old in [other for other in _watches if other[0].is_closed()]:
-            del _watches[old]
-        watch = _watches[key] = PrimaryWatch(host)
+        watch = watches[key] = PrimaryWatch(host)
     return watch
 
 
 def on_switch(host: Mapping[str, Any], callback: Callable[[], None]) -> None:
     """Call `callback` on this event loop when the Sentinels switch `host`'s primary (nothing
-    for a plain host)."""
-    if "master_name" not in host:
-        return
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return  # outside a loop there is nothing to call back on
-    watch = _watch(host)
-    if callback not in watch.callbacks:
+    for a plain host, or outside a loop)."""
+    watch = _watch(host) if "master_name" in host else None
+    if watch is not None and callback not in watch.callbacks:
         watch.callbacks.append(callback)

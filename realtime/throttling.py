@@ -208,8 +208,9 @@ class Throttle:
         self.slots = MemorySlots()
         self.client: aioredis.Redis | None = None
         if self.url:
+            host = redis_clients.settings_host(self.url)
             self.client = redis_clients.async_client(
-                redis_clients.settings_host(self.url),
+                host,
                 socket_timeout=settings.REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS,
                 socket_connect_timeout=settings.REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS,
                 max_connections=settings.REDIS_MAX_CONNECTIONS,
@@ -217,7 +218,7 @@ class Throttle:
             self._bucket = self.client.register_script(_BUCKET)
             self._slot = self.client.register_script(_SLOT)
             # A new primary answers: no need to wait out RETRY_REDIS_SECONDS.
-            redis_clients.on_switch(redis_clients.settings_host(self.url), self._primary_switched)
+            redis_clients.on_switch(host, self._primary_switched)
         self.redis_down_until = 0.0
         self.fallback_logged = False
         # This process's slots in Redis, connection -> user (one small entry per socket), renewed
