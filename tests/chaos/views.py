@@ -3,7 +3,6 @@ event after it, checked for order, and compared with the database."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
@@ -57,16 +56,23 @@ class TripView:
             self.editing = editing(message)
 
     async def read(self, until: Any, timeout: float) -> dict[str, Any]:
-        """Read (answering pings) until `until(message)`; the message that satisfied it."""
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await recv_json(self.ws, timeout)
-                if message["type"] == "ping":
-                    await send_json(self.ws, {"type": "pong", "request_id": message["id"]})
-                    continue
-                self.apply(message)
-                if until(message):
-                    return message
+        """Read (answering pings) until `until(message)`; the message that satisfied it, or
+        TimeoutError after `timeout`. Each read gets what is left of it: an outer
+        asyncio.timeout would cancel a wait_for, and Python 3.11's wait_for swallows a
+        cancellation that arrives as its read completes, so the loop read on past the timeout
+        (a chaos test hung until pytest-timeout, once in CI)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"nothing satisfied the reader within {timeout} s")
+            message = await recv_json(self.ws, left)
+            if message["type"] == "ping":
+                await send_json(self.ws, {"type": "pong", "request_id": message["id"]})
+                continue
+            self.apply(message)
+            if until(message):
+                return message
 
     async def until(self, shown: Any, timeout: float) -> None:
         """Read until `shown(self)` holds of what this client shows (at once if it does)."""
