@@ -78,24 +78,49 @@ def active_user(*, username: str) -> User | None:
 
 def trip_connect(*, trip_id: int, user: User) -> dict[str, Any] | None:
     """Everything a socket needs at connect: the user's role and the snapshot (fields, versions,
-    `seq`, open conflicts that involve the user). None for a non-member. Two indexed lookups,
-    and a third only when the trip has open conflicts: connects are the hot path of a storm."""
-    try:
-        role = TripMember.objects.values_list("role", flat=True).get(trip_id=trip_id, user=user)
-    except TripMember.DoesNotExist:
-        return None
-    trip = Trip.objects.get(pk=trip_id)
-    open_conflicts = (
-        [payloads.conflict_dict(c) for c in conflicts(trip=trip, status="open", user=user)]
-        if trip.open_conflicts
-        else []
-    )
-    return {
-        "trip": payloads.trip_state(trip),
-        "seq": trip.seq,
-        "role": role,
-        "conflicts": open_conflicts,
+    `seq`, open conflicts that involve the user). None for a non-member."""
+    return trips_connect(keys=[(trip_id, user)])[(trip_id, user.pk)]
+
+
+def trips_connect(
+    *, keys: Iterable[tuple[int, User]]
+) -> dict[tuple[int, int], dict[str, Any] | None]:
+    """`trip_connect` for many (trip id, user) pairs at once, keyed by (trip id, user id): two
+    indexed queries whatever their number, and one more per user with open conflicts on a trip
+    that has any. Connects are the hot path of a storm (realtime.consumers.trips batches them)."""
+    users = {user.pk: user for _, user in keys}
+    wanted = {(trip_id, user.pk) for trip_id, user in keys}
+    trip_ids = {trip_id for trip_id, _ in wanted}
+    roles = {
+        (trip_id, user_id): role
+        for trip_id, user_id, role in TripMember.objects.filter(
+            trip_id__in=trip_ids, user_id__in=users
+        ).values_list("trip_id", "user_id", "role")
+        if (trip_id, user_id) in wanted
     }
+    found = {trip.pk: trip for trip in Trip.objects.filter(pk__in={t for t, _ in roles})}
+    states = {trip_id: payloads.trip_state(trip) for trip_id, trip in found.items()}
+    snapshots: dict[tuple[int, int], dict[str, Any] | None] = dict.fromkeys(wanted)
+    for (trip_id, user_id), role in roles.items():
+        trip = found.get(trip_id)
+        if trip is None:
+            continue  # deleted between the two queries
+        open_conflicts = (
+            [
+                payloads.conflict_dict(c)
+                for c in conflicts(trip=trip, status="open", user=users[user_id])
+            ]
+            if trip.open_conflicts
+            else []
+        )
+        snapshots[(trip_id, user_id)] = {
+            # Shared by the batch's sockets: nothing writes to a snapshot once it is sent.
+            "trip": states[trip_id],
+            "seq": trip.seq,
+            "role": role,
+            "conflicts": open_conflicts,
+        }
+    return snapshots
 
 
 def trip_snapshot(*, trip_id: int, user: User) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,10 +14,12 @@ import jwt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from rest_framework_simplejwt import settings as simplejwt_settings
 
 import protocol
 from events.aio import db
+from events.batch import Batcher
 from metrics import instruments
 from protocol import AuthFailureReason, CloseCode, ErrorCode
 from realtime.flow import SEND_ON_CLOSED
@@ -125,17 +128,48 @@ def verify_access_token(token: str) -> VerifiedToken:
 def authenticate_token(token: str) -> tuple[User, VerifiedToken]:
     """Verify the token and load its active user. Synchronous: touches the database."""
     verified = verify_access_token(token)
-    user_model = get_user_model()
-    id_field = simplejwt_settings.api_settings.USER_ID_FIELD
-    # Only what a socket uses: the instance lives as long as the connection.
-    fields = {"pk", id_field, user_model.USERNAME_FIELD, "is_active"} - {"pk"}
-    try:
-        user = user_model.objects.only(*fields).get(**{id_field: verified.user_id})
-    except (user_model.DoesNotExist, ValueError):
-        raise AuthFailure(AuthFailureReason.USER_NOT_FOUND, "Token user does not exist.") from None
+    return active_user(users_by_id([verified.user_id]).get(verified.user_id)), verified
+
+
+async def authenticate_token_async(token: str) -> tuple[User, VerifiedToken]:
+    """`authenticate_token` from the event loop: the signature is checked here (no I/O), and
+    the user is read in one query with those of the sockets authenticating at the same time
+    (events.batch: a connect storm costs a query per batch, not per socket)."""
+    verified = verify_access_token(token)
+    return active_user(await _user_batcher(verified.user_id)), verified
+
+
+def active_user(user: User | None) -> User:
+    """The token's user, if it may hold a socket; else the AuthFailure saying why not."""
+    if user is None:
+        raise AuthFailure(AuthFailureReason.USER_NOT_FOUND, "Token user does not exist.")
     if not user.is_active:
         raise AuthFailure(AuthFailureReason.USER_INACTIVE, "User account is disabled.")
-    return user, verified
+    return user
+
+
+def users_by_id(user_ids: list[str]) -> dict[str, User | None]:
+    """The users these token claims name, in one query (None for no such user). Only what a
+    socket uses is loaded: the instance lives as long as the connection."""
+    user_model = get_user_model()
+    id_field = simplejwt_settings.api_settings.USER_ID_FIELD
+    field = user_model._meta.get_field(id_field)
+    found: dict[str, User | None] = dict.fromkeys(user_ids)
+    wanted: dict[Any, list[str]] = defaultdict(list)  # value -> the claims naming it
+    for claim in user_ids:
+        try:
+            wanted[field.to_python(claim)].append(claim)
+        except (ValidationError, ValueError, TypeError):
+            continue  # a claim that cannot name a user names none
+    fields = {"pk", id_field, user_model.USERNAME_FIELD, "is_active"} - {"pk"}
+    if wanted:
+        for user in user_model.objects.only(*fields).filter(**{f"{id_field}__in": list(wanted)}):
+            for claim in wanted[getattr(user, id_field)]:
+                found[claim] = user
+    return found
+
+
+_user_batcher: Batcher[str, User | None] = Batcher(db(users_by_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +338,7 @@ class JWTAuthMiddleware:
                 await send(_text_frame(error.envelope()))
                 continue
             try:
-                user, verified = await db(authenticate_token)(auth.token)
+                user, verified = await authenticate_token_async(auth.token)
             except AuthFailure as failure:
                 logger.info("websocket auth refused: %s", failure.reason)
                 await self._refuse(send, failure.envelope(request_id))

@@ -53,7 +53,7 @@ class PresenceTracker:
         self.local[trip_id][connection_id] = user
         self._ensure_keeper()
         expires = time.time() + entry_lifetime()
-        await self.backend.touch(trip_id, PRESENCE, {presence_member(connection_id, user): expires})
+        await self.backend.add(trip_id, PRESENCE, presence_member(connection_id, user), expires)
         # The editing state goes out too: this process's cached state, which the new socket's
         # snapshot shows, may predate another process's indicator (or Redis losing it).
         self._publish(trip_id, presence=True, editing=True)
@@ -93,8 +93,8 @@ class PresenceTracker:
         return await self.backend.state(trip_id, time.time(), bump=False)
 
     def _publish(self, trip_id: int, *, presence: bool, editing: bool) -> None:
-        """Coalesce: changes within PRESENCE_COALESCE_SECONDS go out as one update per kind, so
-        a connect storm into one trip costs a few broadcasts, not one per socket."""
+        """Coalesce: changes within `coalesce_seconds` go out as one update per kind, so a
+        connect storm into one trip costs a few broadcasts, not one per socket."""
         pending = self._pending.get(trip_id)
         if pending is not None:
             pending["presence"] |= presence
@@ -103,7 +103,16 @@ class PresenceTracker:
         self._pending[trip_id] = {"presence": presence, "editing": editing}
         loop = asyncio.get_running_loop()
         loop.call_later(
-            settings.PRESENCE_COALESCE_SECONDS, lambda: loop.create_task(self._flush(trip_id))
+            self.coalesce_seconds(trip_id), lambda: loop.create_task(self._flush(trip_id))
+        )
+
+    def coalesce_seconds(self, trip_id: int) -> float:
+        """PRESENCE_COALESCE_SECONDS, and that again per PRESENCE_COALESCE_SOCKETS sockets this
+        process holds on the trip: an update costs a write per socket, so a storm into a
+        10,000-member trip costs as much presence work per second as one into 1,000."""
+        sockets = len(self.local.get(trip_id, ()))
+        return settings.PRESENCE_COALESCE_SECONDS * max(
+            1.0, sockets / settings.PRESENCE_COALESCE_SOCKETS
         )
 
     async def _flush(self, trip_id: int) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +22,9 @@ class TripPresence:
     collaborators: list[tuple[int, str, int]]
     editing: list[dict[str, Any]]  # [{"user": {id, username}, "field": f, "expires_at": iso}]
     count: int = -1  # distinct users; -1: len(collaborators), which then lists them all
+    # Worked out once per state: every socket that joins or is sent this state asks for them.
+    _ids: frozenset[int] | None = field(default=None, repr=False, compare=False)
+    _digests: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def collaborator_count(self) -> int:
@@ -43,30 +45,46 @@ class TripPresence:
 
     def digest(self, kind: str) -> str:
         """What a client sees of this state, hashed: an update that would show nothing new to a
-        socket (its own join, a sweep that changed nothing visible) is not sent to it."""
-        if kind == "presence.update":
-            fields: Any = self.presence_fields()
-        else:
-            fields = [(e["user"]["id"], e["field"]) for e in self.editing]
-        raw = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.blake2b(raw, digest_size=8).hexdigest()
+        socket (its own join, a sweep that changed nothing visible) is not sent to it. The same
+        in every process (no str hash), and computed once per state and kind."""
+        found = self._digests.get(kind)
+        if found is None:
+            if kind == "presence.update":
+                limit = settings.PRESENCE_LIST_LIMIT
+                fields: Any = (self.collaborators[:limit], self.collaborator_count)
+            else:
+                fields = [(e["user"]["id"], e["field"]) for e in self.editing]
+            raw = repr(fields).encode()
+            found = self._digests[kind] = hashlib.blake2b(raw, digest_size=8).hexdigest()
+        return found
+
+    def has_user(self, user_id: int) -> bool:
+        ids = self._ids
+        if ids is None:
+            ids = frozenset(entry[0] for entry in self.collaborators)
+            object.__setattr__(self, "_ids", ids)  # a cache: the state itself stays frozen
+        return user_id in ids
 
     def with_connection(self, user: Any) -> TripPresence:
         """This state plus one more socket of `user` (a join not yet in a published state).
         Only the listed head is rebuilt, so a join into a 2,000-member trip stays cheap."""
         limit = settings.PRESENCE_LIST_LIMIT
         head = list(self.collaborators[: limit + 1])
-        present = any(entry[0] == user.pk for entry in self.collaborators)
+        # Exact only when every collaborator is listed (a full state, as `join` caches).
+        present = self.has_user(user.pk)
         if present:
             head = [(i, name, n + 1) if i == user.pk else (i, name, n) for i, name, n in head]
         elif not head or user.pk < head[-1][0] or len(self.collaborators) <= limit:
             head = sorted([*head, (user.pk, user.get_username(), 1)])[: limit + 1]
-        return TripPresence(
+        joined = TripPresence(
             version=self.version,
             collaborators=head,
             editing=self.editing,
             count=self.collaborator_count + (0 if present else 1),
         )
+        if "editing.update" in self._digests:
+            joined._digests["editing.update"] = self._digests["editing.update"]
+        return joined
 
     def presence_message(self) -> dict[str, Any]:
         return protocol.server_message(

@@ -8,6 +8,7 @@ as the state, so clients (and consumers) can drop a state older than one they ha
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from typing import Any
 from django.conf import settings
 
 import protocol
+from events.batch import Batcher
 from realtime import redis_clients
 from realtime.presence_state import TripPresence
 
@@ -24,13 +26,35 @@ EDITING = "editing"
 
 
 def presence_member(connection_id: str, user: Any) -> str:
-    """A socket's presence entry: one per socket, carrying who it is so a read needs no query."""
-    return json.dumps([connection_id, user.pk, user.get_username()])
+    """A socket's presence entry: one per socket, carrying who it is so a read needs no query.
+    `connection|user id|username`: split, not parsed, when a 2,000-member trip's state is read
+    (the username last, so it may hold anything)."""
+    return f"{connection_id}|{user.pk}|{user.get_username()}"
 
 
 def editing_member(connection_id: str, user: Any, field: str) -> str:
-    """A socket's editing entry for one field."""
-    return json.dumps([connection_id, user.pk, user.get_username(), field])
+    """A socket's editing entry for one field: `connection|user id|field|username`."""
+    return f"{connection_id}|{user.pk}|{field}|{user.get_username()}"
+
+
+def _user_id(raw: str) -> Any:
+    return int(raw) if raw.isdecimal() else raw  # integer keys, as the database gives them
+
+
+def _presence_entry(member: str) -> tuple[Any, str]:
+    if member.startswith("["):  # the JSON entries of releases before issue 16
+        _, user_id, username = json.loads(member)
+        return user_id, username
+    _, user_id, username = member.split("|", 2)
+    return _user_id(user_id), username
+
+
+def _editing_entry(member: str) -> tuple[Any, str, str]:
+    if member.startswith("["):
+        _, user_id, username, field = json.loads(member)
+        return user_id, username, field
+    _, user_id, field, username = member.split("|", 3)
+    return _user_id(user_id), username, field
 
 
 def summarize(
@@ -38,15 +62,13 @@ def summarize(
 ) -> TripPresence:
     """The state of a trip from its live entries: sockets counted per user, and each user's
     latest expiry per edited field."""
-    counts: dict[tuple[int, str], int] = defaultdict(int)
+    counts: dict[tuple[Any, str], int] = defaultdict(int)
     for member, _ in presence:
-        _, user_id, username = json.loads(member)
-        counts[(user_id, username)] += 1
+        counts[_presence_entry(member)] += 1
     collaborators = [(user_id, username, n) for (user_id, username), n in sorted(counts.items())]
-    latest: dict[tuple[int, str, str], float] = {}
+    latest: dict[tuple[Any, str, str], float] = {}
     for member, expires in editing:
-        _, user_id, username, field = json.loads(member)
-        key = (user_id, username, field)
+        key = _editing_entry(member)
         latest[key] = max(latest.get(key, 0.0), expires)
     editing_list = [
         {
@@ -63,12 +85,20 @@ def _iso_epoch(epoch: float) -> str:
     return protocol.iso(datetime.fromtimestamp(epoch, UTC))
 
 
+def _key_lifetime() -> int:
+    """Abandoned keys vanish on their own."""
+    return int(settings.PRESENCE_TTL_SECONDS + settings.EDITING_TTL_SECONDS) * 2
+
+
 class MemoryBackend:
     """One process only (the embedded defaults)."""
 
     def __init__(self) -> None:
         self.sets: dict[str, dict[str, float]] = defaultdict(dict)
         self.versions: dict[int, int] = defaultdict(int)
+
+    async def add(self, trip_id: int, kind: str, member: str, expires: float) -> None:
+        await self.touch(trip_id, kind, {member: expires})
 
     async def touch(self, trip_id: int, kind: str, members: dict[str, float]) -> int:
         entries = self.sets[f"{kind}-{trip_id}"]
@@ -108,6 +138,8 @@ class RedisBackend:
         self.host = host  # a host entry (realtime.redis_clients)
         self.prefix = prefix
         self._clients: dict[int, Any] = {}
+        self._adds: Batcher[tuple[int, int, str, str, float], None] = Batcher(self._add_many)
+        self._calls = itertools.count()
 
     def _client(self) -> Any:
         loop_id = id(asyncio.get_running_loop())
@@ -128,6 +160,24 @@ class RedisBackend:
     def _key(self, trip_id: int, kind: str) -> str:
         return f"{self.prefix}-{kind}-trip-{trip_id}"
 
+    async def add(self, trip_id: int, kind: str, member: str, expires: float) -> None:
+        """One entry (a socket joining), written with those of the other sockets joining
+        meanwhile: a connect storm costs a pipeline per batch, not one per socket."""
+        await self._adds((next(self._calls), trip_id, kind, member, expires))
+
+    async def _add_many(
+        self, calls: list[tuple[int, int, str, str, float]]
+    ) -> dict[tuple[int, int, str, str, float], None]:
+        entries: dict[str, dict[str, float]] = defaultdict(dict)
+        for _, trip_id, kind, member, expires in calls:
+            entries[self._key(trip_id, kind)][member] = expires
+        async with self._client().pipeline(transaction=False) as pipe:
+            for key, members in entries.items():
+                pipe.zadd(key, members)
+                pipe.expire(key, _key_lifetime())
+            await pipe.execute()
+        return dict.fromkeys(calls)
+
     async def touch(self, trip_id: int, kind: str, members: dict[str, float]) -> int:
         """Add or renew entries; returns how many were missing (Redis lost them)."""
         if not members:
@@ -135,8 +185,7 @@ class RedisBackend:
         key = self._key(trip_id, kind)
         async with self._client().pipeline(transaction=False) as pipe:
             pipe.zadd(key, members)
-            # Abandoned keys vanish on their own.
-            pipe.expire(key, int(settings.PRESENCE_TTL_SECONDS + settings.EDITING_TTL_SECONDS) * 2)
+            pipe.expire(key, _key_lifetime())
             added, _ = await pipe.execute()
         return int(added)
 

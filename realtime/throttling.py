@@ -17,6 +17,7 @@ The clock is injectable, so tests refill buckets without sleeping.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -31,6 +32,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from events.aio import per_loop
+from events.batch import Batcher
 from metrics import instruments
 from realtime import redis_clients
 
@@ -217,6 +219,11 @@ class Throttle:
             )
             self._bucket = self.client.register_script(_BUCKET)
             self._slot = self.client.register_script(_SLOT)
+            # The checks of sockets opening (or sending) at the same time share one pipeline.
+            self._scripts: Batcher[tuple[int, Any, tuple[str, ...], tuple[Any, ...]], Any] = (
+                Batcher(self._run_scripts, max_batch=200)
+            )
+            self._calls = itertools.count()
             # A new primary answers: no need to wait out RETRY_REDIS_SECONDS.
             redis_clients.on_switch(host, self._primary_switched)
         self.redis_down_until = 0.0
@@ -251,6 +258,45 @@ class Throttle:
             self.fallback_logged = False
             logger.warning("rate limiter: Redis answers again; limits are shared across processes")
 
+    async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """One script call, in a pipeline with the others asked for meanwhile (events.batch):
+        a connect storm costs a round trip per batch, not three per socket."""
+        result = await self._scripts((next(self._calls), script, tuple(keys), tuple(args)))
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _run_scripts(
+        self, calls: list[tuple[int, Any, tuple[str, ...], tuple[Any, ...]]]
+    ) -> dict[tuple[int, Any, tuple[str, ...], tuple[Any, ...]], Any]:
+        """EVALSHA in one pipeline; scripts Redis does not hold (a restart, a new primary, a
+        first call) are loaded and their calls sent again. redis-py's own script pipelining
+        costs a SCRIPT EXISTS round trip per pipeline instead."""
+        client = self.client
+        assert client is not None  # only called with Redis configured
+        results: dict[tuple[int, Any, tuple[str, ...], tuple[Any, ...]], Any] = {}
+        pending = calls
+        for _ in range(2):
+            async with client.pipeline(transaction=False) as pipe:
+                for _, script, keys, args in pending:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                # A script's own error is its caller's; a connection error fails the batch.
+                answers = await pipe.execute(raise_on_error=False)
+            missing = []
+            for call, answer in zip(pending, answers, strict=True):
+                if isinstance(answer, redis.exceptions.NoScriptError):
+                    missing.append(call)
+                else:
+                    results[call] = answer
+            if not missing:
+                break
+            for script in {call[1] for call in missing}:
+                await client.script_load(script.script)
+            pending = missing
+        for call in pending:
+            results.setdefault(call, redis.exceptions.NoScriptError("script not loaded"))
+        return results
+
     # -- buckets ----------------------------------------------------------------------------
 
     async def take(self, key: str, rate: Rate, cost: int = 1) -> Decision:
@@ -258,8 +304,8 @@ class Throttle:
         now = self.clock()
         if self._use_redis():
             try:
-                allowed, tokens = await self._bucket(
-                    keys=[self.prefix + key], args=[rate.burst, rate.per_second, now, cost]
+                allowed, tokens = await self._script(
+                    self._bucket, [self.prefix + key], [rate.burst, rate.per_second, now, cost]
                 )
             except _REDIS_ERRORS as error:
                 self._redis_failed(error, "a rate-limit check")
@@ -284,9 +330,10 @@ class Throttle:
         if self._use_redis():
             lease = settings.REALTIME_CONNECTION_LEASE_SECONDS
             try:
-                allowed, held = await self._slot(
-                    keys=[f"{self.prefix}slots:{user}"],
-                    args=[self.clock(), lease, limit, connection_id],
+                allowed, held = await self._script(
+                    self._slot,
+                    [f"{self.prefix}slots:{user}"],
+                    [self.clock(), lease, limit, connection_id],
                 )
             except _REDIS_ERRORS as error:
                 self._redis_failed(error, "a connection-slot check")

@@ -13,10 +13,9 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 import protocol
-from events.aio import db
 from metrics import instruments
 from protocol import AuthFailureReason, CloseCode, ErrorCode
-from realtime.auth import AuthFailure, authenticate_token
+from realtime.auth import AuthFailure, authenticate_token_async
 from realtime.flow import FlowControlledConsumer
 
 
@@ -28,7 +27,7 @@ class TokenRefreshConsumer(FlowControlledConsumer):
 
     async def on_auth_refresh(self, message: protocol.AuthRefresh) -> None:
         try:
-            user, verified = await db(authenticate_token)(message.token)
+            user, verified = await authenticate_token_async(message.token)
         except AuthFailure as failure:
             if failure.reason in (
                 AuthFailureReason.USER_INACTIVE,

@@ -10,6 +10,7 @@ proxy that appends to it) never chooses the address its limits are counted again
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from typing import Any
@@ -52,6 +53,7 @@ def parse_trusted_proxies(entries: Iterable[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+@functools.lru_cache(maxsize=4096)  # a storm's connects come from the same few addresses
 def parse_address(text: str) -> Address | None:
     """An address as proxies write it in X-Forwarded-For or as the server reports its peer
     (`192.0.2.1`, `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:443`, `192.0.2.1:443`);
@@ -72,6 +74,7 @@ def parse_address(text: str) -> Address | None:
     return address
 
 
+@functools.lru_cache(maxsize=4096)
 def _trusted(address: Address, networks: tuple[Network, ...]) -> bool:
     return any(address in network for network in networks)
 

@@ -6,12 +6,15 @@ import json
 from collections.abc import Awaitable
 from typing import Any, Literal
 
+from django.contrib.auth.models import User
+
 import protocol
 from collaboration import selectors
 from collaboration.errors import NotFound
 from collaboration.models import TripMember
 from collaboration.services import conflicts, trips
 from events.aio import db
+from events.batch import Batcher
 from events.fanout import Direct, fanout
 from events.groups import trip_group
 from metrics import instruments
@@ -21,6 +24,15 @@ from realtime.presence import tracker
 from realtime.streams import OrderedStream
 
 PRESENCE_KINDS = ("presence.update", "editing.update")
+
+
+async def _snapshots_for(keys: list[tuple[int, User]]) -> dict[tuple[int, User], Any]:
+    found = await db(selectors.trips_connect)(keys=keys)
+    return {(trip_id, user): found[(trip_id, user.pk)] for trip_id, user in keys}
+
+
+# The snapshots of sockets opening at the same time, read together (events.batch).
+_connect_snapshots: Batcher[tuple[int, User], dict[str, Any] | None] = Batcher(_snapshots_for)
 
 
 class TripConsumer(RealtimeConsumer):
@@ -44,7 +56,7 @@ class TripConsumer(RealtimeConsumer):
         # Join before reading the snapshot: an event committed in between arrives through the
         # group and is dropped or sent by its `seq`, never lost.
         await self.join(trip_group(self.trip_id))
-        snapshot = await db(selectors.trip_connect)(trip_id=self.trip_id, user=self.user)
+        snapshot = await _connect_snapshots((self.trip_id, self.user))
         if snapshot is None:
             # The same answer for "no such trip" and "not a member": ids are not probed.
             raise protocol.not_a_member(self.trip_id, request_id=self.auth.request_id)

@@ -312,3 +312,51 @@ async def test_a_token_that_is_no_unicode_is_malformed(live, alice_trip):
     code, message = await _refused(live, trip, '{"token":"ey\\ud800","id":"a-\\udc00"}')
     assert code == 4001
     _assert_seed_envelope(message, "malformed")
+
+
+async def test_sockets_opening_together_each_get_their_own_user_role_and_refusal(live):
+    """A storm's user reads and snapshots are batched (events.batch): opened at once, every
+    socket is still answered as its own user with its own role, a non-member and the users a
+    batch cannot serve (deleted, disabled) are refused alone, and the others open."""
+
+    def crew() -> tuple:
+        owner = factories.make_user("owner")
+        editors = [factories.make_user(f"editor{i}") for i in range(12)]
+        viewer = factories.make_user("viewer")
+        outsider = factories.make_user("outsider")
+        disabled = factories.make_user("disabled", is_active=False)
+        ghost = factories.make_user("ghost")
+        trip = factories.make_trip(
+            owner, {**dict.fromkeys(editors, "editor"), viewer: "viewer", disabled: "editor"}
+        )
+        tokens = {
+            u.get_username(): factories.access_token(u)
+            for u in (owner, *editors, viewer, outsider, disabled, ghost)
+        }
+        ghost.delete()
+        return trip, tokens
+
+    trip, tokens = await sync_to_async(crew)()
+    path = f"/ws/trips/{trip.pk}/"
+
+    async def attempt(name: str) -> tuple[str, str]:
+        ws = await open_socket(live.ws_url, path)
+        await send_json(ws, {"token": tokens[name]})
+        first = await recv_json(ws)
+        if first["type"] != "connection.established":
+            await closed_with(ws)
+            return name, first["error"]["details"].get("reason") or first["error"]["code"]
+        assert first["user"]["username"] == name
+        snapshot = await recv_type(ws, "trip.snapshot")
+        await ws.close()
+        return name, snapshot["role"]
+
+    answers = dict(await asyncio.gather(*(attempt(name) for name in tokens)))
+    assert answers == {
+        "owner": "owner",
+        **{f"editor{i}": "editor" for i in range(12)},
+        "viewer": "viewer",
+        "outsider": "AUTHORIZATION_FAILED",
+        "disabled": "user_inactive",
+        "ghost": "user_not_found",
+    }

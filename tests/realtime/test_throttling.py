@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 
 from realtime.throttling import Rate, Throttle, message_rate
 from tests.conftest import require_redis_url
+from tests.redis_servers import RedisServer
 from tripsage.env import env_rate_limits
 
 
@@ -206,3 +207,38 @@ async def test_a_live_process_renews_its_leases(settings):
     await holder.release_slot(1, "held")
     assert (await other.acquire_slot(1, "new"))[0]
     holder.renewer.cancel()
+
+
+async def test_checks_made_at_once_share_one_pipeline_and_each_gets_its_own_answer(settings):
+    """A storm's checks go to Redis together (one EVALSHA pipeline), yet every check is taken
+    on its own: 8 checks at once on a bucket of 5 admit exactly 5."""
+    settings.REALTIME_THROTTLE_PREFIX = f"test-throttle-{uuid.uuid4().hex[:8]}"
+    throttle = Throttle(url=require_redis_url(), clock=Clock())
+    batches: list[int] = []
+    run = throttle._run_scripts
+
+    async def counted(calls):
+        batches.append(len(calls))
+        return await run(calls)
+
+    throttle._scripts.fetch_many = counted
+    rate = Rate(60, 5)
+    decisions = await asyncio.gather(*(throttle.take("storm", rate) for _ in range(8)))
+    assert sum(d.allowed for d in decisions) == 5
+    assert batches == [8]
+
+
+async def test_scripts_redis_lost_are_loaded_again(tmp_path, settings):
+    """A restarted Redis (or a new primary) holds no scripts: the checks go on, exact."""
+    settings.REALTIME_THROTTLE_PREFIX = f"test-throttle-{uuid.uuid4().hex[:8]}"
+    server = RedisServer(tmp_path)
+    try:
+        throttle = Throttle(url=server.url, clock=Clock())
+        rate = Rate(60, 3)
+        assert (await throttle.take("k", rate)).allowed
+        server.client().script_flush()
+        decisions = [await throttle.take("k", rate) for _ in range(3)]
+        assert [d.allowed for d in decisions] == [True, True, False]
+        assert throttle._use_redis()  # no fallback: Redis answered throughout
+    finally:
+        server.stop()

@@ -499,6 +499,8 @@ PRESENCE_TTL_SECONDS = env_float("PRESENCE_TTL_SECONDS", 30.0)
 PRESENCE_REFRESH_SECONDS = env_float("PRESENCE_REFRESH_SECONDS", 10.0)
 # Presence changes within this window go out as one update (a connect storm into one trip).
 PRESENCE_COALESCE_SECONDS = env_float("PRESENCE_COALESCE_SECONDS", 0.25)
+# ... and that again per this many sockets a process holds on the trip (realtime.presence).
+PRESENCE_COALESCE_SOCKETS = env_int("PRESENCE_COALESCE_SOCKETS", 500)
 # Presence updates list at most this many collaborators; the count is always exact.
 PRESENCE_LIST_LIMIT = env_int("PRESENCE_LIST_LIMIT", 50)
 # The editing-indicator lifetime without renewal.
