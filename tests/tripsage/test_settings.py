@@ -307,3 +307,18 @@ def test_unreachable_sentinels_fail_at_start_up_naming_them(settings) -> None:
     message = str(error.value)
     assert "'tripsage' of the Sentinels 127.0.0.1:1" in message
     assert "hunter2" not in message
+
+
+def test_server_processes_collect_garbage_at_the_configured_thresholds() -> None:
+    loaded = "__import__('tripsage.asgi'), __import__('gc').get_threshold()"
+    default = _settings_in_subprocess("tripsage.settings.base", {}, loaded)
+    assert default.returncode == 0, default.stderr
+    assert "(20000, 20, 20)" in default.stdout
+    tuned = _settings_in_subprocess(
+        "tripsage.settings.base", {"GC_THRESHOLDS": "700,10,10"}, loaded
+    )
+    assert "(700, 10, 10)" in tuned.stdout, tuned.stderr
+    refused = _settings_in_subprocess("tripsage.settings.base", {"GC_THRESHOLDS": "700,x"}, "1")
+    assert (
+        refused.returncode != 0 and "GC_THRESHOLDS=700,x: three positive integers" in refused.stderr
+    )

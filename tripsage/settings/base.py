@@ -123,6 +123,14 @@ if DATABASE_THREADS < 1:
 # HTTP requests (REST, admin, pages) a process runs at once; each holds a database connection
 # on a thread of its own while it runs, the rest wait (tripsage/http_limit.py). A process then
 # holds at most DATABASE_THREADS + HTTP_MAX_CONCURRENT_REQUESTS connections.
+# The garbage collector's thresholds (gc.set_threshold) for server processes (tripsage.asgi):
+# generation 0 collects after this many allocations, and each older one after that many
+# collections of the one before. Python's default 700,10,10 cost a fifth of the CPU of a
+# connect storm (docs/performance.md, S4).
+_gc = env_list("GC_THRESHOLDS", ["20000", "20", "20"])
+if len(_gc) != 3 or not all(n.isdecimal() and int(n) > 0 for n in _gc):
+    raise ImproperlyConfigured(f"GC_THRESHOLDS={','.join(_gc)}: three positive integers.")
+GC_THRESHOLDS = (int(_gc[0]), int(_gc[1]), int(_gc[2]))
 HTTP_MAX_CONCURRENT_REQUESTS = env_int("HTTP_MAX_CONCURRENT_REQUESTS", 16)
 if HTTP_MAX_CONCURRENT_REQUESTS < 1:
     raise ImproperlyConfigured(
