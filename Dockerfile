@@ -17,4 +17,6 @@ USER tripsage
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-m", "deploy.healthcheck", "8000"]
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "tripsage.asgi:application"]
+# A listen backlog of 2048, not Twisted's 50, for reconnect storms (deploy/cluster.py's
+# LISTEN_BACKLOG; docs/deployment.md, "Sockets per process").
+CMD ["daphne", "-e", "tcp:port=8000:interface=0.0.0.0:backlog=2048", "tripsage.asgi:application"]

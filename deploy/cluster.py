@@ -141,12 +141,23 @@ class RedisNode(Child):
         return cast(dict[str, Any], self.client().info("replication"))
 
 
+# Connections the kernel queues for a process before it accepts them. daphne's -b/-p listen with
+# Twisted's default of 50: a reconnect storm overflows it, and every refused SYN waits out the
+# client's retransmission (1 s, then 3 s, ...). The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 2048
+
+
+def daphne_endpoint(interface: str, port: int) -> str:
+    """daphne's `-e` endpoint with LISTEN_BACKLOG (the Dockerfile's CMD says the same)."""
+    return f"tcp:port={port}:interface={interface}:backlog={LISTEN_BACKLOG}"
+
+
 class DaphneProcess(Child):
     """One daphne process serving tripsage.asgi on a loopback port (the same port after a
     restart, as nginx's upstream lists it)."""
 
     def __init__(self, name: str, port: int, workdir: Path, env: Mapping[str, str]) -> None:
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+        command = [sys.executable, "-m", "daphne", "-e", daphne_endpoint("127.0.0.1", port),
                    "tripsage.asgi:application"]  # fmt: skip
         super().__init__(name, command, workdir / f"{name}.log", env)
         self.port = port
@@ -538,8 +549,9 @@ class Cluster:
         if os.geteuid() == 0:  # workers would otherwise run as nobody, without our files
             user = f"user {getpass.getuser()} {grp.getgrgid(os.getegid()).gr_name};\n"
         return f"""{user}worker_processes 1;
+worker_rlimit_nofile 65536;
 events {{
-    worker_connections 4096;
+    worker_connections 16384;  # two per proxied socket
 }}
 http {{
     access_log {self.workdir / "nginx-access.log"};

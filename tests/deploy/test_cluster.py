@@ -5,15 +5,19 @@ the proxy to another process and a `resume`, and nothing acknowledged is lost.""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 
-from deploy.cluster import Cluster
+from deploy.cluster import LISTEN_BACKLOG, Cluster
 from tests.chaos.views import edit, token_for
 from tests.deploy.conftest import LiveEdits, TripClient, bounded, upstream_of
 from tests.wsclient import connect, recv_json, send_json
+
+SOMAXCONN = int(Path("/proc/sys/net/core/somaxconn").read_text())
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,3 +110,19 @@ async def test_killed_process_clients_resume_through_the_proxy_with_nothing_lost
     everyone = {"alice": 1, "bob": 1, "carol": 1}
     for client in people:
         await client.view.until(lambda v: v.collaborators == everyone, 15)
+
+
+def test_processes_queue_a_reconnect_storm_instead_of_refusing_it(
+    cluster_healed: Cluster,
+) -> None:
+    """Each daphne process listens with a backlog of LISTEN_BACKLOG (Twisted's default is 50,
+    which a reconnect storm overflows: each refused SYN waits out the client's retransmission),
+    and the image's command says the same."""
+    for process in cluster_healed.processes:
+        listening = subprocess.run(
+            ["ss", "-Hltn", f"sport = :{process.port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        # State, Recv-Q, Send-Q (for a listening socket: its backlog), ...
+        assert int(listening[2]) == min(LISTEN_BACKLOG, SOMAXCONN), listening
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    assert f"backlog={LISTEN_BACKLOG}" in dockerfile
