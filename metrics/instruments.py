@@ -12,6 +12,11 @@ CONNECTIONS_OPEN = Gauge(
     "Authenticated WebSocket connections currently open in this process.",
     ["connection_type"],
 )
+CONNECTIONS_OPENING = Gauge(
+    "tripsage_ws_connections_opening",
+    "WebSocket connections of this process between connect and connection.established (or "
+    "their end): what REALTIME_MAX_OPENING_SOCKETS bounds (realtime.connect_gate).",
+)
 MESSAGES_RECEIVED = Counter(
     "tripsage_ws_messages_received_total",
     "Valid client messages received, by connection type and message type.",
@@ -61,7 +66,8 @@ SLOW_CONSUMER_CLOSES = Counter(
 )
 RATE_LIMIT_REFUSALS = Counter(
     "tripsage_rate_limit_refusals_total",
-    "Refused by a rate limit: messages, new connections per address, concurrent sockets per user.",
+    "Refused by a limit: messages, new connections per address, concurrent sockets per user, "
+    "connects while the process has too many sockets opening (limit `overloaded`).",
     ["connection_type", "limit"],
 )
 RATE_LIMITER_FALLBACKS = Counter(

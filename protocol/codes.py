@@ -33,6 +33,10 @@ class CloseCode(IntEnum):
     HEARTBEAT_TIMEOUT = 4008  # nothing heard from the client for too long: reconnect
     SLOW_CONSUMER = 4009  # the client stopped reading (unacknowledged data over the limit)
     CLOSED_BY_OPERATOR = 4010  # an operator's "disconnect" in the admin: reconnect with backoff
+    # The process has too many sockets opening (realtime.connect_gate), after SERVER_ERROR with
+    # `reason: "overloaded"` and `retry_after`: reconnect after it, jittered. 1013's meaning
+    # (try again later), which daphne would not let an application send.
+    TRY_AGAIN_LATER = 4013
     RATE_LIMITED = 4029  # over a connection limit, or flooding far past the message limit
 
 

@@ -1,5 +1,6 @@
 """ASGI entry point: the trusted-proxy middleware around everything, then HTTP through Django (a
-bounded number of requests at once) and WebSockets through the auth middleware to consumers."""
+bounded number of requests at once) and WebSockets through admission control (a bounded number
+opening at once) and the auth middleware to consumers."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from django.core.signals import request_finished  # noqa: E402
 
 from realtime.auth import JWTAuthMiddleware  # noqa: E402
 from realtime.checks import require_channel_layer  # noqa: E402
+from realtime.connect_gate import ConnectGate  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from tripsage.http_limit import ConcurrencyLimit, close_request_connections  # noqa: E402
 from tripsage.proxies import TrustedProxyMiddleware  # noqa: E402
@@ -39,8 +41,12 @@ application = TrustedProxyMiddleware(
         {
             # Each request holds a database connection while it runs: a bounded number at once.
             "http": ConcurrencyLimit(django_asgi_app, settings.HTTP_MAX_CONCURRENT_REQUESTS),
-            # The stubs' gap noted in realtime.routing: Django's URLPattern is what URLRouter takes.
-            "websocket": JWTAuthMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
+            # Admission first: over REALTIME_MAX_OPENING_SOCKETS a connect is refused (4013) before
+            # any work for it. The stubs' gap noted in realtime.routing: Django's URLPattern is
+            # what URLRouter takes.
+            "websocket": ConnectGate(
+                JWTAuthMiddleware(URLRouter(websocket_urlpatterns))  # type: ignore[arg-type]
+            ),
         }
     )
 )

@@ -111,7 +111,11 @@ export class WebSocketErrorHandler {
   handleServerError(error, context, retryCount) {
     if (retryCount < this.maxRetries && error.details?.retryable !== false) {
       this.errorCounts.set("SERVER_ERROR", retryCount + 1);
-      return { action: "retry", retryAfter: this.backoff(retryCount) };
+      // An overloaded server (close 4013) says when to come back: never sooner than that.
+      const seconds = Number(error.details?.retry_after);
+      const hinted = error.details?.retry_after != null && Number.isFinite(seconds) && seconds > 0;
+      const backoff = this.backoff(retryCount);
+      return { action: "retry", retryAfter: hinted ? Math.max(backoff, Math.ceil(seconds * 1000)) : backoff };
     }
     return { action: "fail", message: "Server error occurred" };
   }

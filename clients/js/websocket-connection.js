@@ -14,6 +14,7 @@ export const CloseCode = Object.freeze({
   ABNORMAL: 1006, // never sent on the wire: the socket dropped without a close frame
   MESSAGE_TOO_BIG: 1009,
   SERVER_FAULT: 4011, // 1011 is daphne's own, when an application crashes: reconnect too
+  TRY_AGAIN_LATER: 4013, // the server is busy opening other sockets: come back after retry_after
   AUTHENTICATION_FAILED: 4001,
   AUTHORIZATION_FAILED: 4003,
   HEARTBEAT_TIMEOUT: 4008,
@@ -38,6 +39,7 @@ function codeForClose(closeCode) {
     case CloseCode.RATE_LIMITED:
       return "RATE_LIMIT_EXCEEDED";
     case CloseCode.SERVER_FAULT:
+    case CloseCode.TRY_AGAIN_LATER:
       return "SERVER_ERROR";
     case CloseCode.HEARTBEAT_TIMEOUT:
     case CloseCode.SLOW_CONSUMER:
@@ -159,6 +161,12 @@ function deferred() {
  * connection.established), WebSocket (constructor, default globalThis.WebSocket), random,
  * setTimeout, clearTimeout, now (injectable for tests).
  *
+ * Reconnecting: attempt n waits random() * min(maxReconnectDelay, reconnectDelay * 2^(n-1))
+ * ("full jitter"), and at least the server's hint when it refused the socket: after 4029,
+ * retry_after; after 4013 (overloaded) or any refusal while opening that carries
+ * details.retry_after, retry_after * (1 + random()), so a refused crowd does not return
+ * together. A 4013 spends no attempt: the server is up and asked to be tried again later.
+ *
  * Events: open, message (every parsed server message), established (connection.established),
  * error (WebSocketError), close ({code, reason, wasClean, error}), reconnecting ({attempt, delay,
  * code}), reconnected (connection.established), stateChange (state, previous).
@@ -194,6 +202,7 @@ export class WebSocketConnection extends EventEmitter {
     this._queue = []; // JSON strings waiting for an established socket
     this._lastSeq = null;
     this._attempts = 0; // reconnect attempts since the last establishment
+    this._deferred = 0; // of those, the ones after a 4013: they spend none of reconnectAttempts
     this._everEstablished = false;
     this._stopped = null; // why we stay down: "manual" | "terminal" | "gave_up" | null
     this._paused = false; // offline: wait for goOnline() instead of a backoff timer
@@ -243,7 +252,7 @@ export class WebSocketConnection extends EventEmitter {
   reconnect() {
     this._stopped = null;
     this._paused = false;
-    this._attempts = 0;
+    this._resetAttempts();
     this._clearReconnectTimer();
     const mode = this.state === "disconnected" || !this._everEstablished ? "connecting" : "reconnecting";
     if (this._ws) this._abandonSocket(4000, "client reconnect", { notify: false });
@@ -328,7 +337,7 @@ export class WebSocketConnection extends EventEmitter {
     if (!wasDown) return;
     if (this._socket && !this._socket.deferred.settled) return; // already opening
     this._stopped = null;
-    this._attempts = 0;
+    this._resetAttempts();
     this._clearReconnectTimer();
     this._openSocket(this._everEstablished ? "reconnecting" : "connecting");
   }
@@ -438,7 +447,7 @@ export class WebSocketConnection extends EventEmitter {
     if (message) this.established = message;
     const isReconnect = this._everEstablished;
     this._everEstablished = true;
-    this._attempts = 0;
+    this._resetAttempts();
     this._stopped = null;
     this._setState("connected");
     this._startHeartbeat();
@@ -492,11 +501,16 @@ export class WebSocketConnection extends EventEmitter {
       this._setState("reconnecting");
       return;
     }
-    this._scheduleReconnect(code, error);
+    // A hint counts only from a refusal: the close it explains (4013, 4029), or an envelope
+    // that came before the socket was established.
+    const refusal = code === CloseCode.TRY_AGAIN_LATER || code === CloseCode.RATE_LIMITED || !socket.established;
+    this._scheduleReconnect(code, refusal ? error : null);
   }
 
   _scheduleReconnect(code, error) {
-    if (!(this._attempts < this.reconnectAttempts)) {
+    const deferred = code === CloseCode.TRY_AGAIN_LATER;
+    const spent = this._attempts - this._deferred;
+    if (!(this.reconnectAttempts > 0) || (!deferred && !(spent < this.reconnectAttempts))) {
       const attempts = this._attempts;
       this._stopped = "gave_up";
       this._setState("disconnected");
@@ -506,10 +520,14 @@ export class WebSocketConnection extends EventEmitter {
       return;
     }
     const attempt = ++this._attempts;
+    if (deferred) this._deferred++;
     let delay = this._backoff(attempt);
-    const retryAfter = Number(error?.details?.retry_after);
-    if (code === CloseCode.RATE_LIMITED && Number.isFinite(retryAfter) && retryAfter > 0) {
-      delay = Math.max(delay, Math.ceil(retryAfter * 1000)); // retry_after is in seconds
+    const hint = error?.details?.retry_after;
+    const retryAfter = Number(hint); // seconds
+    if (hint != null && Number.isFinite(retryAfter) && retryAfter > 0) {
+      // 4029 names when a connect token is back; any other refusal's hint is jittered.
+      const wait = code === CloseCode.RATE_LIMITED ? retryAfter * 1000 : retryAfter * 1000 * (1 + this._random());
+      delay = Math.max(delay, Math.ceil(wait));
     }
     this._setState("reconnecting");
     this.emit("reconnecting", { attempt, delay, code });
@@ -520,11 +538,17 @@ export class WebSocketConnection extends EventEmitter {
     }, delay);
   }
 
-  /** Exponential backoff with "equal jitter": between half and all of
-   * min(maxReconnectDelay, reconnectDelay * 2^(attempt-1)). */
+  /** Exponential backoff with "full jitter": anywhere between 0 and
+   * min(maxReconnectDelay, reconnectDelay * 2^(attempt-1)), so that clients dropped together
+   * spread over the whole window instead of its second half. */
   _backoff(attempt) {
     const ceiling = Math.min(this.maxReconnectDelay, this.reconnectDelay * 2 ** Math.max(0, attempt - 1));
-    return Math.round(ceiling / 2 + this._random() * (ceiling / 2));
+    return Math.round(this._random() * ceiling);
+  }
+
+  _resetAttempts() {
+    this._attempts = 0;
+    this._deferred = 0;
   }
 
   /** Drop the current socket on our side and handle it as a close with `code`. */

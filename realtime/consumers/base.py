@@ -28,6 +28,7 @@ from metrics.collector import collector
 from protocol import AuthFailureReason, ClientMessage, CloseCode, ErrorCode, ProtocolError
 from realtime.admission import RateLimitedConsumer
 from realtime.auth import AuthContext, AuthFailure
+from realtime.connect_gate import socket_opened
 from realtime.connections import connections
 from realtime.convergence import stream_check
 from realtime.throttling import message_rate
@@ -205,6 +206,7 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
                 },
             )
         )
+        socket_opened(self.scope)  # admission control counts it as opening no more
         # Where this user's message budget stands, before the connection type's own opening.
         await self.send_budget()
         ticker().add(self)

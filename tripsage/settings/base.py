@@ -423,6 +423,17 @@ REALTIME_MAX_CONNECTIONS_PER_USER = env_int("REALTIME_MAX_CONNECTIONS_PER_USER",
 # New sockets per minute from one client address (a bucket of that size); behind a proxy, the
 # address it vouches for (TRUSTED_PROXIES). Load tests from one address raise it.
 REALTIME_CONNECTS_PER_MINUTE_PER_IP = env_int("REALTIME_CONNECTS_PER_MINUTE_PER_IP", 120)
+# Admission control (realtime.connect_gate): sockets one process lets open at once (from connect
+# to connection.established); the next is refused with 4013 and a retry hint. 0: no limit.
+# MEASURED-DEFAULT
+REALTIME_MAX_OPENING_SOCKETS = env_int("REALTIME_MAX_OPENING_SOCKETS", 100)
+# The retry hint of that refusal: the server sends between this and twice this (jittered).
+REALTIME_OVERLOAD_RETRY_SECONDS = env_float("REALTIME_OVERLOAD_RETRY_SECONDS", 1.0)
+if REALTIME_MAX_OPENING_SOCKETS < 0 or REALTIME_OVERLOAD_RETRY_SECONDS <= 0:
+    raise ImproperlyConfigured(
+        f"REALTIME_MAX_OPENING_SOCKETS={REALTIME_MAX_OPENING_SOCKETS} must be 0 (no limit) or "
+        f"more, REALTIME_OVERLOAD_RETRY_SECONDS={REALTIME_OVERLOAD_RETRY_SECONDS:g} more than 0."
+    )
 # A process renews its connection slots a few times per lease; a dead process's slots expire.
 REALTIME_CONNECTION_LEASE_SECONDS = env_float("REALTIME_CONNECTION_LEASE_SECONDS", 60.0)
 # Where the limits live: REDIS_URL unless set apart; empty means this process only.

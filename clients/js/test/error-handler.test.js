@@ -85,6 +85,14 @@ describe("WebSocketErrorHandler", () => {
     assert.equal(other.handleError(envelope("SERVER_ERROR", { retryable: false }), {}).action, "fail");
   });
 
+  it("SERVER_ERROR from an overloaded server: never sooner than its retry_after", () => {
+    const handler = new WebSocketErrorHandler({ storage: null });
+    const overloaded = (seconds) => envelope("SERVER_ERROR", { reason: "overloaded", retryable: true, retry_after: seconds });
+    assert.deepEqual(handler.handleError(overloaded(1.25), {}), { action: "retry", retryAfter: 1250 });
+    assert.deepEqual(handler.handleError(overloaded(0.5), {}), { action: "retry", retryAfter: 2000 }); // the backoff is longer
+    assert.deepEqual(handler.handleError(overloaded("soon"), {}), { action: "retry", retryAfter: 4000 });
+  });
+
   it("NETWORK_ERROR: retry with backoff up to maxRetries, capped", () => {
     const handler = new WebSocketErrorHandler({ storage: null, maxRetries: 7 });
     const delays = [];

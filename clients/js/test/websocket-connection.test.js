@@ -167,7 +167,7 @@ describe("WebSocketConnection", () => {
     assert.equal(errors[0].closeCode, 4003);
   });
 
-  it("reconnects after 1006 with exponential backoff and jitter, then gives up", async () => {
+  it("reconnects after 1006 with exponential backoff and full jitter, then gives up", async () => {
     const random = mock.fn(() => 0.5);
     ({ factory, clock, options } = fakeOptions({ random }));
     const connection = new WebSocketConnection(options);
@@ -181,20 +181,20 @@ describe("WebSocketConnection", () => {
 
     factory.last().serverClose(1006);
     assert.equal(connection.state, "reconnecting");
-    // attempt 1: ceiling 1000 ms, equal jitter with random 0.5 -> 750 ms
-    assert.deepEqual(reconnecting[0], { attempt: 1, delay: 750, code: 1006 });
-    clock.advance(749);
+    // attempt 1: ceiling 1000 ms, full jitter with random 0.5 -> 500 ms
+    assert.deepEqual(reconnecting[0], { attempt: 1, delay: 500, code: 1006 });
+    clock.advance(499);
     assert.equal(factory.sockets.length, 1);
     clock.advance(1);
     assert.equal(factory.sockets.length, 2);
 
     factory.last().serverClose(1006); // the attempt fails
-    assert.equal(reconnecting[1].delay, 1500); // ceiling 2000
-    clock.advance(1500);
+    assert.equal(reconnecting[1].delay, 1000); // ceiling 2000
+    clock.advance(1000);
     assert.equal(factory.sockets.length, 3);
     factory.last().serverClose(1006);
-    assert.equal(reconnecting[2].delay, 3000); // ceiling 4000
-    clock.advance(3000);
+    assert.equal(reconnecting[2].delay, 2000); // ceiling 4000
+    clock.advance(2000);
     assert.equal(factory.sockets.length, 4);
     factory.last().serverClose(1006);
 
@@ -207,13 +207,104 @@ describe("WebSocketConnection", () => {
     assert.equal(factory.sockets.length, 4);
   });
 
-  it("jitter spreads the delay between half and all of the ceiling; the ceiling is capped", () => {
-    const low = new WebSocketConnection({ ...options, random: () => 0 });
-    const high = new WebSocketConnection({ ...options, random: () => 0.999999 });
-    assert.equal(low._backoff(1), 500);
-    assert.equal(high._backoff(1), 1000);
-    assert.equal(high._backoff(10), 30000);
-    assert.equal(low._backoff(10), 15000);
+  it("full jitter: random() times the ceiling, from 0 to all of it; the ceiling is capped", () => {
+    const at = (r) => new WebSocketConnection({ ...options, random: () => r });
+    assert.equal(at(0)._backoff(1), 0);
+    assert.equal(at(0.25)._backoff(1), 250);
+    assert.equal(at(0.25)._backoff(3), 1000); // ceiling 1000 * 2^2
+    assert.equal(at(0.999999)._backoff(1), 1000);
+    assert.equal(at(0.999999)._backoff(10), 30000); // 512 s capped at maxReconnectDelay
+    assert.equal(at(0)._backoff(10), 0);
+  });
+
+  /** The server's refusal of an overloaded process: SERVER_ERROR "overloaded", then 4013. */
+  function refuseOverloaded(ws, retryAfter) {
+    ws.open();
+    ws.receive({
+      type: "error",
+      request_id: null,
+      error: { code: "SERVER_ERROR", message: "busy", details: { reason: "overloaded", retryable: true, retry_after: retryAfter } },
+    });
+    ws.serverClose(4013);
+  }
+
+  it("after 4013 waits retry_after jittered to [1x, 2x), and a 4013 spends no attempt", async () => {
+    // random() answers 0.5 for the backoff, then 0.75 for the hint's jitter, in turn
+    const values = [0.5, 0.75];
+    let calls = 0;
+    ({ factory, clock, options } = fakeOptions({ random: () => values[calls++ % 2], reconnectAttempts: 2 }));
+    const connection = new WebSocketConnection(options);
+    const reconnecting = [];
+    const errors = [];
+    connection.on("reconnecting", (info) => reconnecting.push(info));
+    connection.on("error", (e) => errors.push(e));
+    const first = connection.connect();
+    refuseOverloaded(factory.last(), 2);
+    await assert.rejects(first, (e) => e.code === "SERVER_ERROR" && e.closeCode === 4013 && e.details.retry_after === 2);
+    // backoff 0.5 * 1000 = 500; hint 2 s * 1000 * (1 + 0.75) = 3500: the larger
+    assert.deepEqual(reconnecting[0], { attempt: 1, delay: 3500, code: 4013 });
+    clock.advance(3499);
+    assert.equal(factory.sockets.length, 1);
+    clock.advance(1);
+    assert.equal(factory.sockets.length, 2);
+
+    // Refused again and again: more than reconnectAttempts (2), and it keeps coming back.
+    for (let i = 0; i < 4; i++) {
+      refuseOverloaded(factory.last(), 2);
+      clock.advance(reconnecting.at(-1).delay);
+    }
+    assert.equal(factory.sockets.length, 6);
+    assert.equal(connection.state, "reconnecting");
+    assert.ok(reconnecting.every((r) => r.code === 4013 && r.delay >= 3500));
+    assert.ok(!errors.some((e) => /Gave up/.test(e.message)));
+    // The backoff still grows with each attempt (attempt 5: ceiling 16 s, random 0.5 -> 8 s).
+    assert.deepEqual(reconnecting[4], { attempt: 5, delay: 8000, code: 4013 });
+
+    factory.last().establish();
+    assert.equal(connection.state, "connected");
+    // Established: the attempts start again, and other closes spend them as before.
+    factory.last().serverClose(1006);
+    assert.equal(reconnecting.at(-1).attempt, 1);
+  });
+
+  it("the hint is a floor: a longer backoff wins, and 4013 without a hint uses the backoff", async () => {
+    ({ factory, clock, options } = fakeOptions({ random: () => 0.5, reconnectDelay: 10000 }));
+    const connection = new WebSocketConnection(options);
+    const reconnecting = [];
+    connection.on("reconnecting", (info) => reconnecting.push(info));
+    connection.connect();
+    refuseOverloaded(factory.last(), 1); // hint 1500 ms, backoff 5000 ms
+    assert.equal(reconnecting[0].delay, 5000);
+    clock.advance(5000);
+    factory.last().open();
+    factory.last().serverClose(4013); // no envelope
+    assert.deepEqual(reconnecting[1], { attempt: 2, delay: 10000, code: 4013 });
+  });
+
+  it("any refusal while opening that carries retry_after is honoured, jittered", async () => {
+    ({ factory, clock, options } = fakeOptions({ random: () => 0 }));
+    const connection = new WebSocketConnection(options);
+    const reconnecting = [];
+    connection.on("reconnecting", (info) => reconnecting.push(info));
+    connection.connect();
+    const ws = factory.last();
+    ws.open();
+    ws.receive({ type: "error", request_id: null, error: { code: "SERVER_ERROR", message: "x", details: { retryable: true, retry_after: 0.25 } } });
+    ws.serverClose(4011);
+    assert.deepEqual(reconnecting[0], { attempt: 1, delay: 250, code: 4011 });
+  });
+
+  it("a message's retry_after on an established socket does not delay a later reconnect", async () => {
+    ({ factory, clock, options } = fakeOptions({ random: () => 0.5 }));
+    const connection = new WebSocketConnection(options);
+    const reconnecting = [];
+    connection.on("reconnecting", (info) => reconnecting.push(info));
+    const p = connection.connect();
+    factory.last().establish();
+    await p;
+    factory.last().receive({ type: "error", request_id: "m-1", error: { code: "RATE_LIMIT_EXCEEDED", message: "x", details: { retry_after: 9 } } });
+    factory.last().serverClose(1006);
+    assert.equal(reconnecting[0].delay, 500);
   });
 
   for (const code of [1001, 1011, 4008, 4009, 4011]) {
