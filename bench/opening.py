@@ -4,6 +4,7 @@ behind REALTIME_MAX_OPENING_SOCKETS's default (docs/decisions.md, "Issue 16: adm
 
     .venv/bin/python -m bench.opening                # BENCH_DATABASE_URL, REDIS_URL as bench/
     .venv/bin/python -m bench.opening --in-flight 10,50,100 --count 600
+    .venv/bin/python -m bench.opening --limit 100 --in-flight 50,100,200,400   # the gate on
 
 Each step starts a fresh TripSage process and opens `--count` authenticated trip sockets (one
 trip, as S4) with a given number in flight, timing each from its TCP connect to its
@@ -116,11 +117,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--in-flight", default="1,5,10,25,50,100,200,400")
     parser.add_argument("--count", type=int, default=800, help="connects per step")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="REALTIME_MAX_OPENING_SOCKETS for the steps (default 0: no limit, the curve); with "
+        "a limit, refused connects are counted and not retried",
+    )
     args = parser.parse_args()
     fx = build_fixture(args.count, editors=0)
     rows = []
     for in_flight in (int(n) for n in args.in_flight.split(",")):
-        row = step(fx, fx.member_tokens, in_flight, REALTIME_MAX_OPENING_SOCKETS="0")
+        row = step(fx, fx.member_tokens, in_flight, REALTIME_MAX_OPENING_SOCKETS=str(args.limit))
         rows.append(row)
         log(
             f"{in_flight:4d} in flight: {row['per_second']:5.0f} connects/s, p50 "

@@ -1,5 +1,6 @@
 """docs/protocol.md's "Server messages" and "Objects" tables against protocol's schemas: every
-type documented for the connection types that send it, every field in both or in neither."""
+type documented for the connection types that send it, every field in both or in neither; and its
+"Close codes" table against protocol.CloseCode."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 import protocol
-from protocol import ConnectionType
+from protocol import CloseCode, ConnectionType
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 ENVELOPE = {"id", "type", "timestamp"}  # documented once, in "Envelope"
@@ -147,6 +148,13 @@ def test_every_object_is_documented_with_exactly_its_fields():
         problems += mismatches(f"object {name}", model, parse_fields(fields_cell), set())
     assert problems == []
     assert seen == _object_schemas()
+
+
+def test_every_close_code_is_documented():
+    close_codes = sections(DOC.read_text())["Close codes"]
+    rows = table_after("| code | meaning | client should |", close_codes)
+    documented = [int(row[0]) for row in rows if row[0].isdigit()]  # not "(403 handshake)"
+    assert sorted(documented) == sorted(int(code) for code in CloseCode)
 
 
 @pytest.mark.parametrize(
