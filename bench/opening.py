@@ -17,13 +17,46 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import socket
 import statistics
+import subprocess
+import sys
 import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from bench import fastws
-from bench.harness import Worker, build_fixture, log, percentile, start_servers
+from bench.harness import ROOT, Servers, Worker, build_fixture, free_port, log, percentile
+
+
+def start_server(env: dict[str, str]) -> Servers:
+    """One TripSage process listening with production's backlog (2048, the image's and `make
+    cluster`'s), so that the kernel's queue of unaccepted connections is not what is measured."""
+    port = free_port()
+    logs = ROOT / "bench" / "results" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog=2048"
+    with (logs / f"opening-{port}.log").open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-e", endpoint, "tripsage.asgi:application"],
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.time() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited at start-up (code {process.returncode})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if time.time() > deadline:
+                raise RuntimeError("the server did not listen") from None
+            time.sleep(0.1)
+    return Servers("tripsage", [process], [port])
 
 
 def opener(conn: Connection, spec: dict[str, Any]) -> None:
@@ -82,7 +115,7 @@ async def _opener(conn: Connection, spec: dict[str, Any]) -> None:
 
 
 def step(fx: Any, tokens: list[str], in_flight: int, hold: int = 0, **env: str) -> dict:
-    servers = start_servers("tripsage", {**fx.env, **env})
+    servers = start_server({**fx.env, **env})
     try:
         time.sleep(0.5)
         worker = Worker(

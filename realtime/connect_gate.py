@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -54,11 +54,11 @@ class Opening:
             gate.opening -= 1
 
 
-def socket_opened(scope: dict[str, Any]) -> None:
+def socket_opened(scope: Mapping[str, object]) -> None:
     """The consumer has sent `connection.established`: this socket no longer counts as opening.
     A scope that came through no gate (Channels' test communicator) has nothing to release."""
     opening = scope.get(SCOPE_KEY)
-    if opening is not None:
+    if isinstance(opening, Opening):
         opening()
 
 

@@ -424,8 +424,9 @@ REALTIME_MAX_CONNECTIONS_PER_USER = env_int("REALTIME_MAX_CONNECTIONS_PER_USER",
 # address it vouches for (TRUSTED_PROXIES). Load tests from one address raise it.
 REALTIME_CONNECTS_PER_MINUTE_PER_IP = env_int("REALTIME_CONNECTS_PER_MINUTE_PER_IP", 120)
 # Admission control (realtime.connect_gate): sockets one process lets open at once (from connect
-# to connection.established); the next is refused with 4013 and a retry hint. 0: no limit.
-# MEASURED-DEFAULT
+# to connection.established); the next is refused with 4013 and a retry hint. 0: no limit. 100:
+# a connect is cheapest with 50-100 in flight (batched reads) and dearer and slower past that
+# (bench/opening.py, docs/performance.md); the bench's own 50-100 in flight are never refused.
 REALTIME_MAX_OPENING_SOCKETS = env_int("REALTIME_MAX_OPENING_SOCKETS", 100)
 # The retry hint of that refusal: the server sends between this and twice this (jittered).
 REALTIME_OVERLOAD_RETRY_SECONDS = env_float("REALTIME_OVERLOAD_RETRY_SECONDS", 1.0)
