@@ -256,7 +256,8 @@ async def test_a_storm_beyond_capacity_ends_with_everyone_connected_and_members_
     clients = [StormClient(token, ReconnectPolicy(base=0.05)) for token in tokens]
     storm = asyncio.gather(*(client.run(gated.ws_url, path) for client in clients))
 
-    # Edits one after another (each after its ack) for as long as the storm lasts.
+    # Edits one after another (each after its ack, ten a second at most: every edit goes to every
+    # connected client of this process) for as long as the storm lasts.
     acked: list[int] = []
     while not storm.done() or len(acked) < 3:
         update_id = str(uuid.uuid4())
@@ -275,6 +276,7 @@ async def test_a_storm_beyond_capacity_ends_with_everyone_connected_and_members_
         assert ack["type"] == "ack" and ack["status"] == "applied", ack
         acked.append(ack["seq"])
         version = ack["version"]
+        await asyncio.sleep(0.1)
     await storm  # raises if a client failed other than by a refusal or a dropped connection
 
     # Every storming client is connected, and the gate was exercised.
