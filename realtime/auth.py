@@ -7,7 +7,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs
 
 import jwt
@@ -24,6 +24,9 @@ from metrics import instruments
 from protocol import AuthFailureReason, CloseCode, ErrorCode
 from realtime.flow import SEND_ON_CLOSED
 from realtime.throttling import throttle
+
+if TYPE_CHECKING:
+    from django.db.models import Field
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +156,9 @@ def users_by_id(user_ids: list[str]) -> dict[str, User | None]:
     socket uses is loaded: the instance lives as long as the connection."""
     user_model = get_user_model()
     id_field = simplejwt_settings.api_settings.USER_ID_FIELD
-    field = user_model._meta.get_field(id_field)
+    field = cast(
+        "Field[Any, Any]", user_model._meta.get_field(id_field)
+    )  # a column, not a relation
     found: dict[str, User | None] = dict.fromkeys(user_ids)
     wanted: dict[Any, list[str]] = defaultdict(list)  # value -> the claims naming it
     for claim in user_ids:
