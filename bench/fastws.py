@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 
 class FastWebSocket(asyncio.Protocol):
+    protocol_pings = 0  # WebSocket pings answered by this process (daphne sends them)
+
     def __init__(self, on_text: Callable[[FastWebSocket, bytes], None]) -> None:
         self.on_text = on_text
         self.transport: asyncio.Transport | None = None
@@ -74,6 +76,7 @@ class FastWebSocket(asyncio.Protocol):
             if opcode == 1:
                 self.on_text(self, payload)
             elif opcode == 9:
+                FastWebSocket.protocol_pings += 1
                 self._send_frame(0xA, payload)
             elif opcode == 8:
                 self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import cpu_seconds, free_port  # noqa: E402
+from bench.infra import cpu_seconds, free_port  # noqa: E402
 
 
 def setup_database(env: dict[str, str], members: int) -> tuple[int, list[str]]:

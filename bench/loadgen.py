@@ -1,4 +1,5 @@
-"""Load generator processes: receivers, open-loop senders, connect storms, closed-loop editors.
+"""Load generator processes: receivers, open-loop senders, connect storms, closed-loop editors,
+and trip members that reconnect and resume as the browser client does (S7).
 
 Each runs in its own process with its own event loop and talks to the harness over a Pipe.
 Senders stamp every edit with its *intended* send time (wall clock, shared by processes on one
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import resource
 import threading
 import time
 import uuid
@@ -18,6 +21,26 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench import fastws
+
+
+def _open_files() -> None:
+    """The harness raised RLIMIT_NOFILE and this process inherited it; raise it again in case
+    this process was started some other way (C10k holds thousands of sockets per process)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _seq(payload: bytes) -> int | None:
+    """The first `"seq":N` of a compact JSON frame (protocol.encode), without parsing it."""
+    start = payload.find(b'"seq":')
+    if start < 0:
+        return None
+    start += 6
+    end = start
+    while end < len(payload) and 48 <= payload[end] <= 57:
+        end += 1
+    return int(payload[start:end]) if end > start else None
 
 
 def _commands(conn: Connection, loop: asyncio.AbstractEventLoop) -> asyncio.Queue[Any]:
@@ -85,6 +108,7 @@ async def _open_many(
 
 
 def receivers(conn: Connection, spec: dict[str, Any]) -> None:
+    _open_files()
     asyncio.run(_receivers(conn, spec))
 
 
@@ -92,6 +116,7 @@ async def _receivers(conn: Connection, spec: dict[str, Any]) -> None:
     commands = _commands(conn, asyncio.get_running_loop())
     latencies = array("d")
     close_codes: Counter[int] = Counter()
+    pings = [0]  # the service's heartbeat pings answered
 
     def on_text(ws: fastws.FastWebSocket, payload: bytes) -> None:
         if b"trip.updated" in payload:
@@ -100,6 +125,7 @@ async def _receivers(conn: Connection, spec: dict[str, Any]) -> None:
                 end = payload.find(b":", start + 3)
                 latencies.append((time.time() - float(payload[start + 3 : end])) * 1000)
         elif b'"type":"ping"' in payload:
+            pings[0] += 1
             _pong(ws, payload)
 
     sockets, errors = await _open_many(
@@ -112,6 +138,9 @@ async def _receivers(conn: Connection, spec: dict[str, Any]) -> None:
             del latencies[:]
         elif command[0] == "count":
             conn.send(("count", len(latencies)))
+        elif command[0] == "pings":
+            open_ = sum(1 for ws in sockets if not ws.closed.done())
+            conn.send(("pings", pings[0], fastws.FastWebSocket.protocol_pings, open_))
         elif command[0] == "collect":
             for ws in sockets:
                 if ws.closed.done():
@@ -132,12 +161,19 @@ def senders(conn: Connection, spec: dict[str, Any]) -> None:
 
 
 async def _senders(conn: Connection, spec: dict[str, Any]) -> None:
+    """`("send", rate, duration)` sends and answers when done; `("stream", rate)` sends until
+    `("stop",)`, which answers `("sent", count, last acked seq)`; `("status",)` answers the
+    same while streaming."""
     commands = _commands(conn, asyncio.get_running_loop())
     outcome: Counter[str] = Counter()
+    last_seq = [0]  # highest seq acked: the newest edit the trip's log holds
 
     def on_text(ws: fastws.FastWebSocket, payload: bytes) -> None:
         if b'"type":"ack"' in payload or b'"type": "ack"' in payload:
             outcome["applied" if b"applied" in payload else "refused"] += 1
+            seq = _seq(payload)
+            if seq is not None and seq > last_seq[0]:
+                last_seq[0] = seq
         elif b'"type":"error"' in payload:
             outcome["error"] += 1
         elif b'"type":"ping"' in payload:
@@ -145,31 +181,63 @@ async def _senders(conn: Connection, spec: dict[str, Any]) -> None:
 
     sockets, errors = await _open_many(spec["targets"], spec["path"], spec["tokens"], on_text, 10)
     conn.send(("ready", len(sockets), errors))
+    stopping = asyncio.Event()
+
+    async def send_loop(rate: float, duration: float | None) -> int:
+        if not sockets:
+            return 0
+        count = int(rate * duration) if duration is not None else None
+        start = time.time() + 0.2
+        i = 0
+        while count is None or i < count:
+            due = start + i / rate
+            delay = due - time.time()
+            if delay > 0:
+                if count is None:
+                    try:
+                        await asyncio.wait_for(stopping.wait(), delay)
+                    except TimeoutError:
+                        pass
+                else:
+                    await asyncio.sleep(delay)
+            if stopping.is_set():
+                break
+            which = i % len(sockets)
+            sockets[which].send_text(
+                json.dumps(
+                    {
+                        "type": "trip.update",
+                        "update_id": str(uuid.uuid4()),
+                        "field": spec["fields"][which],
+                        "value": f"s:{due:.6f}:{i}",
+                        "base_version": 1,
+                    }
+                )
+            )
+            outcome["sent"] += 1
+            i += 1
+        return i
+
+    streaming: asyncio.Task[int] | None = None
     while True:
         command = await commands.get()
         if command[0] == "send":
             _, rate, duration = command
-            count = int(rate * duration)
-            start = time.time() + 0.2
-            for i in range(count):
-                due = start + i / rate
-                delay = due - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                which = i % len(sockets)
-                sockets[which].send_text(
-                    json.dumps(
-                        {
-                            "type": "trip.update",
-                            "update_id": str(uuid.uuid4()),
-                            "field": spec["fields"][which],
-                            "value": f"s:{due:.6f}:{i}",
-                            "base_version": 1,
-                        }
-                    )
-                )
-                outcome["sent"] += 1
-            conn.send(("sent", count))
+            conn.send(("sent", await send_loop(rate, duration)))
+        elif command[0] == "stream":
+            stopping.clear()
+            streaming = asyncio.create_task(send_loop(command[1], None))
+        elif command[0] == "status":
+            conn.send(("status", outcome["sent"], last_seq[0]))
+        elif command[0] == "stop":
+            stopping.set()
+            sent = await streaming if streaming is not None else 0
+            answered = ("applied", "refused", "error")
+            for _ in range(300):  # the last acks, for at most 15 s
+                if sum(outcome[k] for k in answered) >= outcome["sent"]:
+                    break
+                await asyncio.sleep(0.05)
+            conn.send(("sent", sent, last_seq[0]))
         elif command[0] == "collect":
             conn.send(("result", dict(outcome)))
             outcome.clear()
@@ -253,3 +321,368 @@ async def _editors(conn: Connection, spec: dict[str, Any]) -> None:
     await commands.get()
     for ws in sockets:
         ws.close()
+
+
+# -- members that reconnect and resume (S7) ----------------------------------------------------
+# The browser client's policy (clients/js/websocket-connection.js): after a drop, attempt n waits
+# random() x min(30 s, 1 s x 2^(n-1)) ("full jitter"); a refusal that carries
+# `details.retry_after` (seconds) waits retry_after x (1 + random()) instead. Attempts count from
+# 1 again once a socket is established, and the client then sends `resume` with the highest
+# `seq` it has seen. Each member checks its stream by `seq`: every logged event once, none missing.
+
+RECONNECT_BASE = 1.0  # seconds: the client's reconnectDelay
+RECONNECT_CEILING = 30.0  # seconds: the client's maxReconnectDelay
+ESTABLISH_TIMEOUT = 30.0  # a browser has none; a hung handshake must end somewhere here
+EVENT_TYPES = (b'"type":"trip.updated"', b'"type":"conflict.', b'"type":"member.')
+
+
+def reconnect_delay(attempt: int, retry_after: float | None, rand: Any = random.random) -> float:
+    """Seconds before reconnect attempt `attempt` (1, 2, ...): the browser client's policy."""
+    if retry_after is not None and retry_after >= 0:
+        return retry_after * (1 + rand())
+    return rand() * min(RECONNECT_CEILING, RECONNECT_BASE * 2 ** (attempt - 1))
+
+
+class _Member:
+    """One member's socket and its record of the trip's event stream."""
+
+    def __init__(self, owner: _Members, index: int, token: str) -> None:
+        self.owner = owner
+        self.index = index
+        self.token = token
+        self.ws: fastws.FastWebSocket | None = None
+        self.state = "new"  # new, live, resuming, down, failed
+        self.established: asyncio.Future[None] | None = None
+        self.snapshot: asyncio.Future[int] | None = None
+        self.retry_after: float | None = None
+        self.base = 0  # the seq of the first snapshot: events after it are checked
+        self.seen = bytearray()  # seen[i]: times seq base+1+i arrived
+        self.max_seq = 0
+        self.contiguous = 0  # every seq up to this one arrived
+        self.duplicates = 0
+        # Events that arrived after a later one (the protocol forbids it): on a live socket, and
+        # while resuming (a live event before the replay it should follow).
+        self.reordered = 0
+        self.reordered_resuming = 0
+        self.replayed = 0
+        self.resyncs = 0
+        self.resynced = 0  # seqs skipped by a resync.required (a snapshot instead of events)
+        self.attempts = 0  # connect attempts after the first connect
+        self.refusals: Counter[str] = Counter()
+        # The current outage: [down_at, established_at, back_at, caught_at]; closed ones below.
+        self.outage: list[float | None] | None = None
+        self.outages: list[list[float | None]] = []
+        self.resume_snapshot = 0
+        self.history: list[str] = []  # what happened on each reconnect, for a member that failed
+
+    # -- the stream -----------------------------------------------------------------------------
+
+    def on_text(self, ws: fastws.FastWebSocket, payload: bytes) -> None:
+        if ws is not self.ws:
+            return
+        if b'"type":"ping"' in payload:
+            _pong(ws, payload)
+            return
+        for marker in EVENT_TYPES:
+            if marker in payload:
+                self._event(payload)
+                return
+        if b'"type":"connection.established"' in payload:
+            if self.established is not None and not self.established.done():
+                self.established.set_result(None)
+        elif b'"type":"trip.snapshot"' in payload:
+            seq = int(json.loads(payload)["seq"])
+            if self.snapshot is not None and not self.snapshot.done():
+                self.snapshot.set_result(seq)
+            self.resume_snapshot = seq
+        elif b'"type":"resume.complete"' in payload:
+            message = json.loads(payload)
+            self.replayed += int(message.get("replayed") or 0)
+            self.history.append(
+                f"{time.time():.3f} resume.complete last_seq={message.get('last_seq')} "
+                f"replayed={message.get('replayed')} seq={message.get('seq')} "
+                f"snapshot={self.resume_snapshot} contiguous={self.contiguous} max={self.max_seq}"
+            )
+            self._back()
+        elif b'"type":"resync.required"' in payload:
+            message = json.loads(payload)
+            seq = int(message["snapshot"]["seq"])
+            self.resyncs += 1
+            for s in range(self.contiguous + 1, seq + 1):  # the snapshot stands for these
+                i = s - self.base - 1
+                self._grow(i)
+                if not self.seen[i]:
+                    self.seen[i] = 1
+                    self.resynced += 1
+            self.max_seq = max(self.max_seq, seq)
+            self._advance()
+            self._back()
+        elif b'"type":"error"' in payload:
+            error = json.loads(payload).get("error") or {}
+            details = error.get("details") or {}
+            reason = str(details.get("reason") or error.get("code") or "error")
+            if self.state not in ("live", "resuming"):
+                self.refusals[reason] += 1
+                retry_after = details.get("retry_after")
+                if isinstance(retry_after, int | float):
+                    self.retry_after = float(retry_after)
+
+    def _grow(self, i: int) -> None:
+        if i >= len(self.seen):
+            self.seen.extend(bytes(max(i + 1 - len(self.seen), 256)))
+
+    def _advance(self) -> None:
+        i = self.contiguous - self.base
+        seen = self.seen
+        while i < len(seen) and seen[i]:
+            i += 1
+        self.contiguous = self.base + i
+
+    def _event(self, payload: bytes) -> None:
+        seq = _seq(payload)
+        if seq is None:
+            return
+        now = time.time()
+        if seq <= self.base:
+            self.duplicates += 1  # the first snapshot already held it
+            return
+        i = seq - self.base - 1
+        self._grow(i)
+        if self.seen[i]:
+            self.duplicates += 1
+            return
+        self.seen[i] = 1
+        if seq > self.max_seq:
+            self.max_seq = seq
+        else:
+            if self.state == "live":
+                self.reordered += 1
+            else:
+                self.reordered_resuming += 1
+            if len(self.history) < 50:
+                self.history.append(f"{now:.3f} seq {seq} after {self.max_seq} ({self.state})")
+        if seq == self.contiguous + 1:
+            self._advance()
+        if self.state != "live":
+            return
+        start = payload.find(b'"s:')
+        if start >= 0:
+            end = payload.find(b":", start + 3)
+            self.owner.record(now, (now - float(payload[start + 3 : end])) * 1000)
+        self._caught(now)
+
+    def _back(self) -> None:
+        self.state = "live"
+        if self.outage is not None and self.outage[2] is None:
+            self.outage[2] = time.time()
+        self._caught(time.time())
+
+    def _caught(self, now: float) -> None:
+        """Caught up: back, and every seq up to the newest it has seen (a live event or the
+        reconnect's snapshot) arrived."""
+        outage = self.outage
+        if outage is None or outage[3] is not None or outage[2] is None:
+            return
+        if self.contiguous == self.max_seq and self.contiguous >= self.resume_snapshot:
+            outage[3] = now
+            self.outages.append(outage)
+            self.outage = None
+
+    # -- the socket -----------------------------------------------------------------------------
+
+    async def connect(self, target: tuple[str, int], *, resume: bool) -> None:
+        """Open, authenticate and (resume) send `resume`; raises when this attempt failed."""
+        loop = asyncio.get_running_loop()
+        self.established = loop.create_future()
+        self.snapshot = loop.create_future()
+        for waiting in (self.established, self.snapshot):  # a failure nobody awaits is no error
+            waiting.add_done_callback(lambda done: done.cancelled() or done.exception())
+        ws = await fastws.connect(target[0], target[1], self.owner.path, self.on_text)
+        self.ws = ws
+        ws.closed.add_done_callback(lambda done: self.on_closed(ws, done.result()))
+        ws.send_text(json.dumps({"token": self.token}))
+        try:
+            await asyncio.wait_for(asyncio.shield(self.established), ESTABLISH_TIMEOUT)
+        except TimeoutError:
+            ws.close()
+            raise
+        if resume:
+            self.state = "resuming"
+            ws.send_text(json.dumps({"type": "resume", "last_seq": self.max_seq}))
+            self.history.append(
+                f"{time.time():.3f} established on {target[1]}, resume last_seq={self.max_seq} "
+                f"contiguous={self.contiguous}"
+            )
+            return
+        seq = await asyncio.wait_for(asyncio.shield(self.snapshot), ESTABLISH_TIMEOUT)
+        self.base = self.max_seq = self.contiguous = self.resume_snapshot = seq
+        self.state = "live"
+
+    def on_closed(self, ws: fastws.FastWebSocket, code: int) -> None:
+        if ws is not self.ws:
+            return
+        self.ws = None
+        for waiting in (self.established, self.snapshot):
+            if waiting is not None and not waiting.done():
+                waiting.set_exception(ConnectionError(f"closed with {code}"))
+        if self.state in ("live", "resuming") and not self.owner.closing:
+            self.state = "down"
+            if self.outage is None:
+                self.outage = [time.time(), None, None, None]
+            self.owner.spawn(self.reconnect())
+
+    async def reconnect(self) -> None:
+        attempt = 0
+        while not self.owner.closing:
+            attempt += 1
+            retry_after, self.retry_after = self.retry_after, None
+            await asyncio.sleep(reconnect_delay(attempt, retry_after))
+            if self.owner.closing:
+                return
+            self.attempts += 1
+            try:
+                await self.connect(random.choice(self.owner.targets), resume=True)
+            except (OSError, ConnectionError, TimeoutError) as exc:
+                self.refusals[_failure(exc)] += 1
+                continue
+            if self.outage is not None and self.outage[1] is None:
+                self.outage[1] = time.time()
+            return
+
+    def missing_seqs(self, last_seq: int, limit: int = 20) -> list[int]:
+        held = self.seen[: max(0, last_seq - self.base)]
+        gaps = [self.base + 1 + i for i, v in enumerate(held) if not v][:limit]
+        return gaps + list(range(self.base + 1 + len(held), last_seq + 1))[: limit - len(gaps)]
+
+    def missing(self, last_seq: int) -> int:
+        """How many seqs in (base, last_seq] never arrived."""
+        wanted = last_seq - self.base
+        if wanted <= 0:
+            return 0
+        held = self.seen[:wanted]
+        return held.count(0) + max(0, wanted - len(held))
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection_refused"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    text = str(exc)
+    if text.startswith("HTTP/"):
+        return "http " + text.split(" ", 2)[1]
+    if text.startswith("closed with"):
+        return "close " + text.rsplit(" ", 1)[1]
+    return type(exc).__name__
+
+
+class _Members:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.path: str = spec["path"]
+        self.targets: list[tuple[str, int]] = [tuple(t) for t in spec["targets"]]
+        self.members = [_Member(self, i, t) for i, t in enumerate(spec["tokens"])]
+        self.closing = False
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.received_at = array("d")  # live events: receipt time and latency (ms)
+        self.latency = array("d")
+
+    def record(self, at: float, latency: float) -> None:
+        self.received_at.append(at)
+        self.latency.append(latency)
+
+    def spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def status(self, last_seq: int = 0) -> dict[str, int]:
+        counts: Counter[str] = Counter(m.state for m in self.members)
+        counts["behind"] = sum(
+            1 for m in self.members if m.state != "failed" and m.contiguous < last_seq
+        )
+        counts["caught_up"] = sum(1 for m in self.members if m.state == "live" and m.outage is None)
+        counts["outages"] = sum(len(m.outages) + (m.outage is not None) for m in self.members)
+        return dict(counts)
+
+    def summary(self, last_seq: int) -> dict[str, Any]:
+        live = [m for m in self.members if m.state != "failed"]
+        refusals: Counter[str] = Counter()
+        for m in live:
+            refusals.update(m.refusals)
+        return {
+            "members": len(live),
+            "failed": len(self.members) - len(live),
+            "missing": sum(m.missing(last_seq) for m in live),
+            "members_missing": sum(1 for m in live if m.missing(last_seq)),
+            "duplicates": sum(m.duplicates for m in live),
+            "reordered": sum(m.reordered for m in live),
+            "reordered_resuming": sum(m.reordered_resuming for m in live),
+            "replayed": sum(m.replayed for m in live),
+            "resyncs": sum(m.resyncs for m in live),
+            "resynced": sum(m.resynced for m in live),
+            "attempts": sum(m.attempts for m in live),
+            "refusals": dict(refusals),
+            "outages": [o for m in live for o in m.outages],
+            "open_outages": [m.outage for m in live if m.outage is not None],
+            "behind": sum(1 for m in live if m.max_seq < last_seq),
+            # Members that lost events or never caught up: what happened to them.
+            "faults": [
+                {
+                    "member": m.index,
+                    "base": m.base,
+                    "missing": m.missing_seqs(last_seq),
+                    "contiguous": m.contiguous,
+                    "max_seq": m.max_seq,
+                    "history": m.history[-6:],
+                }
+                for m in live
+                if m.missing(last_seq) or m.outage is not None or m.reordered
+            ][:3],
+        }
+
+
+def members(conn: Connection, spec: dict[str, Any]) -> None:
+    _open_files()
+    asyncio.run(_members(conn, spec))
+
+
+async def _members(conn: Connection, spec: dict[str, Any]) -> None:
+    """Commands: ("targets", [...]) where reconnects go; ("status",); ("collect", last_seq)
+    answers the stream check and the live events' receipt times and latencies; ("close",)."""
+    commands = _commands(conn, asyncio.get_running_loop())
+    group = _Members(spec)
+    limit = asyncio.Semaphore(spec.get("concurrency", 25))
+    errors: list[str] = []
+
+    async def first(member: _Member) -> None:
+        async with limit:
+            try:
+                await member.connect(group.targets[member.index % len(group.targets)], resume=False)
+            except Exception as exc:  # reported, not raised: a failed connect is a result
+                member.state = "failed"
+                errors.append(repr(exc)[:200])
+
+    await asyncio.gather(*(first(m) for m in group.members))
+    conn.send(("ready", sum(m.state == "live" for m in group.members), errors))
+    while True:
+        command = await commands.get()
+        if command[0] == "targets":
+            group.targets = [tuple(t) for t in command[1]]
+        elif command[0] == "status":
+            conn.send(("status", group.status(*command[1:])))
+        elif command[0] == "collect":
+            conn.send(
+                (
+                    "result",
+                    group.summary(command[1]),
+                    group.received_at.tobytes(),
+                    group.latency.tobytes(),
+                )
+            )
+        elif command[0] == "close":
+            group.closing = True
+            for m in group.members:
+                if m.ws is not None:
+                    m.ws.close()
+            await asyncio.sleep(0.2)
+            return

@@ -7,7 +7,7 @@
 A 3 s warm-up step runs first; the measured step sends for `--seconds`. py-spy records the server
 process only while the edits are sent. CPU is read from /proc per thread: the event loop's thread
 (`main`) and the database threads. Uses the harness's fixture and load generators
-(bench/harness.py); nothing is written to docs/.
+(bench/infra.py); nothing is written to docs/.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import harness  # noqa: E402
+from bench import infra as harness  # noqa: E402
 
 
 def _threads(pid: int) -> dict[str, float]:
