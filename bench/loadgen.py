@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -373,7 +373,10 @@ class _Member:
         self.outage: list[float | None] | None = None
         self.outages: list[list[float | None]] = []
         self.resume_snapshot = 0
+        self.resume_pending = False  # send `resume` when this socket is established
         self.history: list[str] = []  # what happened on each reconnect, for a member that failed
+        self.sockets = 0  # sockets opened so far: which one an event came on
+        self.recent: deque[str] = deque(maxlen=8)  # the last events: time, seq, socket, state
 
     # -- the stream -----------------------------------------------------------------------------
 
@@ -388,10 +391,24 @@ class _Member:
                 self._event(payload)
                 return
         if b'"type":"connection.established"' in payload:
+            if self.resume_pending:
+                # As the browser client does, in the same turn as `connection.established`: the
+                # frames after it in this read (the snapshot, live events) must not move
+                # `last_seq` past what this member had before the socket opened.
+                self.resume_pending = False
+                self.state = "resuming"
+                ws.send_text(json.dumps({"type": "resume", "last_seq": self.max_seq}))
+                self.history.append(
+                    f"{time.time():.3f} established, resume last_seq={self.max_seq} "
+                    f"contiguous={self.contiguous}"
+                )
             if self.established is not None and not self.established.done():
                 self.established.set_result(None)
         elif b'"type":"trip.snapshot"' in payload:
             seq = int(json.loads(payload)["seq"])
+            if self.state == "new":  # the first socket: events after this one are checked
+                self.base = self.max_seq = self.contiguous = seq
+                self.state = "live"
             if self.snapshot is not None and not self.snapshot.done():
                 self.snapshot.set_result(seq)
             self.resume_snapshot = seq
@@ -443,6 +460,7 @@ class _Member:
         if seq is None:
             return
         now = time.time()
+        self.recent.append(f"{now:.3f} seq {seq} on socket {self.sockets} ({self.state})")
         if seq <= self.base:
             self.duplicates += 1  # the first snapshot already held it
             return
@@ -497,8 +515,10 @@ class _Member:
         self.snapshot = loop.create_future()
         for waiting in (self.established, self.snapshot):  # a failure nobody awaits is no error
             waiting.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self.resume_pending = resume
         ws = await fastws.connect(target[0], target[1], self.owner.path, self.on_text)
         self.ws = ws
+        self.sockets += 1
         ws.closed.add_done_callback(lambda done: self.on_closed(ws, done.result()))
         ws.send_text(json.dumps({"token": self.token}))
         try:
@@ -507,16 +527,9 @@ class _Member:
             ws.close()
             raise
         if resume:
-            self.state = "resuming"
-            ws.send_text(json.dumps({"type": "resume", "last_seq": self.max_seq}))
-            self.history.append(
-                f"{time.time():.3f} established on {target[1]}, resume last_seq={self.max_seq} "
-                f"contiguous={self.contiguous}"
-            )
+            self.history.append(f"{time.time():.3f} on port {target[1]}")
             return
-        seq = await asyncio.wait_for(asyncio.shield(self.snapshot), ESTABLISH_TIMEOUT)
-        self.base = self.max_seq = self.contiguous = self.resume_snapshot = seq
-        self.state = "live"
+        await asyncio.wait_for(asyncio.shield(self.snapshot), ESTABLISH_TIMEOUT)
 
     def on_closed(self, ws: fastws.FastWebSocket, code: int) -> None:
         if ws is not self.ws:
@@ -561,6 +574,10 @@ class _Member:
             return 0
         held = self.seen[:wanted]
         return held.count(0) + max(0, wanted - len(held))
+
+    def gaps(self) -> int:
+        """Seqs that never arrived although a later one did: skipped, not just late."""
+        return self.seen[: max(0, self.max_seq - self.base)].count(0)
 
 
 def _failure(exc: BaseException) -> str:
@@ -613,6 +630,7 @@ class _Members:
             "members": len(live),
             "failed": len(self.members) - len(live),
             "missing": sum(m.missing(last_seq) for m in live),
+            "gaps": sum(m.gaps() for m in live),
             "members_missing": sum(1 for m in live if m.missing(last_seq)),
             "duplicates": sum(m.duplicates for m in live),
             "reordered": sum(m.reordered for m in live),
@@ -634,6 +652,7 @@ class _Members:
                     "contiguous": m.contiguous,
                     "max_seq": m.max_seq,
                     "history": m.history[-6:],
+                    "recent": list(m.recent),
                 }
                 for m in live
                 if m.missing(last_seq) or m.outage is not None or m.reordered

@@ -56,7 +56,8 @@ def s7(
             back = row["all_back_s"]
             log(
                 f"S7 {app} {variant}: {row['moved']} reconnected, all back and caught up in "
-                f"{'-' if back is None else f'{back:.1f}'} s; lost {row['lost']}, duplicates "
+                f"{'-' if back is None else f'{back:.1f}'} s; lost {row['lost']}, undelivered "
+                f"{row['undelivered']}, duplicates "
                 f"{row['duplicates']}, out of order {row['reordered']} live and "
                 f"{row['reordered_resuming']} while resuming; stayers' p99 "
                 f"{row['p99_before']:.0f} -> "
@@ -101,6 +102,7 @@ def storm(
         cpu0 = cpu_of(servers, 0)
         killed = time.time()
         servers.kill(1)
+        log(f"S7: killed the process on port {victim[1]} at {killed:.3f}; survivor {survivor[1]}")
         if variant == "restart":
             servers.restart(1)
         # Until every moved member is back and caught up (loadgen's _Member._caught), or timeout.
@@ -168,7 +170,10 @@ def storm(
         "replayed": movers["replayed"],
         "resyncs": movers["resyncs"] + stayers["resyncs"],
         "resynced": movers["resynced"] + stayers["resynced"],
-        "lost": movers["missing"] + stayers["missing"],
+        # Lost: a seq that never arrived although a later one did. Undelivered: seqs after the
+        # newest a member received, still missing when the drain ended (the server behind).
+        "lost": movers["gaps"] + stayers["gaps"],
+        "undelivered": movers["missing"] + stayers["missing"] - movers["gaps"] - stayers["gaps"],
         "members_missing": movers["members_missing"] + stayers["members_missing"],
         "duplicates": movers["duplicates"] + stayers["duplicates"],
         "reordered": movers["reordered"] + stayers["reordered"],

@@ -278,11 +278,15 @@ def _s7(rows: list[dict]) -> list[str]:
         "`survivor`: the killed process's members reconnect to the other one; `restart`: to "
         "either, the killed one started again on its port. Back: from the kill until the last "
         "moved member had its `resume` answered and every `seq` up to the newest it had seen. "
-        "Lost and duplicated events are counted per member by `seq`, stayers and movers alike.",
+        "Every member checks its stream by `seq`, stayers and movers alike: lost (never arrived "
+        "although a later one did), undelivered (after the newest it got, still missing 15 s "
+        "after the last edit), duplicates, out of order (on a live socket: live events that "
+        "cross a `resume` in flight are in order by the protocol and not counted).",
         "",
         "| app | variant | moved | all back s | median back s | attempts | refusals | lost | "
-        "duplicates | resyncs | stayers' p99 before ms | during ms | during / before |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "undelivered | duplicates | out of order | resyncs | stayers' p99 "
+        "before ms | during ms | during / before |",
+        "|" + " --- |" * 15,
     ]
     for r in rows:
         refusals = ", ".join(f"{k} {v}" for k, v in sorted(r["refusals"].items())) or "0"
@@ -290,7 +294,9 @@ def _s7(rows: list[dict]) -> list[str]:
         out.append(
             f"| {r['app']} | {r['variant']} | {r['moved']} | "
             f"{'not all' if back is None else f'{back:.1f}'} | {_num(r['caught_p50_s'], 1)} | "
-            f"{r['attempts']} | {refusals} | {r['lost']} | {r['duplicates']} | {r['resyncs']} | "
+            f"{r['attempts']} | {refusals} | {r['lost']} | {r.get('undelivered', 0)} | "
+            f"{r['duplicates']} | {r.get('reordered', 0)} | "
+            f"{r['resyncs']} | "
             f"{r['p99_before']:.0f} | {r['p99_storm']:.0f} | "
             f"{_num(r['p99_ratio'], 2)}x |"
         )
