@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import loadgen  # noqa: E402
+from deploy.cluster import daphne_endpoint  # noqa: E402
 
 APPS = {
     "tripsage": "tripsage.asgi:application",
@@ -146,7 +147,9 @@ class Servers:
         LOGS.mkdir(parents=True, exist_ok=True)
         with (LOGS / f"{self.app}-{port}.log").open("ab") as log_file:
             return subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                # As the image and `make cluster` listen: with LISTEN_BACKLOG, not Twisted's 50
+                # (a reconnect storm's SYNs would otherwise wait out TCP's retransmissions).
+                [sys.executable, "-m", "daphne", "-e", daphne_endpoint("127.0.0.1", port),
                  APPS[self.app]],
                 cwd=root,
                 env={

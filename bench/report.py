@@ -314,7 +314,7 @@ def _s7(rows: list[dict]) -> list[str]:
             right.plot(line["t"], [c * 100 for c in line["caught"]], linestyle=style,
                        color="#ff7f0e", label=f"{label}: moved members back")  # fmt: skip
         ax.axvline(0, color="grey", linewidth=1)
-        ax.set_yscale("log")
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("seconds since the kill")
         ax.set_ylabel("stayers' p99 per 0.5 s (ms)")
         right.set_ylabel("moved members back and caught up (%)")
@@ -346,7 +346,7 @@ def _c10k(rows: list[dict]) -> list[str]:
             f"{r['bytes_per_connection'] / 1024:.1f} | "
             f"{_ratio(r['bytes_per_connection'], raw and raw['bytes_per_connection'])} | "
             f"{r['idle_cpu_per_s'] * 100:.1f} | {r['heartbeats'] + r['protocol_pings']:,} | "
-            f"{_num(r['idle_cpu_us_per_ping'])} | {r['redis_idle_calls_per_s']:.1f} | "
+            f"{_num(r['idle_cpu_us_per_ping'])} | {r['redis_idle_calls_per_s']:.2f} | "
             f"{fan['delivered']:.1%} | {fan['p99']:.0f} | "
             f"{_ratio(fan['p99'], raw and raw['fanout']['p99'])} |"
         )
@@ -424,11 +424,12 @@ def _costs(results: dict[str, Any]) -> list[str]:
                 f"| PostgreSQL CPU per connect | {s4['postgres_cpu_us_per_connect']:.0f} us | S4 |"
             )
     if c10k is not None:
+        thousands = max(1, c10k["connected"]) / 1000
         out.append(
-            f"| idle socket: server CPU, Redis calls per second | "
-            f"{c10k['idle_cpu_per_s'] / max(1, c10k['connected']) * 1e6:.1f} us, "
-            f"{c10k['redis_idle_calls_per_s'] / max(1, c10k['connected']):.4f} | C10k "
-            f"(heartbeat {c10k['heartbeat_seconds']:g} s) |"
+            f"| 1,000 idle sockets: server CPU, Redis calls per second | "
+            f"{c10k['idle_cpu_per_s'] / thousands * 1e3:.1f} ms, "
+            f"{c10k['redis_idle_calls_per_s'] / thousands:.2f} | C10k "
+            f"(heartbeat every {c10k['heartbeat_seconds']:g} s) |"
         )
     out += [
         f"| PostgreSQL CPU per edit | {pg['backend_cpu_us_per_edit']:.0f} us | S6 |",
