@@ -86,8 +86,6 @@ def c10k(
             "redis_idle_cpu_per_s": redis_idle["cpu_s"] / redis_idle["seconds"],
             "fanout": step,
         }
-        beats = row["heartbeats"] + row["protocol_pings"]
-        row["idle_cpu_us_per_ping"] = idle_cpu / beats * 1e6 if beats else None
         rows.append(row)
         log(
             f"C10k {app}: {connected} sockets in {connect_seconds:.0f} s, "
