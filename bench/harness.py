@@ -497,6 +497,12 @@ def main() -> None:
     # measure that, so it runs in S1 and S2 only.
     single = [a for a in apps if a != "tripsage-asgi"] or apps
     wanted = set(args.scenarios.split(","))
+    if "s5" in wanted and not os.access(NGINX, os.X_OK):
+        parser.error(
+            f"S5 runs behind nginx and there is none at {NGINX}: install it (Debian: apt-get "
+            "install nginx-light), point BENCH_NGINX at an nginx binary, or leave s5 out of "
+            "--scenarios"
+        )
 
     soft, hard = raise_open_files()
     private = None if args.redis_url else PrivateRedis()
