@@ -418,7 +418,7 @@ SHORT = {
     "s3_idle": 500,
     "s4_count": 400,
     "s5_members": 200,
-    "s5_idle": 1,  # the idle stretch subtracted from Redis's cost per edit
+    "s5_idle": 1.5,  # the idle stretch subtracted from Redis's cost per edit
     "s5_apps": ("tripsage",),
     "calibration": (0, 2, 8),
     "calibration_count": 1500,

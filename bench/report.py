@@ -182,7 +182,9 @@ def _s5(rows: list[dict]) -> list[str]:
         f"({rows[0]['members']:,} members, 10 edits/s)",
         "",
         "Server CPU is every daphne process's; nginx's is the proxy's own; Redis is the run's own "
-        "redis-server, its CPU per edit net of an idle stretch of the same length.",
+        "redis-server, net of an idle stretch of the same length. Its CPU per edit here rests on a "
+        "few milliseconds of CPU (the kernel counts it in ticks): indicative only; the projection "
+        "below takes S6's and the calibration's.",
         "",
         "| app | processes | delivered | p50 ms | p99 ms | server CPU us/delivery | nginx CPU "
         "us/delivery | Redis CPU us/edit | Redis bytes out/edit | p99 vs raw |",
