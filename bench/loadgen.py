@@ -324,23 +324,29 @@ async def _editors(conn: Connection, spec: dict[str, Any]) -> None:
 
 
 # -- members that reconnect and resume (S7) ----------------------------------------------------
-# The browser client's policy (clients/js/websocket-connection.js): after a drop, attempt n waits
-# random() x min(30 s, 1 s x 2^(n-1)) ("full jitter"); a refusal that carries
-# `details.retry_after` (seconds) waits retry_after x (1 + random()) instead. Attempts count from
-# 1 again once a socket is established, and the client then sends `resume` with the highest
-# `seq` it has seen. Each member checks its stream by `seq`: every logged event once, none missing.
+# The browser client's policy (clients/js/websocket-connection.js, _scheduleReconnect): after a
+# drop, attempt n waits random() x min(30 s, 1 s x 2^(n-1)) ("full jitter"); a refusal that carries
+# `details.retry_after` (seconds) waits at least retry_after x (1 + random()) (a 4029's hint: at
+# least retry_after itself). Attempts count from 1 again once a socket is established, and in the
+# same turn the client sends `resume` with the highest `seq` it has seen. Each member checks its
+# stream by `seq`: every logged event once, none missing.
 
 RECONNECT_BASE = 1.0  # seconds: the client's reconnectDelay
 RECONNECT_CEILING = 30.0  # seconds: the client's maxReconnectDelay
+RATE_LIMITED = 4029  # protocol.CloseCode.RATE_LIMITED: its hint is not jittered
 ESTABLISH_TIMEOUT = 30.0  # a browser has none; a hung handshake must end somewhere here
 EVENT_TYPES = (b'"type":"trip.updated"', b'"type":"conflict.', b'"type":"member.')
 
 
-def reconnect_delay(attempt: int, retry_after: float | None, rand: Any = random.random) -> float:
+def reconnect_delay(
+    attempt: int, retry_after: float | None, rand: Any = random.random, code: int | None = None
+) -> float:
     """Seconds before reconnect attempt `attempt` (1, 2, ...): the browser client's policy."""
-    if retry_after is not None and retry_after >= 0:
-        return retry_after * (1 + rand())
-    return rand() * min(RECONNECT_CEILING, RECONNECT_BASE * 2 ** (attempt - 1))
+    delay = rand() * min(RECONNECT_CEILING, RECONNECT_BASE * 2 ** (attempt - 1))
+    if retry_after is not None and retry_after > 0:
+        wait = retry_after if code == RATE_LIMITED else retry_after * (1 + rand())
+        delay = max(delay, wait)
+    return delay
 
 
 class _Member:
@@ -355,6 +361,8 @@ class _Member:
         self.established: asyncio.Future[None] | None = None
         self.snapshot: asyncio.Future[int] | None = None
         self.retry_after: float | None = None
+        self.refusal: str | None = None  # the reason of a refusal before `connection.established`
+        self.close_code: int | None = None
         self.base = 0  # the seq of the first snapshot: events after it are checked
         self.seen = bytearray()  # seen[i]: times seq base+1+i arrived
         self.max_seq = 0
@@ -382,7 +390,11 @@ class _Member:
 
     def on_text(self, ws: fastws.FastWebSocket, payload: bytes) -> None:
         if ws is not self.ws:
-            return
+            if self.ws is not None:
+                return  # a socket this member already left
+            # The socket being opened: a refusal can arrive with the handshake's response, before
+            # fastws.connect returns it (and with it the hint to honour).
+            self.ws = ws
         if b'"type":"ping"' in payload:
             _pong(ws, payload)
             return
@@ -439,7 +451,7 @@ class _Member:
             details = error.get("details") or {}
             reason = str(details.get("reason") or error.get("code") or "error")
             if self.state not in ("live", "resuming"):
-                self.refusals[reason] += 1
+                self.refusal = reason
                 retry_after = details.get("retry_after")
                 if isinstance(retry_after, int | float):
                     self.retry_after = float(retry_after)
@@ -535,6 +547,7 @@ class _Member:
         if ws is not self.ws:
             return
         self.ws = None
+        self.close_code = code
         for waiting in (self.established, self.snapshot):
             if waiting is not None and not waiting.done():
                 waiting.set_exception(ConnectionError(f"closed with {code}"))
@@ -549,14 +562,15 @@ class _Member:
         while not self.owner.closing:
             attempt += 1
             retry_after, self.retry_after = self.retry_after, None
-            await asyncio.sleep(reconnect_delay(attempt, retry_after))
+            await asyncio.sleep(reconnect_delay(attempt, retry_after, code=self.close_code))
             if self.owner.closing:
                 return
             self.attempts += 1
+            self.refusal = self.close_code = None
             try:
                 await self.connect(random.choice(self.owner.targets), resume=True)
             except (OSError, ConnectionError, TimeoutError) as exc:
-                self.refusals[_failure(exc)] += 1
+                self.refusals[self.refusal or _failure(exc)] += 1
                 continue
             if self.outage is not None and self.outage[1] is None:
                 self.outage[1] = time.time()

@@ -31,12 +31,16 @@ def connected_member(snapshot_seq: int) -> tuple[loadgen._Member, FakeSocket]:
     return member, ws
 
 
-def test_reconnect_delay_is_full_jitter_capped_at_30_s_unless_the_server_says_when():
+def test_reconnect_delay_is_full_jitter_capped_at_30_s_and_at_least_the_servers_hint():
     assert loadgen.reconnect_delay(1, None, lambda: 0.5) == 0.5
     assert loadgen.reconnect_delay(3, None, lambda: 0.5) == 2.0
     assert loadgen.reconnect_delay(10, None, lambda: 1.0) == 30.0
     assert loadgen.reconnect_delay(1, None, lambda: 0.0) == 0.0
-    assert loadgen.reconnect_delay(4, 2.0, lambda: 0.5) == 3.0
+    # A hint (4013, overloaded) is jittered up to twice itself; the backoff wins when longer.
+    assert loadgen.reconnect_delay(1, 2.0, lambda: 0.5, code=4013) == 3.0
+    assert loadgen.reconnect_delay(6, 2.0, lambda: 0.5, code=4013) == 15.0
+    # A 4029's hint says when a connect token is back: not jittered.
+    assert loadgen.reconnect_delay(1, 2.0, lambda: 0.5, code=4029) == 2.0
 
 
 def test_a_gap_below_a_later_event_is_lost_and_a_repeat_is_a_duplicate():
@@ -68,3 +72,13 @@ def test_resume_carries_the_last_seq_from_before_the_socket_even_when_later_fram
     assert member.gaps() == 0 and member.duplicates == 0
     assert member.outage is None and len(member.outages) == 1  # back and caught up
     assert member.reordered == 0  # the live event that crossed the resume is in order
+
+
+def test_a_refusal_read_with_the_handshake_is_kept_with_its_hint():
+    member, _ = connected_member(10)
+    member.ws, member.state = None, "down"
+    opening = FakeSocket()  # not yet returned by fastws.connect
+    details = {"reason": "overloaded", "retry_after": 1.5}
+    member.on_text(opening, frame("error", error={"code": "SERVER_ERROR", "details": details}))
+    assert member.refusal == "overloaded"
+    assert member.retry_after == 1.5
