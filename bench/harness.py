@@ -195,6 +195,7 @@ def s4(fx: Fixture, apps: list[str], count: int, redis: RedisCost) -> list[dict]
                 "app": app,
                 "connected": ok,
                 "errors": errors,
+                "refused_and_retried": sum(r[5] for r in results),
                 "per_second": ok / elapsed,
                 # What one connect costs Redis (the run's own Redis: nothing else uses it).
                 "redis_cpu_us_per_connect": redis_used["cpu_s"] / max(1, ok) * 1e6,

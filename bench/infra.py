@@ -514,9 +514,14 @@ class Fanout:
             ready = [w.recv(600) for w in self.receivers]
             self.connected = sum(r[1] for r in ready)
             self.connect_errors = [e for r in ready for e in r[2]]
+            # Connects refused with a hint (admission control) and tried again, as clients do.
+            self.refused = sum(r[3] for r in ready)
             if self.connect_errors:
                 log(f"{len(self.connect_errors)} connects failed, e.g. {self.connect_errors[0]}")
-            self.sender.recv()
+            _, senders, sender_errors, sender_refused = self.sender.recv()
+            self.refused += sender_refused
+            if not senders:
+                raise RuntimeError(f"no sender could connect: {sender_errors[:1]}")
             time.sleep(settle)  # presence settles
         except BaseException:
             self.close()
@@ -565,6 +570,7 @@ class Fanout:
             "members": self.connected + len(self.connect_errors),
             "connected": self.connected,
             "connect_errors": len(self.connect_errors),
+            "connects_refused": self.refused,
             "rate": rate,
             "sent": sent,
             "acks": outcome,

@@ -65,6 +65,20 @@ def _pong(ws: fastws.FastWebSocket, payload: bytes) -> None:
     ws.send_text(json.dumps({"type": "pong", "request_id": json.loads(payload)["id"]}))
 
 
+class Refused(RuntimeError):
+    """The server answered the connect with an error envelope (and closes the socket)."""
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__(payload[:300].decode(errors="replace"))
+        try:
+            details = json.loads(payload).get("error", {}).get("details") or {}
+        except ValueError:
+            details = {}
+        hint = details.get("retry_after")
+        self.reason = str(details.get("reason") or "")
+        self.retry_after = float(hint) if isinstance(hint, int | float) and hint > 0 else None
+
+
 async def _open(
     target: tuple[str, int], path: str, token: str, on_text: Any
 ) -> fastws.FastWebSocket:
@@ -76,32 +90,55 @@ async def _open(
             ready.set_result(None)
             return
         if not ready.done() and b'"type":"error"' in payload:
-            ready.set_exception(RuntimeError(payload[:300].decode(errors="replace")))
+            ready.set_exception(Refused(payload))
             return
         on_text(ws, payload)
 
     ws = await fastws.connect(target[0], target[1], path, handler)
     ws.send_text(json.dumps({"token": token}))
-    await asyncio.wait_for(ready, 60)
+    try:
+        await asyncio.wait_for(ready, 60)
+    except BaseException:
+        ws.close()
+        raise
     return ws
+
+
+# A connect refused with a hint (admission control: `overloaded`, close 4013) is tried again
+# after retry_after x (1 + random()), as the browser client does, at most this many times.
+REFUSED_RETRIES = 20
 
 
 async def _open_many(
     targets: list[tuple[str, int]], path: str, tokens: list[str], on_text: Any, concurrency: int
 ) -> tuple[list[fastws.FastWebSocket], list[str]]:
+    """Open every socket, `concurrency` at a time; a refusal with a hint is tried again (the
+    slot is held meanwhile). Returns the sockets and the connects that failed for good."""
     limit = asyncio.Semaphore(concurrency)
     errors: list[str] = []
 
     async def one(i: int, token: str) -> fastws.FastWebSocket | None:
         async with limit:
-            try:
-                return await _open(targets[i % len(targets)], path, token, on_text)
-            except Exception as exc:  # reported, not raised: a failed connect is a result
-                errors.append(repr(exc)[:200])
-                return None
+            for _ in range(REFUSED_RETRIES):
+                try:
+                    return await _open(targets[i % len(targets)], path, token, on_text)
+                except Refused as exc:
+                    if exc.retry_after is None:
+                        errors.append(repr(exc)[:200])
+                        return None
+                    REFUSALS[exc.reason] += 1
+                    await asyncio.sleep(exc.retry_after * (1 + random.random()))
+                except Exception as exc:  # reported, not raised: a failed connect is a result
+                    errors.append(repr(exc)[:200])
+                    return None
+            errors.append(f"refused {REFUSED_RETRIES} times")
+            return None
 
     sockets = await asyncio.gather(*(one(i, t) for i, t in enumerate(tokens)))
     return [s for s in sockets if s is not None], errors
+
+
+REFUSALS: Counter[str] = Counter()  # refusals with a hint this process met, by reason
 
 
 # -- receivers ---------------------------------------------------------------------------------
@@ -131,7 +168,7 @@ async def _receivers(conn: Connection, spec: dict[str, Any]) -> None:
     sockets, errors = await _open_many(
         spec["targets"], spec["path"], spec["tokens"], on_text, spec.get("concurrency", 50)
     )
-    conn.send(("ready", len(sockets), errors))
+    conn.send(("ready", len(sockets), errors, sum(REFUSALS.values())))
     while True:
         command = await commands.get()
         if command[0] == "reset":
@@ -180,7 +217,7 @@ async def _senders(conn: Connection, spec: dict[str, Any]) -> None:
             _pong(ws, payload)
 
     sockets, errors = await _open_many(spec["targets"], spec["path"], spec["tokens"], on_text, 10)
-    conn.send(("ready", len(sockets), errors))
+    conn.send(("ready", len(sockets), errors, sum(REFUSALS.values())))
     stopping = asyncio.Event()
 
     async def send_loop(rate: float, duration: float | None) -> int:
@@ -263,7 +300,7 @@ async def _storm(conn: Connection, spec: dict[str, Any]) -> None:
         spec["targets"], spec["path"], spec["tokens"], lambda ws, p: None, spec["concurrency"]
     )
     finished = time.time()
-    conn.send(("result", started, finished, len(sockets), errors))
+    conn.send(("result", started, finished, len(sockets), errors, sum(REFUSALS.values())))
     await commands.get()  # close
     for ws in sockets:
         ws.close()
@@ -688,12 +725,21 @@ async def _members(conn: Connection, spec: dict[str, Any]) -> None:
     errors: list[str] = []
 
     async def first(member: _Member) -> None:
+        target = group.targets[member.index % len(group.targets)]
         async with limit:
-            try:
-                await member.connect(group.targets[member.index % len(group.targets)], resume=False)
-            except Exception as exc:  # reported, not raised: a failed connect is a result
-                member.state = "failed"
-                errors.append(repr(exc)[:200])
+            for _ in range(REFUSED_RETRIES):
+                member.retry_after = None
+                try:
+                    await member.connect(target, resume=False)
+                    return
+                except Exception as exc:  # reported, not raised: a failed connect is a result
+                    if member.retry_after is None:
+                        member.state = "failed"
+                        errors.append(repr(exc)[:200])
+                        return
+                    await asyncio.sleep(member.retry_after * (1 + random.random()))
+            member.state = "failed"
+            errors.append(f"refused {REFUSED_RETRIES} times")
 
     await asyncio.gather(*(first(m) for m in group.members))
     conn.send(("ready", sum(m.state == "live" for m in group.members), errors))

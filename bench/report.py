@@ -163,12 +163,14 @@ def _s4(rows: list[dict]) -> list[str]:
     out = [
         "### S4: authenticated connections per second in a connect storm",
         "",
-        "| app | connected | errors | per second | vs raw | vs channels |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| app | connected | errors | refused and tried again | per second | vs raw | "
+        "vs channels |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         out.append(
-            f"| {r['app']} | {r['connected']} | {r['errors']} | {r['per_second']:.0f} | "
+            f"| {r['app']} | {r['connected']} | {r['errors']} | "
+            f"{r.get('refused_and_retried', 0)} | {r['per_second']:.0f} | "
             f"{_ratio(r['per_second'], raw and raw['per_second'])} | "
             f"{_ratio(r['per_second'], plain and plain['per_second'])} |"
         )
