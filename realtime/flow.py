@@ -22,6 +22,7 @@ from events.fanout import fanout
 from metrics import instruments
 from metrics.collector import collector
 from protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
+from realtime.consumer_loop import SingleTaskConsumer
 from realtime.direct import Writer, event_frame, text_frame, writer_for
 
 
@@ -85,8 +86,9 @@ class SocketState:
         self.flushed = 0.0  # when the collector last wrote this socket's row (monotonic)
 
 
-class FlowControlledConsumer(AsyncWebsocketConsumer):
-    """The writing half of realtime.consumers.base.RealtimeConsumer."""
+class FlowControlledConsumer(SingleTaskConsumer, AsyncWebsocketConsumer):
+    """The writing half of realtime.consumers.base.RealtimeConsumer (on one task per socket,
+    realtime.consumer_loop)."""
 
     connection_type: ClassVar[ConnectionType]
     io: SocketState

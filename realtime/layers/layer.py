@@ -10,6 +10,9 @@ groups, `flush`), with these differences from channels_redis, offered through ev
   in its listener task instead of queueing the message and waking the consumer. A handler is a
   plain function that returns the write to await, True (nothing to send), or False (not ready,
   or out of order), which makes the layer queue the message as usual.
+- Notified inboxes. A consumer may ask to be called back as messages reach its channel
+  (`on_message`) and take them with `receive_nowait`, instead of keeping a task waiting in
+  `receive` for its whole life (realtime.consumer_loop).
 - Bounded inboxes (realtime.layers.inbox). Each channel holds at most `capacity` queued messages;
   beyond that the new message is dropped and counted (tripsage_layer_dropped_total). Delivery is
   at most once, as with every Channels layer: an ordered stream's `seq` and its log repair it.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from re import Pattern
@@ -163,11 +167,31 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
 
     async def receive(self, channel: str) -> dict[str, Any]:
         assert self.require_valid_channel_name(channel)
+        return await self._inbox(channel).get()
+
+    def on_message(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call `callback` each time a message reaches this local channel, instead of a receiver
+        waiting in `receive` (realtime.consumer_loop: an idle socket then holds no task for
+        its channel); the callee takes the messages with `receive_nowait`."""
+        inbox = self._inbox(channel)
+        inbox.notify = callback
+        if inbox.items:
+            callback()
+
+    def receive_nowait(self, channel: str) -> dict[str, Any] | None:
+        """The oldest message waiting for this local channel, or None."""
+        inbox = self._local().inboxes.get(channel)
+        if inbox is None or not inbox.items:
+            return None
+        inbox.touched = time.monotonic()
+        return inbox.items.pop(0)
+
+    def _inbox(self, channel: str) -> Inbox:
         state = self._local()
         inbox = state.inboxes.get(channel)
         if inbox is None:
             inbox = state.inboxes[channel] = Inbox()
-        return await inbox.get()
+        return inbox
 
     # -- groups -------------------------------------------------------------------------------
 

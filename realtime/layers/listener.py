@@ -165,9 +165,15 @@ class LoopState:
         inbox.put(message)
 
     def _sweep_idle(self) -> None:
-        """Forget inboxes nobody has read for `expiry` seconds and that are in no group."""
+        """Forget inboxes nobody has read for `expiry` seconds, that nobody waits on or is
+        notified from, and that are in no group."""
         cutoff = time.monotonic() - self.layer.expiry
         members = set().union(*self.groups.values()) if self.groups else set()
         for name, inbox in list(self.inboxes.items()):
-            if inbox.waiter is None and inbox.touched < cutoff and name not in members:
+            if (
+                inbox.waiter is None
+                and inbox.notify is None
+                and inbox.touched < cutoff
+                and name not in members
+            ):
                 del self.inboxes[name]
