@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from typing import Any
 
 from django.conf import settings
@@ -31,7 +30,9 @@ REGISTER_TIMEOUT = 10.0  # seconds a socket waits at most for its process to hea
 
 class Connections:
     def __init__(self) -> None:
-        self.by_user: dict[Any, set[Any]] = defaultdict(set)
+        # user id -> the user's socket, or a set of them when there are several: most users
+        # hold one socket, and an idle socket then costs no set (bench S3).
+        self.by_user: dict[Any, Any] = {}
         self.by_id: dict[str, Any] = {}
         self.task: asyncio.Task[None] | None = None
         self.ready: asyncio.Event | None = None
@@ -40,7 +41,14 @@ class Connections:
 
     async def register(self, consumer: Any) -> None:
         """Count `consumer` as live here; returns once this process hears USERS_GROUP."""
-        self.by_user[consumer.user.pk].add(consumer)
+        user_id = consumer.user.pk
+        held = self.by_user.get(user_id)
+        if held is None:
+            self.by_user[user_id] = consumer
+        elif isinstance(held, set):
+            held.add(consumer)
+        elif held is not consumer:
+            self.by_user[user_id] = {held, consumer}
         self.by_id[consumer.connection_id] = consumer
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.task.get_loop() is not loop:
@@ -57,11 +65,21 @@ class Connections:
 
     def unregister(self, consumer: Any) -> None:
         self.by_id.pop(consumer.connection_id, None)
-        sockets = self.by_user.get(consumer.user.pk)
-        if sockets is not None:
-            sockets.discard(consumer)
-            if not sockets:
-                del self.by_user[consumer.user.pk]
+        user_id = consumer.user.pk
+        held = self.by_user.get(user_id)
+        if held is consumer:
+            del self.by_user[user_id]
+        elif isinstance(held, set):
+            held.discard(consumer)
+            if len(held) == 1:
+                self.by_user[user_id] = held.pop()
+
+    def of_user(self, user_id: Any) -> list[Any]:
+        """The user's live sockets on this process."""
+        held = self.by_user.get(user_id)
+        if held is None:
+            return []
+        return list(held) if isinstance(held, set) else [held]
 
     def find(self, connection_id: str) -> Any | None:
         return self.by_id.get(connection_id)
@@ -83,7 +101,7 @@ class Connections:
             if message.get("type") == "realtime.connections_close":
                 await self._close_connections(message.get("connection_ids") or [])
                 continue
-            for consumer in list(self.by_user.get(message.get("user_id"), ())):
+            for consumer in self.of_user(message.get("user_id")):
                 try:
                     await consumer.realtime_user_revoked(message)
                 except Exception:
@@ -112,7 +130,7 @@ class Connections:
         if self.by_user:
             revoked = await db(selectors.revoked_users)(user_ids=list(self.by_user))
             for user_id in revoked:
-                for consumer in list(self.by_user.get(user_id, ())):
+                for consumer in self.of_user(user_id):
                     try:
                         await consumer.realtime_user_revoked({"user_id": user_id})
                     except Exception:
