@@ -91,6 +91,9 @@ class FlowControlledConsumer(SingleTaskConsumer, AsyncWebsocketConsumer):
     realtime.consumer_loop)."""
 
     connection_type: ClassVar[ConnectionType]
+    # No list per socket: Channels' websocket_connect joins these, and ours does not call it
+    # (realtime.consumers.base joins its groups itself).
+    groups = ()  # type: ignore[assignment]
     io: SocketState
     closing: bool  # set first by `close_with`: no frame goes out after the closing one
     closed_as: CloseCode | None  # the close code this side chose, for the metrics

@@ -20,14 +20,14 @@ from protocol import CloseCode, ConnectionType
 from realtime import presence
 from realtime.auth import JWTAuthMiddleware
 from realtime.connections import connections
+from realtime.consumer_loop import Turn
 from realtime.consumers.base import RealtimeConsumer
 from realtime.layers import FanoutChannelLayer
 from realtime.routing import websocket_urlpatterns
 from tests import factories
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 TIMEOUT = 10.0
+db = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(params=["fanout", "in-memory"])
@@ -83,6 +83,7 @@ async def _open(app: Any, url: str, user: Any) -> tuple[WebsocketCommunicator, A
     return communicator, connections().find(established["connection_id"])
 
 
+@db
 async def test_an_idle_trip_socket_holds_no_task_but_its_own(layer: Any) -> None:
     """Channels' loop held three tasks per socket (the socket's, one awaiting the server and one
     awaiting the channel layer). On our layer the socket's own is the only one, also after
@@ -115,6 +116,7 @@ async def test_an_idle_trip_socket_holds_no_task_but_its_own(layer: Any) -> None
         await communicator.disconnect(TIMEOUT)
 
 
+@db
 async def test_a_channel_message_waits_for_the_handler_in_progress(
     layer: Any, gated: type[_Gated]
 ) -> None:
@@ -136,6 +138,7 @@ async def test_a_channel_message_waits_for_the_handler_in_progress(
     await communicator.disconnect(TIMEOUT)
 
 
+@db
 async def test_a_channel_message_no_handler_takes_ends_the_socket_with_server_fault(
     layer: Any, gated: type[_Gated]
 ) -> None:
@@ -153,3 +156,41 @@ async def test_a_channel_message_no_handler_takes_ends_the_socket_with_server_fa
     }
     await communicator.wait(TIMEOUT)  # the application ended, without raising
     assert connections().find(consumer.connection_id) is None
+
+
+# -- Turn: asyncio.Lock's behaviour ---------------------------------------------------------------
+
+
+async def test_turns_are_taken_one_at_a_time_in_the_order_asked() -> None:
+    turn = Turn()
+    order: list[str] = []
+
+    async def take(name: str) -> None:
+        async with turn:
+            order.append(f"{name} in")
+            await asyncio.sleep(0)
+            order.append(f"{name} out")
+
+    await asyncio.gather(*(take(name) for name in "abc"))
+    assert order == ["a in", "a out", "b in", "b out", "c in", "c out"]
+    assert not turn.held and turn.waiting is None
+
+
+async def test_a_waiter_cancelled_before_or_after_its_turn_came_holds_nobody_up() -> None:
+    turn = Turn()
+    order: list[str] = []
+
+    async def take(name: str) -> None:
+        async with turn:
+            order.append(name)
+
+    await turn.__aenter__()  # held
+    waiting = [asyncio.create_task(take(name)) for name in "abc"]
+    await asyncio.sleep(0)  # all three wait
+    waiting[0].cancel()  # before its turn came
+    await turn.__aexit__()  # the turn goes to b (a's waiter is cancelled)
+    waiting[1].cancel()  # b was handed the turn and is cancelled before it runs
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["CancelledError", "CancelledError", "NoneType"]
+    assert order == ["c"]
+    assert not turn.held and turn.waiting is None
