@@ -246,6 +246,11 @@ class FlowControlledConsumer(SingleTaskConsumer, AsyncWebsocketConsumer):
         io.bytes_acked = max(io.bytes_acked, sent[1])
         instruments.HEARTBEAT_LATENCY.labels(self.connection_type).observe(rtt)
 
+    def heartbeat_due(self) -> float:
+        """When `heartbeat` next has something to do: the next ping or the silence deadline."""
+        io = self.io
+        return min(io.next_ping, io.last_heard + settings.REALTIME_HEARTBEAT_TIMEOUT_SECONDS)
+
     async def heartbeat(self, now: float) -> None:
         """Each tick (realtime.timers): close a socket gone silent, ping when one is due."""
         io = self.io

@@ -59,6 +59,7 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
     # What `release` must undo; set as each is taken, so that it undoes exactly those.
     _released = False
     _counted = False  # in CONNECTIONS_OPEN and the collector's open sockets
+    tick_slot: list[Any] | None = None  # the ticker's (realtime.timers)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -281,6 +282,11 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
             return
         if not await self.close_if_token_expired(wall):
             await self.heartbeat(now)
+
+    def next_tick(self, now: float, wall: float) -> float:
+        """When `tick` has something to do next (monotonic): the heartbeat's next ping or
+        silence deadline, or the end of the token's grace."""
+        return min(self.heartbeat_due(), self.token_due(now, wall))
 
     # -- receiving ----------------------------------------------------------------------------
 
