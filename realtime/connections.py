@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
+from django.utils import timezone
 
 from collaboration import selectors
 from events.aio import db, per_loop
@@ -26,6 +28,8 @@ from metrics import selectors as metrics_selectors
 logger = logging.getLogger(__name__)
 
 REGISTER_TIMEOUT = 10.0  # seconds a socket waits at most for its process to hear USERS_GROUP
+# An operator's disconnect is stamped by the clock of the process that took the request.
+REQUEST_CLOCK_MARGIN = timedelta(hours=1)
 
 
 class Connections:
@@ -34,6 +38,7 @@ class Connections:
         # hold one socket, and an idle socket then costs no set (bench S3).
         self.by_user: dict[Any, Any] = {}
         self.by_id: dict[str, Any] = {}
+        self.started = timezone.now()
         self.task: asyncio.Task[None] | None = None
         self.ready: asyncio.Event | None = None
         self.checker: asyncio.Task[None] | None = None
@@ -136,8 +141,10 @@ class Connections:
                     except Exception:
                         logger.exception("closing a revoked user's socket failed")
         if self.by_id:
+            # Every request since this process started (a margin for other hosts' clocks): a few
+            # rows; `_close_connections` takes those of this process's sockets.
             requested = await db(metrics_selectors.disconnects_requested)(
-                connection_ids=list(self.by_id)
+                since=self.started - REQUEST_CLOCK_MARGIN
             )
             await self._close_connections(requested)
 
