@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from re import Pattern
@@ -157,7 +156,7 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
             # (the listener's state exists once the channel does).
             state = self._local()
             inbox = state.inboxes.get(channel)
-            if inbox is not None and len(inbox.items) >= self.get_capacity(channel):
+            if inbox is not None and len(inbox) >= self.get_capacity(channel):
                 raise ChannelFull(channel)
             state.deliver(channel, message)
             return
@@ -175,16 +174,13 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         its channel); the callee takes the messages with `receive_nowait`."""
         inbox = self._inbox(channel)
         inbox.notify = callback
-        if inbox.items:
+        if len(inbox):
             callback()
 
     def receive_nowait(self, channel: str) -> dict[str, Any] | None:
         """The oldest message waiting for this local channel, or None."""
         inbox = self._local().inboxes.get(channel)
-        if inbox is None or not inbox.items:
-            return None
-        inbox.touched = time.monotonic()
-        return inbox.items.pop(0)
+        return inbox.take() if inbox is not None else None
 
     def _inbox(self, channel: str) -> Inbox:
         state = self._local()
@@ -281,13 +277,13 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
     def attach(self, channel: str, handlers: dict[str, DirectHandler]) -> None:
         """Deliver these message types by calling the handlers in the listener task."""
         for state in self._states.values():
-            if channel in state.inboxes:
-                state.direct[channel] = handlers
+            inbox = state.inboxes.get(channel)
+            if inbox is not None:
+                inbox.direct = handlers
 
     def detach(self, channel: str) -> None:
         """Forget a finished consumer's channel: its handlers, its inbox, its drop count."""
         for state in self._states.values():
-            state.direct.pop(channel, None)
             state.inboxes.pop(channel, None)
             state.drops.pop(channel, None)
 
@@ -298,7 +294,6 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
     async def flush(self) -> None:
         state = self._local()
         state.inboxes.clear()
-        state.direct.clear()
         state.streams.clear()
         for group in list(state.groups):
             await state.pubsub.unsubscribe(self.group_key(group))
