@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from events.fanout import DirectHandler
-
 
 class Inbox:
     """A bounded FIFO with one waiting receiver, lighter than asyncio.Queue: an idle socket's
@@ -16,15 +14,18 @@ class Inbox:
     messages wait. The layer bounds it (`capacity`) before `put`. Instead of a receiver waiting
     in `get`, its owner may have `notify` called on each `put` (FanoutChannelLayer.on_message:
     no task waits on an idle socket's inbox). It also holds the owner's direct handlers
-    (FanoutChannelLayer.attach), which the listener looks up with the inbox."""
+    (FanoutChannelLayer.attach), which the listener looks up with the inbox: the methods of
+    `owner`, as its class's functions (one table per class, not one dict per socket), or else
+    plain handlers and no owner."""
 
-    __slots__ = ("direct", "items", "notify", "touched", "waiter")
+    __slots__ = ("direct", "items", "notify", "owner", "touched", "waiter")
 
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] | None = None  # while messages wait
         self.waiter: asyncio.Future[None] | None = None
         self.notify: Callable[[], None] | None = None
-        self.direct: dict[str, DirectHandler] | None = None
+        self.direct: dict[str, Any] | None = None  # kind -> handler, or owner's function
+        self.owner: Any = None
         self.touched = time.monotonic()
 
     def __len__(self) -> int:

@@ -35,6 +35,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from re import Pattern
+from types import MethodType
 from typing import Any
 
 import msgpack
@@ -276,10 +277,11 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
 
     def attach(self, channel: str, handlers: dict[str, DirectHandler]) -> None:
         """Deliver these message types by calling the handlers in the listener task."""
+        owner, table = _shared(handlers)
         for state in self._states.values():
             inbox = state.inboxes.get(channel)
             if inbox is not None:
-                inbox.direct = handlers
+                inbox.owner, inbox.direct = owner, table
 
     def detach(self, channel: str) -> None:
         """Forget a finished consumer's channel: its handlers, its inbox, its drop count."""
@@ -298,3 +300,25 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         for group in list(state.groups):
             await state.pubsub.unsubscribe(self.group_key(group))
         state.groups.clear()
+
+
+# (class, its handlers' types and functions) -> that table, shared by every socket of the class.
+_tables: dict[tuple[type, tuple[tuple[str, Any], ...]], dict[str, Any]] = {}
+
+
+def _shared(handlers: dict[str, DirectHandler]) -> tuple[Any, dict[str, Any]]:
+    """Handlers that are methods of one object, as that object and its class's table of
+    functions: an idle socket then holds no handler dict and no bound methods of its own
+    (bench S3). Any other handlers as they are, with no owner."""
+    methods = {kind: h for kind, h in handlers.items() if isinstance(h, MethodType)}
+    if not methods or len(methods) != len(handlers):
+        return None, dict(handlers)
+    owner = next(iter(methods.values())).__self__
+    if any(method.__self__ is not owner for method in methods.values()):
+        return None, dict(handlers)
+    functions = tuple(sorted((kind, method.__func__) for kind, method in methods.items()))
+    key = (type(owner), functions)
+    table = _tables.get(key)
+    if table is None:
+        table = _tables[key] = dict(functions)
+    return owner, table

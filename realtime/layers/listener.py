@@ -132,7 +132,8 @@ class LoopState:
             handler = handlers.get(kind) if handlers is not None else None
             if handler is not None:
                 try:
-                    outcome = handler(payload)
+                    owner = inbox.owner  # type: ignore[union-attr]  # set with `direct`
+                    outcome = handler(payload) if owner is None else handler(owner, payload)
                     if outcome is not False:
                         if outcome is not True:
                             await outcome
