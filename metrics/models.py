@@ -45,6 +45,12 @@ class ConnectionSession(models.Model):
         indexes = [
             models.Index(fields=["ended_at", "last_seen"], name="session_live"),
             models.Index(fields=["connected_at"], name="session_connected"),
+            # The few sessions an operator asked to close, which every process re-checks.
+            models.Index(
+                fields=["disconnect_requested_at"],
+                condition=models.Q(disconnect_requested_at__isnull=False),
+                name="session_disconnect_requested",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
+from django.utils import timezone
 
 from collaboration import selectors
 from events.aio import db, per_loop
@@ -27,12 +28,17 @@ from metrics import selectors as metrics_selectors
 logger = logging.getLogger(__name__)
 
 REGISTER_TIMEOUT = 10.0  # seconds a socket waits at most for its process to hear USERS_GROUP
+# An operator's disconnect is stamped by the clock of the process that took the request.
+REQUEST_CLOCK_MARGIN = timedelta(hours=1)
 
 
 class Connections:
     def __init__(self) -> None:
-        self.by_user: dict[Any, set[Any]] = defaultdict(set)
+        # user id -> the user's socket, or a set of them when there are several: most users
+        # hold one socket, and an idle socket then costs no set (bench S3).
+        self.by_user: dict[Any, Any] = {}
         self.by_id: dict[str, Any] = {}
+        self.started = timezone.now()
         self.task: asyncio.Task[None] | None = None
         self.ready: asyncio.Event | None = None
         self.checker: asyncio.Task[None] | None = None
@@ -40,7 +46,14 @@ class Connections:
 
     async def register(self, consumer: Any) -> None:
         """Count `consumer` as live here; returns once this process hears USERS_GROUP."""
-        self.by_user[consumer.user.pk].add(consumer)
+        user_id = consumer.user.pk
+        held = self.by_user.get(user_id)
+        if held is None:
+            self.by_user[user_id] = consumer
+        elif isinstance(held, set):
+            held.add(consumer)
+        elif held is not consumer:
+            self.by_user[user_id] = {held, consumer}
         self.by_id[consumer.connection_id] = consumer
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.task.get_loop() is not loop:
@@ -57,11 +70,21 @@ class Connections:
 
     def unregister(self, consumer: Any) -> None:
         self.by_id.pop(consumer.connection_id, None)
-        sockets = self.by_user.get(consumer.user.pk)
-        if sockets is not None:
-            sockets.discard(consumer)
-            if not sockets:
-                del self.by_user[consumer.user.pk]
+        user_id = consumer.user.pk
+        held = self.by_user.get(user_id)
+        if held is consumer:
+            del self.by_user[user_id]
+        elif isinstance(held, set):
+            held.discard(consumer)
+            if len(held) == 1:
+                self.by_user[user_id] = held.pop()
+
+    def of_user(self, user_id: Any) -> list[Any]:
+        """The user's live sockets on this process."""
+        held = self.by_user.get(user_id)
+        if held is None:
+            return []
+        return list(held) if isinstance(held, set) else [held]
 
     def find(self, connection_id: str) -> Any | None:
         return self.by_id.get(connection_id)
@@ -83,7 +106,7 @@ class Connections:
             if message.get("type") == "realtime.connections_close":
                 await self._close_connections(message.get("connection_ids") or [])
                 continue
-            for consumer in list(self.by_user.get(message.get("user_id"), ())):
+            for consumer in self.of_user(message.get("user_id")):
                 try:
                     await consumer.realtime_user_revoked(message)
                 except Exception:
@@ -112,14 +135,16 @@ class Connections:
         if self.by_user:
             revoked = await db(selectors.revoked_users)(user_ids=list(self.by_user))
             for user_id in revoked:
-                for consumer in list(self.by_user.get(user_id, ())):
+                for consumer in self.of_user(user_id):
                     try:
                         await consumer.realtime_user_revoked({"user_id": user_id})
                     except Exception:
                         logger.exception("closing a revoked user's socket failed")
         if self.by_id:
+            # Every request since this process started (a margin for other hosts' clocks): a few
+            # rows; `_close_connections` takes those of this process's sockets.
             requested = await db(metrics_selectors.disconnects_requested)(
-                connection_ids=list(self.by_id)
+                since=self.started - REQUEST_CLOCK_MARGIN
             )
             await self._close_connections(requested)
 

@@ -151,20 +151,35 @@ def _writer(connections: dict[Any, dict[str, Any]], protocol: Any, transport: An
     # direct writes off for the connection (AttributeError) instead of failing every frame.
     for name in ("state", "send_state", "send_queue", "_perMessageCompress"):
         getattr(protocol, name)
-    protocol.maxMessagePayloadSize  # noqa: B018
+    for name in ("STATE_OPEN", "SEND_STATE_GROUND", "maxMessagePayloadSize"):
+        getattr(protocol, name)
     for name in ("_tempDataBuffer", "offset", "dataBuffer", "connected", "disconnecting"):
         getattr(transport, name)
     transport._writeDisconnected  # noqa: B018
-    sock = transport.socket
-    is_open = protocol.STATE_OPEN
-    ground = protocol.SEND_STATE_GROUND
-    sent_all = transport.write  # Twisted's buffered write: the fallback, in order
+    transport.write  # noqa: B018  # Twisted's buffered write: the fallback, in order
+    return DirectWriter(connections, protocol, transport, transport.socket)
 
-    def write(frame: bytes) -> bool:
-        """Write `frame` now, or return False for the caller to use the ASGI send."""
+
+class DirectWriter:
+    """One connection's direct writer: called with a frame, it writes it now, or returns False
+    for the caller to use the ASGI send. Slotted: every idle socket holds one (bench S3)."""
+
+    __slots__ = ("connections", "protocol", "sock", "transport")
+
+    def __init__(
+        self, connections: dict[Any, dict[str, Any]], protocol: Any, transport: Any, sock: Any
+    ) -> None:
+        self.connections = connections  # daphne's, by protocol: the connection's state
+        self.protocol = protocol
+        self.transport = transport
+        self.sock = sock
+
+    def __call__(self, frame: bytes) -> bool:
+        protocol = self.protocol
+        transport = self.transport
         if (
-            protocol.state != is_open
-            or protocol.send_state != ground
+            protocol.state != protocol.STATE_OPEN
+            or protocol.send_state != protocol.SEND_STATE_GROUND
             or protocol.send_queue
             or protocol._perMessageCompress is not None
             or transport._tempDataBuffer
@@ -179,21 +194,19 @@ def _writer(connections: dict[Any, dict[str, Any]], protocol: Any, transport: An
         if 0 < limit < len(frame):
             counts[2] += 1
             return False  # autobahn's own check refuses it, through the ASGI send
-        state = connections.get(protocol)
+        state = self.connections.get(protocol)
         if state is None or state.get("disconnected"):
             return True  # daphne drops sends to a closed connection; so do we
         try:
-            sent = sock.send(frame)
+            sent = self.sock.send(frame)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            sent_all(frame)  # Twisted meets the same error and closes the connection
+            transport.write(frame)  # Twisted meets the same error and closes the connection
             return True
         if sent < len(frame):
             counts[1] += 1
-            sent_all(frame[sent:])  # the kernel buffer is full: Twisted keeps the rest
+            transport.write(frame[sent:])  # the kernel buffer is full: Twisted keeps the rest
         else:
             counts[0] += 1
         return True
-
-    return write

@@ -22,6 +22,7 @@ from events.fanout import fanout
 from metrics import instruments
 from metrics.collector import collector
 from protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
+from realtime.consumer_loop import SingleTaskConsumer
 from realtime.direct import Writer, event_frame, text_frame, writer_for
 
 
@@ -85,10 +86,14 @@ class SocketState:
         self.flushed = 0.0  # when the collector last wrote this socket's row (monotonic)
 
 
-class FlowControlledConsumer(AsyncWebsocketConsumer):
-    """The writing half of realtime.consumers.base.RealtimeConsumer."""
+class FlowControlledConsumer(SingleTaskConsumer, AsyncWebsocketConsumer):
+    """The writing half of realtime.consumers.base.RealtimeConsumer (on one task per socket,
+    realtime.consumer_loop)."""
 
     connection_type: ClassVar[ConnectionType]
+    # No list per socket: Channels' websocket_connect joins these, and ours does not call it
+    # (realtime.consumers.base joins its groups itself).
+    groups = ()  # type: ignore[assignment]
     io: SocketState
     closing: bool  # set first by `close_with`: no frame goes out after the closing one
     closed_as: CloseCode | None  # the close code this side chose, for the metrics
@@ -240,6 +245,11 @@ class FlowControlledConsumer(AsyncWebsocketConsumer):
         collector().heartbeat(io.latency_ms)
         io.bytes_acked = max(io.bytes_acked, sent[1])
         instruments.HEARTBEAT_LATENCY.labels(self.connection_type).observe(rtt)
+
+    def heartbeat_due(self) -> float:
+        """When `heartbeat` next has something to do: the next ping or the silence deadline."""
+        io = self.io
+        return min(io.next_ping, io.last_heard + settings.REALTIME_HEARTBEAT_TIMEOUT_SECONDS)
 
     async def heartbeat(self, now: float) -> None:
         """Each tick (realtime.timers): close a socket gone silent, ping when one is due."""

@@ -17,6 +17,7 @@ from metrics import instruments
 from protocol import AuthFailureReason, CloseCode, ErrorCode
 from realtime.auth import AuthFailure, authenticate_token_async
 from realtime.flow import FlowControlledConsumer
+from realtime.timers import ticker
 
 
 class TokenRefreshConsumer(FlowControlledConsumer):
@@ -47,6 +48,7 @@ class TokenRefreshConsumer(FlowControlledConsumer):
             return
         self.user = user
         self.token_expires_at = verified.expires_at
+        ticker().reschedule(self)  # a token may expire sooner than the one before it
         await self.send_event(
             protocol.server_message(
                 "auth.refreshed",
@@ -54,6 +56,11 @@ class TokenRefreshConsumer(FlowControlledConsumer):
                 token_expires_at=protocol.iso(verified.expires_at),
             )
         )
+
+    def token_due(self, now: float, wall: float) -> float:
+        """When the token's grace ends, on the `now` clock (`wall` is the same moment)."""
+        expiry = self.token_expires_at.timestamp() + settings.REALTIME_TOKEN_GRACE_SECONDS
+        return now + (expiry - wall)
 
     async def close_if_token_expired(self, wall: float) -> bool:
         """Each tick (realtime.timers): True when the token expired without a refresh (grace

@@ -60,6 +60,7 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
     # What `release` must undo; set as each is taken, so that it undoes exactly those.
     _released = False
     _counted = False  # in CONNECTIONS_OPEN and the collector's open sockets
+    tick_slot: list[Any] | None = None  # the ticker's (realtime.timers)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -88,20 +89,19 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Channels' consumer loop, with one way out. Channels ends the application on an
-        exception without calling websocket_disconnect, and daphne then closes with a bare 1011
-        and cancels nothing else: here a fault that escaped every handler gets the SERVER_ERROR
-        envelope and a close, and whatever ended the loop (the client's close, such a fault, a
-        cancellation) the socket's holdings are released."""
-        try:
-            await super().__call__(scope, receive, send)
-        except Exception:
-            logger.exception("a %s connection failed outside its handlers", self.connection_type)
-            await self._close_after_fault(send)
-        finally:
-            # Shielded: a second cancellation (daphne's shutdown) must not cut the release short.
-            await asyncio.shield(self.release(None))
+    async def loop_failed(self, error: Exception) -> None:
+        """A fault that escaped every handler (realtime.consumer_loop). Channels ends the
+        application on it without calling websocket_disconnect, and daphne then closes with a
+        bare 1011 and cancels nothing else: here the client gets the SERVER_ERROR envelope and
+        a close."""
+        logger.exception("a %s connection failed outside its handlers", self.connection_type)
+        await self._close_after_fault(self.base_send)
+
+    async def loop_ended(self) -> None:
+        """Whatever ended the loop (the client's close, such a fault, a cancellation), the
+        socket's holdings are released. Shielded: a second cancellation (daphne's shutdown)
+        must not cut the release short."""
+        await asyncio.shield(self.release(None))
 
     async def _close_after_fault(self, send: Any) -> None:
         """The SERVER_ERROR envelope (unless the socket was closing already) and the close."""
@@ -176,6 +176,11 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
                 ),
                 CloseCode.SERVER_FAULT,
             )
+        finally:
+            # Open, an idle socket reads only the client's address of its scope (the metrics):
+            # the rest (route, headers, user) need not live as long as it does (bench S3).
+            kept = {"type": "websocket", "client": self.scope.get("client")}
+            self.scope = cast(Any, kept)
 
     async def _open(self) -> None:
         auth = self.auth
@@ -279,6 +284,11 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
             return
         if not await self.close_if_token_expired(wall):
             await self.heartbeat(now)
+
+    def next_tick(self, now: float, wall: float) -> float:
+        """When `tick` has something to do next (monotonic): the heartbeat's next ping or
+        silence deadline, or the end of the token's grace."""
+        return min(self.heartbeat_due(), self.token_due(now, wall))
 
     # -- receiving ----------------------------------------------------------------------------
 

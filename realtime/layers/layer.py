@@ -10,6 +10,9 @@ groups, `flush`), with these differences from channels_redis, offered through ev
   in its listener task instead of queueing the message and waking the consumer. A handler is a
   plain function that returns the write to await, True (nothing to send), or False (not ready,
   or out of order), which makes the layer queue the message as usual.
+- Notified inboxes. A consumer may ask to be called back as messages reach its channel
+  (`on_message`) and take them with `receive_nowait`, instead of keeping a task waiting in
+  `receive` for its whole life (realtime.consumer_loop).
 - Bounded inboxes (realtime.layers.inbox). Each channel holds at most `capacity` queued messages;
   beyond that the new message is dropped and counted (tripsage_layer_dropped_total). Delivery is
   at most once, as with every Channels layer: an ordered stream's `seq` and its log repair it.
@@ -32,6 +35,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from re import Pattern
+from types import MethodType
 from typing import Any
 
 import msgpack
@@ -153,7 +157,7 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
             # (the listener's state exists once the channel does).
             state = self._local()
             inbox = state.inboxes.get(channel)
-            if inbox is not None and len(inbox.items) >= self.get_capacity(channel):
+            if inbox is not None and len(inbox) >= self.get_capacity(channel):
                 raise ChannelFull(channel)
             state.deliver(channel, message)
             return
@@ -163,11 +167,28 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
 
     async def receive(self, channel: str) -> dict[str, Any]:
         assert self.require_valid_channel_name(channel)
+        return await self._inbox(channel).get()
+
+    def on_message(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call `callback` each time a message reaches this local channel, instead of a receiver
+        waiting in `receive` (realtime.consumer_loop: an idle socket then holds no task for
+        its channel); the callee takes the messages with `receive_nowait`."""
+        inbox = self._inbox(channel)
+        inbox.notify = callback
+        if len(inbox):
+            callback()
+
+    def receive_nowait(self, channel: str) -> dict[str, Any] | None:
+        """The oldest message waiting for this local channel, or None."""
+        inbox = self._local().inboxes.get(channel)
+        return inbox.take() if inbox is not None else None
+
+    def _inbox(self, channel: str) -> Inbox:
         state = self._local()
         inbox = state.inboxes.get(channel)
         if inbox is None:
             inbox = state.inboxes[channel] = Inbox()
-        return await inbox.get()
+        return inbox
 
     # -- groups -------------------------------------------------------------------------------
 
@@ -256,14 +277,15 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
 
     def attach(self, channel: str, handlers: dict[str, DirectHandler]) -> None:
         """Deliver these message types by calling the handlers in the listener task."""
+        owner, table = _shared(handlers)
         for state in self._states.values():
-            if channel in state.inboxes:
-                state.direct[channel] = handlers
+            inbox = state.inboxes.get(channel)
+            if inbox is not None:
+                inbox.owner, inbox.direct = owner, table
 
     def detach(self, channel: str) -> None:
         """Forget a finished consumer's channel: its handlers, its inbox, its drop count."""
         for state in self._states.values():
-            state.direct.pop(channel, None)
             state.inboxes.pop(channel, None)
             state.drops.pop(channel, None)
 
@@ -274,8 +296,29 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
     async def flush(self) -> None:
         state = self._local()
         state.inboxes.clear()
-        state.direct.clear()
         state.streams.clear()
         for group in list(state.groups):
             await state.pubsub.unsubscribe(self.group_key(group))
         state.groups.clear()
+
+
+# (class, its handlers' types and functions) -> that table, shared by every socket of the class.
+_tables: dict[tuple[type, tuple[tuple[str, Any], ...]], dict[str, Any]] = {}
+
+
+def _shared(handlers: dict[str, DirectHandler]) -> tuple[Any, dict[str, Any]]:
+    """Handlers that are methods of one object, as that object and its class's table of
+    functions: an idle socket then holds no handler dict and no bound methods of its own
+    (bench S3). Any other handlers as they are, with no owner."""
+    methods = {kind: h for kind, h in handlers.items() if isinstance(h, MethodType)}
+    if not methods or len(methods) != len(handlers):
+        return None, dict(handlers)
+    owner = next(iter(methods.values())).__self__
+    if any(method.__self__ is not owner for method in methods.values()):
+        return None, dict(handlers)
+    functions = tuple(sorted((kind, method.__func__) for kind, method in methods.items()))
+    key = (type(owner), functions)
+    table = _tables.get(key)
+    if table is None:
+        table = _tables[key] = dict(functions)
+    return owner, table

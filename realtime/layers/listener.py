@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import redis.asyncio as aioredis
 
-from events.fanout import DirectHandler
 from metrics import instruments
 from realtime import redis_clients
 from realtime.layers.inbox import Inbox
@@ -36,7 +35,6 @@ class LoopState:
         )
         self.inboxes: dict[str, Inbox] = {}
         self.groups: dict[str, set[str]] = {}
-        self.direct: dict[str, dict[str, DirectHandler]] = {}
         self.drops: dict[str, int] = {}  # channel -> messages dropped over capacity
         self.subscribed: dict[str, asyncio.Future[None]] = {}
         self.streams = OrderedStreams(layer.ordered_types, layer.reorder_wait, layer.reorder_limit)
@@ -127,13 +125,15 @@ class LoopState:
 
     async def _fan_out(self, group: str, payload: dict[str, Any]) -> None:
         kind = payload["type"]
-        direct = self.direct
+        inboxes = self.inboxes
         for member in list(self.groups.get(group, ())):
-            handlers = direct.get(member)
+            inbox = inboxes.get(member)
+            handlers = inbox.direct if inbox is not None else None
             handler = handlers.get(kind) if handlers is not None else None
             if handler is not None:
                 try:
-                    outcome = handler(payload)
+                    owner = inbox.owner  # type: ignore[union-attr]  # set with `direct`
+                    outcome = handler(payload) if owner is None else handler(owner, payload)
                     if outcome is not False:
                         if outcome is not True:
                             await outcome
@@ -158,16 +158,22 @@ class LoopState:
         inbox = self.inboxes.get(channel)
         if inbox is None:
             return  # no receiver here any more: dropped, as in every layer
-        if len(inbox.items) >= self.layer.get_capacity(channel):
+        if len(inbox) >= self.layer.get_capacity(channel):
             instruments.LAYER_DROPPED.inc()
             self.drops[channel] = self.drops.get(channel, 0) + 1
             return
         inbox.put(message)
 
     def _sweep_idle(self) -> None:
-        """Forget inboxes nobody has read for `expiry` seconds and that are in no group."""
+        """Forget inboxes nobody has read for `expiry` seconds, that nobody waits on or is
+        notified from, and that are in no group."""
         cutoff = time.monotonic() - self.layer.expiry
         members = set().union(*self.groups.values()) if self.groups else set()
         for name, inbox in list(self.inboxes.items()):
-            if inbox.waiter is None and inbox.touched < cutoff and name not in members:
+            if (
+                inbox.waiter is None
+                and inbox.notify is None
+                and inbox.touched < cutoff
+                and name not in members
+            ):
                 del self.inboxes[name]

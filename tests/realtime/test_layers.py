@@ -105,6 +105,37 @@ async def test_direct_handler_takes_its_types_and_can_decline(make_layer):
     one.detach(channel)
 
 
+class _Socket:
+    def __init__(self) -> None:
+        self.got: list[int] = []
+        self.arrived = asyncio.Event()
+
+    def on_event(self, message):
+        self.got.append(message["n"])
+        self.arrived.set()
+        return True
+
+
+async def test_handlers_that_are_methods_of_one_socket_are_shared_by_its_class(make_layer):
+    """Each socket's handlers are its own methods; the layer keeps the socket and one table of
+    its class's functions, so that an idle socket holds no handler dict of its own."""
+    one = make_layer()
+    sockets = [_Socket(), _Socket()]
+    channels = [await one.new_channel() for _ in sockets]
+    for socket, channel in zip(sockets, channels, strict=True):
+        await one.group_add("g", channel)
+        one.attach(channel, {"trip.event": socket.on_event})
+    await one.group_send("g", {"type": "trip.event", "n": 1})
+    for socket in sockets:
+        await asyncio.wait_for(socket.arrived.wait(), 5)
+    assert [socket.got for socket in sockets] == [[1], [1]]
+    inboxes = [one._local().inboxes[channel] for channel in channels]
+    assert inboxes[0].direct is inboxes[1].direct
+    assert [inbox.owner for inbox in inboxes] == sockets
+    for channel in channels:
+        one.detach(channel)
+
+
 def held(outcome: str) -> float:
     return REGISTRY.get_sample_value("tripsage_layer_held_total", {"outcome": outcome}) or 0.0
 
