@@ -42,11 +42,8 @@ application = TrustedProxyMiddleware(
             # Each request holds a database connection while it runs: a bounded number at once.
             "http": ConcurrencyLimit(django_asgi_app, settings.HTTP_MAX_CONCURRENT_REQUESTS),
             # Admission first: over REALTIME_MAX_OPENING_SOCKETS a connect is refused (4013) before
-            # any work for it. The stubs' gap noted in realtime.routing: Django's URLPattern is
-            # what URLRouter takes.
-            "websocket": ConnectGate(
-                JWTAuthMiddleware(URLRouter(websocket_urlpatterns))  # type: ignore[arg-type]
-            ),
+            # any work for it.
+            "websocket": ConnectGate(JWTAuthMiddleware(URLRouter(websocket_urlpatterns))),
         }
     )
 )
