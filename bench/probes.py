@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import redis as redis_py
 
-from bench.infra import cpu_seconds, free_port
+from bench.infra import cpu_seconds, free_port, stop_process
 
 
 class PrivateRedis:
@@ -53,11 +53,7 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

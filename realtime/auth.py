@@ -128,14 +128,8 @@ def verify_access_token(token: str) -> VerifiedToken:
     )
 
 
-def authenticate_token(token: str) -> tuple[User, VerifiedToken]:
-    """Verify the token and load its active user. Synchronous: touches the database."""
-    verified = verify_access_token(token)
-    return active_user(users_by_id([verified.user_id]).get(verified.user_id)), verified
-
-
 async def authenticate_token_async(token: str) -> tuple[User, VerifiedToken]:
-    """`authenticate_token` from the event loop: the signature is checked here (no I/O), and
+    """Verify the token and load its active user. The signature is checked here (no I/O), and
     the user is read in one query with those of the sockets authenticating at the same time
     (events.batch: a connect storm costs a query per batch, not per socket)."""
     verified = verify_access_token(token)
