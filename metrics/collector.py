@@ -29,7 +29,7 @@ from django.contrib.auth import get_user_model
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from events.aio import db, per_loop
+from events.aio import CATCH_UP, db, per_loop
 from events.fanout import fanout
 from metrics import instruments
 from metrics.models import ConnectionSession, MetricsSnapshot
@@ -245,7 +245,9 @@ class Collector:
         # after the database was away every snapshot is old, the live processes' included.
         sweep = self.writing_since is not None and now - self.writing_since >= window
         try:
-            await db(write_batch)(new, changed, ended, snapshot, prune, self.row_of, sweep=sweep)
+            await db(write_batch, lane=CATCH_UP)(
+                new, changed, ended, snapshot, prune, self.row_of, sweep=sweep
+            )
         except Exception as error:
             self.writing_since = None
             self._keep_unwritten(ended, isinstance(error, (OperationalError, InterfaceError)))

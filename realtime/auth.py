@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from rest_framework_simplejwt import settings as simplejwt_settings
 
 import protocol
-from events.aio import db
+from events.aio import CATCH_UP, db
 from events.batch import Batcher
 from metrics import instruments
 from protocol import AuthFailureReason, CloseCode, ErrorCode
@@ -168,7 +168,7 @@ def users_by_id(user_ids: list[str]) -> dict[str, User | None]:
     return found
 
 
-_user_batcher: Batcher[str, User | None] = Batcher(db(users_by_id))
+_user_batcher: Batcher[str, User | None] = Batcher(db(users_by_id, lane=CATCH_UP))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from collaboration import selectors
-from events.aio import db, per_loop
+from events.aio import CATCH_UP, db, per_loop
 from events.fanout import channel_layer, fanout
 from events.groups import USERS_GROUP
 from metrics import selectors as metrics_selectors
@@ -133,7 +133,7 @@ class Connections:
         """Close the sockets whose user was deactivated or deleted, or that an operator asked
         to close, in case the message saying so never reached this process."""
         if self.by_user:
-            revoked = await db(selectors.revoked_users)(user_ids=list(self.by_user))
+            revoked = await db(selectors.revoked_users, lane=CATCH_UP)(user_ids=list(self.by_user))
             for user_id in revoked:
                 for consumer in self.of_user(user_id):
                     try:
@@ -143,7 +143,7 @@ class Connections:
         if self.by_id:
             # Every request since this process started (a margin for other hosts' clocks): a few
             # rows; `_close_connections` takes those of this process's sockets.
-            requested = await db(metrics_selectors.disconnects_requested)(
+            requested = await db(metrics_selectors.disconnects_requested, lane=CATCH_UP)(
                 since=self.started - REQUEST_CLOCK_MARGIN
             )
             await self._close_connections(requested)

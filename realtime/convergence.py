@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from collaboration import selectors
-from events.aio import db, per_loop
+from events.aio import CATCH_UP, db, per_loop
 from events.fanout import channel_layer, fanout
 from metrics import instruments
 from realtime.connections import connections
@@ -88,7 +88,8 @@ class StreamCheck:
         ]
         previous = self.heads
         trip_ids = {consumer.trip_id for consumer in followers}
-        self.heads = await db(selectors.stream_heads)(trip_ids=trip_ids) if trip_ids else {}
+        read = db(selectors.stream_heads, lane=CATCH_UP)
+        self.heads = await read(trip_ids=trip_ids) if trip_ids else {}
         behind = 0
         for consumer in followers:
             heads = previous.get(consumer.trip_id)

@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 import protocol
 from agents import selectors, services
 from agents.payloads import run_payload
-from events.aio import db
+from events.aio import CATCH_UP, db
 from events.groups import agents_trip_group, agents_user_group
 from protocol import ConnectionType
 from realtime.consumers.base import RealtimeConsumer
@@ -41,14 +41,14 @@ class AgentStatusConsumer(RealtimeConsumer):
         # Join before reading the runs: a change committed in between arrives through a group
         # (after the list, as this socket handles one thing at a time) and is never lost.
         await self.join(agents_user_group(self.user.pk))
-        trip_ids = await db(selectors.member_trip_ids)(user=self.user)
+        trip_ids = await db(selectors.member_trip_ids, lane=CATCH_UP)(user=self.user)
         for trip_id in trip_ids:
             await self.join(agents_trip_group(trip_id))
         self._trip_ids = set(trip_ids)
         # Only what the joined groups will keep up to date (a trip joined a moment ago is not).
         wires = [
             run
-            for run in await db(_active_runs)(self.user)
+            for run in await db(_active_runs, lane=CATCH_UP)(self.user)
             if run["owner"]["id"] == self.user.pk or run["trip_id"] in self._trip_ids
         ]
         for wire in wires:

@@ -11,7 +11,7 @@ import protocol
 from collaboration import selectors
 from collaboration.errors import NotFound
 from collaboration.services import chat
-from events.aio import db
+from events.aio import CATCH_UP, db
 from events.broadcast import broadcast_now
 from events.fanout import Direct, fanout
 from events.groups import chat_group
@@ -38,7 +38,7 @@ class ChatConsumer(RealtimeConsumer):
         # group and is sent or dropped by its `seq`, never lost.
         await self.join(chat_group(self.trip_id))
         try:
-            self._history = await db(selectors.chat_page)(
+            self._history = await db(selectors.chat_page, lane=CATCH_UP)(
                 trip_id=self.trip_id, user=self.user, limit=settings.CHAT_HISTORY_LIMIT
             )
         except NotFound:
@@ -138,7 +138,7 @@ class ChatConsumer(RealtimeConsumer):
             return
         replayed, after = 0, message.last_seq
         while after < self.history_seq:
-            page = await db(selectors.chat_page)(
+            page = await db(selectors.chat_page, lane=CATCH_UP)(
                 trip_id=self.trip_id, user=self.user, after=after, limit=200
             )
             if not page.messages:

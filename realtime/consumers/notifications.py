@@ -10,7 +10,7 @@ from django.conf import settings
 import protocol
 from collaboration import selectors
 from collaboration.services import notifications
-from events.aio import db
+from events.aio import CATCH_UP, db
 from events.groups import user_notifications_group
 from protocol import ConnectionType
 from realtime.consumers.base import RealtimeConsumer
@@ -31,7 +31,7 @@ class NotificationConsumer(RealtimeConsumer):
         # Join first: a notification created meanwhile arrives live (and may also be in the
         # list; clients key notifications by id).
         await self.join(user_notifications_group(self.user.pk))
-        unread, count = await db(_unread)(self.user)
+        unread, count = await db(_unread, lane=CATCH_UP)(self.user)
         await self.send_event(
             protocol.server_message(
                 "notifications.unread", notifications=unread, unread_count=count

@@ -13,7 +13,7 @@ from collaboration import selectors
 from collaboration.errors import NotFound
 from collaboration.models import TripMember
 from collaboration.services import conflicts, trips
-from events.aio import db
+from events.aio import CATCH_UP, db
 from events.batch import Batcher
 from events.fanout import Direct, fanout
 from events.groups import trip_group
@@ -27,7 +27,7 @@ PRESENCE_KINDS = ("presence.update", "editing.update")
 
 
 async def _snapshots_for(keys: list[tuple[int, User]]) -> dict[tuple[int, User], Any]:
-    found = await db(selectors.trips_connect)(keys=keys)
+    found = await db(selectors.trips_connect, lane=CATCH_UP)(keys=keys)
     return {(trip_id, user): found[(trip_id, user.pk)] for trip_id, user in keys}
 
 
@@ -160,9 +160,13 @@ class TripConsumer(RealtimeConsumer):
             await self._resume(message)
 
     async def _resume(self, message: protocol.Resume) -> None:
-        page = await db(selectors.events_after)(trip_id=self.trip_id, after=message.last_seq)
+        page = await db(selectors.events_after, lane=CATCH_UP)(
+            trip_id=self.trip_id, after=message.last_seq
+        )
         if not page.complete:
-            snapshot = await db(selectors.trip_snapshot)(trip_id=self.trip_id, user=self.user)
+            snapshot = await db(selectors.trip_snapshot, lane=CATCH_UP)(
+                trip_id=self.trip_id, user=self.user
+            )
             await self._fill_gap(snapshot["seq"])
             state = await tracker().current(self.trip_id)
             await self.send_event(

@@ -339,7 +339,7 @@ async def test_final_rows_wait_for_the_database_and_no_process_is_lost_to_its_ab
     writes: list[dict] = []
     failure: list[Exception] = [OperationalError("connection refused")]
 
-    def db(func):
+    def db(func, **_options):
         async def write(new, changed, ended, snapshot, prune, row_of, *, sweep):
             writes.append({"ended": [row["connection_id"] for row in ended], "sweep": sweep})
             if failure:

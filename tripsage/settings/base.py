@@ -120,6 +120,14 @@ DATABASE_PASSWORD = env_str("DATABASE_PASSWORD", "")
 DATABASE_THREADS = env_int("DATABASE_THREADS", 8)
 if DATABASE_THREADS < 1:
     raise ImproperlyConfigured(f"DATABASE_THREADS={DATABASE_THREADS}: at least 1.")
+# Of those, how many may run catch-up reads at once (a socket's user and snapshot at connect, the
+# events it missed, periodic checks): the rest stay free for live edits (events.aio.LanePool).
+DATABASE_CATCH_UP_THREADS = env_int("DATABASE_CATCH_UP_THREADS", max(1, DATABASE_THREADS // 4))
+if not 1 <= DATABASE_CATCH_UP_THREADS <= DATABASE_THREADS:
+    raise ImproperlyConfigured(
+        f"DATABASE_CATCH_UP_THREADS={DATABASE_CATCH_UP_THREADS}: from 1 to DATABASE_THREADS "
+        f"({DATABASE_THREADS})."
+    )
 # HTTP requests (REST, admin, pages) a process runs at once; each holds a database connection
 # on a thread of its own while it runs, the rest wait (tripsage/http_limit.py). A process then
 # holds at most DATABASE_THREADS + HTTP_MAX_CONCURRENT_REQUESTS connections.
@@ -430,10 +438,23 @@ REALTIME_CONNECTS_PER_MINUTE_PER_IP = env_int("REALTIME_CONNECTS_PER_MINUTE_PER_
 REALTIME_MAX_OPENING_SOCKETS = env_int("REALTIME_MAX_OPENING_SOCKETS", 100)
 # The retry hint of that refusal: the server sends between this and twice this (jittered).
 REALTIME_OVERLOAD_RETRY_SECONDS = env_float("REALTIME_OVERLOAD_RETRY_SECONDS", 1.0)
-if REALTIME_MAX_OPENING_SOCKETS < 0 or REALTIME_OVERLOAD_RETRY_SECONDS <= 0:
+# Before refusing, a connect waits this long for a place, its handshake unanswered (0: refuse at
+# once); below daphne's --websocket_connect_timeout (5 s), which rejects a handshake left
+# unanswered longer. At most REALTIME_MAX_WAITING_SOCKETS wait; the next is refused at once.
+REALTIME_OPENING_WAIT_SECONDS = env_float("REALTIME_OPENING_WAIT_SECONDS", 2.0)
+REALTIME_MAX_WAITING_SOCKETS = env_int("REALTIME_MAX_WAITING_SOCKETS", 2000)
+if (
+    REALTIME_MAX_OPENING_SOCKETS < 0
+    or REALTIME_OVERLOAD_RETRY_SECONDS <= 0
+    or not 0 <= REALTIME_OPENING_WAIT_SECONDS < 5
+    or REALTIME_MAX_WAITING_SOCKETS < 0
+):
     raise ImproperlyConfigured(
         f"REALTIME_MAX_OPENING_SOCKETS={REALTIME_MAX_OPENING_SOCKETS} must be 0 (no limit) or "
-        f"more, REALTIME_OVERLOAD_RETRY_SECONDS={REALTIME_OVERLOAD_RETRY_SECONDS:g} more than 0."
+        f"more, REALTIME_OVERLOAD_RETRY_SECONDS={REALTIME_OVERLOAD_RETRY_SECONDS:g} more than 0, "
+        f"REALTIME_OPENING_WAIT_SECONDS={REALTIME_OPENING_WAIT_SECONDS:g} from 0 to less than "
+        f"daphne's 5 s handshake timeout, REALTIME_MAX_WAITING_SOCKETS="
+        f"{REALTIME_MAX_WAITING_SOCKETS} 0 or more."
     )
 # A process renews its connection slots a few times per lease; a dead process's slots expire.
 REALTIME_CONNECTION_LEASE_SECONDS = env_float("REALTIME_CONNECTION_LEASE_SECONDS", 60.0)
