@@ -223,9 +223,33 @@ async def test_checks_made_at_once_share_one_pipeline_and_each_gets_its_own_answ
 
     throttle._scripts.fetch_many = counted
     rate = Rate(60, 5)
-    decisions = await asyncio.gather(*(throttle.take("storm", rate) for _ in range(8)))
+    decisions = await asyncio.gather(
+        *(throttle.take("storm", rate, batched=True) for _ in range(8))
+    )
     assert sum(d.allowed for d in decisions) == 5
     assert batches == [8]
+
+
+async def test_a_message_check_does_not_wait_for_a_storms_batch(settings):
+    """A live message's check goes to Redis at once, while the connects' batch is still on its
+    way (behind it, a member's edit waited several turns of a storm-busy loop: bench S7)."""
+    settings.REALTIME_THROTTLE_PREFIX = f"test-throttle-{uuid.uuid4().hex[:8]}"
+    throttle = Throttle(url=require_redis_url(), clock=Clock())
+    held = asyncio.Event()
+    run = throttle._run_scripts
+
+    async def slow(calls):
+        await held.wait()
+        return await run(calls)
+
+    throttle._scripts.fetch_many = slow
+    connects = asyncio.gather(*(throttle.connect(f"10.0.0.{i}") for i in range(20)))
+    await asyncio.sleep(0)  # the connects' batch is in flight, held
+    decision = await asyncio.wait_for(throttle.message(7, "trip_collaboration"), 5)
+    assert decision.allowed
+    assert not connects.done()
+    held.set()
+    assert all(d.allowed for d in await connects)
 
 
 async def test_scripts_redis_lost_are_loaded_again(tmp_path, settings):
