@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from realtime import redis_clients
 from realtime.layers import FanoutChannelLayer
+from tests.conftest import require_redis_url
 from tests.redis_servers import SentinelGroup
 
 FAULTS = ["failover", "kill"]
@@ -197,3 +198,35 @@ def test_a_switch_moves_every_client_before_the_old_primary_is_demoted(
     assert redis_py.Redis(port=new).get("after-switch") == b"2"
     # Not vacuous: the old primary was still a primary when the write went to the new one.
     assert role_of_old == b"master", "the old primary was demoted first; nothing was shown"
+
+
+async def test_new_connections_name_the_client_without_looking_up_its_version(monkeypatch):
+    """A storm grows the pools by hundreds of connections: each one tells Redis it is redis-py
+    at its version (CLIENT SETINFO), from a DriverInfo worked out once, not from the installed
+    packages' metadata per connection (a tenth of a survivor's CPU, bench S7)."""
+    import importlib.metadata
+
+    lookups: list[str] = []
+    real_version = importlib.metadata.version
+
+    def counted(name: str) -> str:
+        lookups.append(name)
+        return real_version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", counted)
+    host = redis_clients.settings_host(require_redis_url())
+    client = redis_clients.async_client(host, max_connections=10)
+    names = f"tripsage-test-{uuid.uuid4().hex[:8]}"
+    try:
+        # Five commands at once: five new connections.
+        await asyncio.gather(*(client.client_setname(names) for _ in range(5)))
+        mine = [c for c in await client.client_list() if c["name"] == names]
+        made = list(client.connection_pool._available_connections)
+    finally:
+        await client.aclose()
+    assert "redis" not in lookups
+    assert len(mine) >= 5
+    # What CLIENT SETINFO sends (Redis 7.2 and later show it as lib-name and lib-ver).
+    assert made and all(c.driver_info is redis_clients.DRIVER_INFO for c in made)
+    assert redis_clients.DRIVER_INFO.formatted_name == "redis-py"
+    assert redis_clients.DRIVER_INFO.lib_version == real_version("redis")
