@@ -17,6 +17,11 @@ CONNECTIONS_OPENING = Gauge(
     "WebSocket connections of this process between connect and connection.established (or "
     "their end): what REALTIME_MAX_OPENING_SOCKETS bounds (realtime.connect_gate).",
 )
+CONNECTIONS_WAITING = Gauge(
+    "tripsage_ws_connections_waiting",
+    "WebSocket connects of this process waiting for a place among the opening sockets, their "
+    "handshake unanswered (REALTIME_OPENING_WAIT_SECONDS, realtime.connect_gate).",
+)
 MESSAGES_RECEIVED = Counter(
     "tripsage_ws_messages_received_total",
     "Valid client messages received, by connection type and message type.",

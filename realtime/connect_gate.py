@@ -17,6 +17,8 @@ control"). The count is this process's own, in one plain integer: one event loop
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import random
 import time
@@ -51,7 +53,12 @@ class Opening:
     def __call__(self) -> None:
         gate, self._gate = self._gate, None
         if gate is not None:
-            gate.opening -= 1
+            gate.release()
+
+
+def _give_up(place: asyncio.Future[bool]) -> None:
+    if not place.done():
+        place.set_result(False)
 
 
 def socket_opened(scope: Mapping[str, object]) -> None:
@@ -65,10 +72,11 @@ def socket_opened(scope: Mapping[str, object]) -> None:
 class ConnectGate:
     """ASGI middleware for the "websocket" branch, outside realtime.auth.JWTAuthMiddleware.
 
-    `limit` (REALTIME_MAX_OPENING_SOCKETS; 0: never refuse) and `retry_seconds`
-    (REALTIME_OVERLOAD_RETRY_SECONDS) default to the settings; `random` and `clock` are
-    injectable for tests. The send callable is passed through untouched: realtime.direct
-    recognises daphne's own.
+    `limit` (REALTIME_MAX_OPENING_SOCKETS; 0: never refuse), `wait_seconds`
+    (REALTIME_OPENING_WAIT_SECONDS; 0: refuse at once), `max_waiting`
+    (REALTIME_MAX_WAITING_SOCKETS) and `retry_seconds` (REALTIME_OVERLOAD_RETRY_SECONDS) default
+    to the settings; `random` and `clock` are injectable for tests. The send callable is passed
+    through untouched: realtime.direct recognises daphne's own.
     """
 
     def __init__(
@@ -76,6 +84,8 @@ class ConnectGate:
         app: Any,
         *,
         limit: int | None = None,
+        wait_seconds: float | None = None,
+        max_waiting: int | None = None,
         retry_seconds: float | None = None,
         random: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
@@ -85,25 +95,73 @@ class ConnectGate:
         self.retry_seconds = (
             settings.REALTIME_OVERLOAD_RETRY_SECONDS if retry_seconds is None else retry_seconds
         )
+        self.wait_seconds = (
+            settings.REALTIME_OPENING_WAIT_SECONDS if wait_seconds is None else wait_seconds
+        )
+        self.max_waiting = (
+            settings.REALTIME_MAX_WAITING_SOCKETS if max_waiting is None else max_waiting
+        )
         self.opening = 0  # sockets of this process between connect and established
+        # Connects waiting for a place, first come first served; a place that frees goes to the
+        # first of them still waiting (its future's result True), without passing through zero.
+        self._waiting: collections.deque[asyncio.Future[bool]] = collections.deque()
+        self.waiting = 0  # of those, the ones still waiting
         self._random = random
         self._clock = clock
         self._refused_unlogged = 0
         self._logged_at: float | None = None
         # Read at scrape time: nothing per connect on the instrument's lock.
         instruments.CONNECTIONS_OPENING.set_function(lambda: self.opening)
+        instruments.CONNECTIONS_WAITING.set_function(lambda: self.waiting)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "websocket":
             return await self.app(scope, receive, send)
         if 0 < self.limit <= self.opening:
-            return await self._refuse(receive, send)
-        self.opening += 1
+            if not await self._wait_for_place():
+                return await self._refuse(receive, send)
+        else:
+            self.opening += 1
         opening = Opening(self)
         try:
             return await self.app({**scope, SCOPE_KEY: opening}, receive, send)
         finally:
             opening()  # ended before it was established (refused, dropped, failed): no leak
+
+    async def _wait_for_place(self) -> bool:
+        """Wait, at most `wait_seconds`, for a place among the opening sockets; True when one
+        was handed over (counted in `opening` already), False to refuse. A connect waits before
+        its handshake is answered and costs nothing meanwhile but this future; a refused one
+        would come back, costing another handshake (bench S7)."""
+        if self.wait_seconds <= 0 or self.waiting >= self.max_waiting:
+            return False
+        loop = asyncio.get_running_loop()
+        place: asyncio.Future[bool] = loop.create_future()
+        if len(self._waiting) > 2 * self.max_waiting + 64:  # those that gave up, not yet passed
+            self._waiting = collections.deque(f for f in self._waiting if not f.done())
+        self._waiting.append(place)
+        self.waiting += 1
+        timer = loop.call_later(self.wait_seconds, _give_up, place)
+        try:
+            return await place
+        except asyncio.CancelledError:
+            # The socket ended while waiting: a place handed over meanwhile goes on.
+            if place.done() and not place.cancelled() and place.result():
+                self.release()
+            raise
+        finally:
+            timer.cancel()
+            self.waiting -= 1
+
+    def release(self) -> None:
+        """A place frees: to the first connect still waiting, or back to the count."""
+        waiting = self._waiting
+        while waiting:
+            place = waiting.popleft()
+            if not place.done():
+                place.set_result(True)
+                return
+        self.opening -= 1
 
     def retry_after(self) -> float:
         """Seconds the client should wait: between retry_seconds and twice that, so that clients

@@ -42,6 +42,7 @@ LIMIT = 4
 DROPPED = 1006
 RETRY_SECONDS = 0.25
 OPENING = "tripsage_ws_connections_opening"
+WAITING = "tripsage_ws_connections_waiting"
 REFUSALS = "tripsage_rate_limit_refusals_total"
 
 
@@ -54,6 +55,20 @@ def gated(daphne_factory):
         REALTIME_MAX_OPENING_SOCKETS=str(LIMIT),
         REALTIME_OVERLOAD_RETRY_SECONDS=str(RETRY_SECONDS),
         REALTIME_AUTH_TIMEOUT_SECONDS="2",
+        REALTIME_OPENING_WAIT_SECONDS="0",  # refused at once (the waiting room: below)
+    )
+
+
+@pytest.fixture(scope="session")
+def waiting_room(daphne_factory):
+    """LIMIT sockets open at once, up to 2 more wait for a place for at most 1.5 s."""
+    return daphne_factory(
+        "waiting-room",
+        REALTIME_MAX_OPENING_SOCKETS=str(LIMIT),
+        REALTIME_OVERLOAD_RETRY_SECONDS=str(RETRY_SECONDS),
+        REALTIME_AUTH_TIMEOUT_SECONDS="4",
+        REALTIME_OPENING_WAIT_SECONDS="1.5",
+        REALTIME_MAX_WAITING_SOCKETS="2",
     )
 
 
@@ -67,13 +82,14 @@ async def metric(server, name: str, **labels: str) -> float:
     return await asyncio.to_thread(server.metric, name, **labels)
 
 
-async def opening_becomes(server, expected: int) -> None:
-    """Wait (bounded) until the process counts `expected` sockets opening; fail if it never does."""
+async def opening_becomes(server, expected: int, gauge: str = OPENING) -> None:
+    """Wait (bounded) until the process counts `expected` sockets opening (or waiting, with
+    `gauge`); fail if it never does."""
     for _ in range(200):
-        if await metric(server, OPENING) == expected:
+        if await metric(server, gauge) == expected:
             return
         await asyncio.sleep(0.05)
-    assert await metric(server, OPENING) == expected
+    assert await metric(server, gauge) == expected
 
 
 async def send_token(ws: ClientConnection, token: str) -> None:
@@ -155,6 +171,84 @@ async def test_sockets_that_end_while_opening_give_their_place_back(gated, crew)
     for ws in waiting:
         await ws.close()
     await opening_becomes(gated, 0)
+
+
+# -- the waiting room ---------------------------------------------------------------------------
+
+
+async def test_over_the_limit_a_connect_waits_for_a_place_and_gets_the_first_that_frees(
+    waiting_room, crew
+):
+    """Its handshake is answered once a place frees: no refusal, no second handshake."""
+    alice, *_, path = crew
+    refusals_before = await metric(waiting_room, REFUSALS, limit="overloaded")
+    silent = [await open_socket(waiting_room.ws_url, path) for _ in range(LIMIT)]
+    await opening_becomes(waiting_room, LIMIT)
+
+    joining = asyncio.create_task(connect(waiting_room.ws_url, path, factories.access_token(alice)))
+    await opening_becomes(waiting_room, 1, WAITING)
+    assert not joining.done()  # waiting, its handshake unanswered
+
+    await silent[0].close()  # a place frees: handed to the waiting connect
+    ws, established = await asyncio.wait_for(joining, 10)
+    assert established["type"] == "connection.established"
+    assert ws.snapshot["type"] == "trip.snapshot"
+    await opening_becomes(waiting_room, 0, WAITING)
+    await opening_becomes(waiting_room, LIMIT - 1)
+    assert await metric(waiting_room, REFUSALS, limit="overloaded") == refusals_before
+    for socket in [ws, *silent[1:]]:
+        await socket.close()
+    await opening_becomes(waiting_room, 0)
+
+
+async def test_a_connect_is_refused_when_no_place_frees_in_time_or_the_room_is_full(
+    waiting_room, crew
+):
+    alice, *_, path = crew
+    silent = [await open_socket(waiting_room.ws_url, path) for _ in range(LIMIT)]
+    await opening_becomes(waiting_room, LIMIT)
+
+    # Two wait (the room's size); the third is refused at once, while they still wait.
+    waiters = [
+        asyncio.create_task(refused(waiting_room, path, factories.access_token(alice)))
+        for _ in range(2)
+    ]
+    await opening_becomes(waiting_room, 2, WAITING)
+    code, error = await refused(waiting_room, path, factories.access_token(alice))
+    assert code == CloseCode.TRY_AGAIN_LATER
+    assert error["error"]["details"]["reason"] == "overloaded"
+    assert not any(w.done() for w in waiters)
+
+    # No place frees within REALTIME_OPENING_WAIT_SECONDS: both are refused, with the hint.
+    for code, error in await asyncio.gather(*waiters):
+        assert code == CloseCode.TRY_AGAIN_LATER
+        assert RETRY_SECONDS <= error["error"]["details"]["retry_after"] <= 2 * RETRY_SECONDS
+    await opening_becomes(waiting_room, 0, WAITING)
+    assert await metric(waiting_room, OPENING) == LIMIT  # the refused never counted
+    for socket in silent:
+        await socket.close()
+    await opening_becomes(waiting_room, 0)
+
+
+async def test_a_client_that_leaves_while_waiting_leaks_nothing(waiting_room, crew):
+    alice, *_, path = crew
+    silent = [await open_socket(waiting_room.ws_url, path) for _ in range(LIMIT)]
+    await opening_becomes(waiting_room, LIMIT)
+    leaving = asyncio.create_task(open_socket(waiting_room.ws_url, path))
+    await opening_becomes(waiting_room, 1, WAITING)
+    leaving.cancel()  # the client gives up on its handshake: its TCP connection closes
+    for socket in silent:
+        await socket.close()
+    await opening_becomes(waiting_room, 0, WAITING)
+    await opening_becomes(waiting_room, 0)
+    # Nothing leaked: LIMIT sockets open at once again.
+    sockets = [
+        await connect(waiting_room.ws_url, path, factories.access_token(alice))
+        for _ in range(LIMIT)
+    ]
+    await opening_becomes(waiting_room, 0)
+    for ws, _ in sockets:
+        await ws.close()
 
 
 # -- a storm beyond capacity -------------------------------------------------------------------
