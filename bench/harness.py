@@ -41,6 +41,7 @@ from bench.infra import (  # noqa: E402
     Worker,
     build_fixture,
     close_all,
+    cpu_seconds,
     log,
     raise_open_files,
     split,
@@ -179,9 +180,11 @@ def s4(fx: Fixture, apps: list[str], count: int, redis: RedisCost) -> list[dict]
             for w in workers:
                 w.recv()
             redis_before, pg_before = redis.read(), postgres.read()
+            cpu_before = sum(cpu_seconds(p.pid) for p in servers.processes)
             for w in workers:
                 w.send("go")
             results = [w.recv(300) for w in workers]
+            server_cpu = sum(cpu_seconds(p.pid) for p in servers.processes) - cpu_before
             redis_used = redis.delta(redis_before, redis.read())
             pg = PostgresCost.delta(pg_before, postgres.read(), pg_before)
             close_all(workers)
@@ -197,6 +200,9 @@ def s4(fx: Fixture, apps: list[str], count: int, redis: RedisCost) -> list[dict]
                 "errors": errors,
                 "refused_and_retried": sum(r[5] for r in results),
                 "per_second": ok / elapsed,
+                # The server's own CPU per connect (clock ticks: 10 ms), steadier than the rate
+                # on a shared machine.
+                "server_cpu_ms_per_connect": server_cpu / max(1, ok) * 1000,
                 # What one connect costs Redis (the run's own Redis: nothing else uses it).
                 "redis_cpu_us_per_connect": redis_used["cpu_s"] / max(1, ok) * 1e6,
                 "redis_calls_per_connect": sum(redis_used["calls"].values()) / max(1, ok),
@@ -205,7 +211,10 @@ def s4(fx: Fixture, apps: list[str], count: int, redis: RedisCost) -> list[dict]
                 else None,
             }
         )
-        log(f"S4 {app}: {ok / elapsed:.0f} authenticated connects/s, {errors} errors")
+        log(
+            f"S4 {app}: {ok / elapsed:.0f} authenticated connects/s, "
+            f"{rows[-1]['server_cpu_ms_per_connect']:.2f} ms server CPU each, {errors} errors"
+        )
     postgres.close()
     return rows
 

@@ -233,10 +233,9 @@ class JWTAuthMiddleware:
         finally:
             # The connection lease, whatever ended the socket (a cancellation included).
             if authenticated is not None:
+                auth: AuthContext = authenticated["auth"]
                 await asyncio.shield(
-                    throttle().release_slot(
-                        authenticated["user"].pk, authenticated["auth"].connection_id
-                    )
+                    throttle().release_slot(auth.token.user_id, auth.connection_id)
                 )
 
     async def _handshake(
@@ -280,9 +279,45 @@ class JWTAuthMiddleware:
         result = await self._await_auth(receive, send)
         if result is None:
             return None
-        user, verified, request_id = result
+        verified, request_id = result
         connection_id = protocol.new_id()
-        allowed, held = await throttle().acquire_slot(user.pk, connection_id)
+        # The user's read and the connection slot together: one round trip fewer per connect
+        # (the slot is the token subject's, which is the user's id; released below if the
+        # user may not connect after all).
+        found, slot = await asyncio.gather(
+            _user_batcher(verified.user_id),
+            throttle().acquire_slot(verified.user_id, connection_id),
+            return_exceptions=True,
+        )
+        if isinstance(slot, BaseException):
+            if isinstance(found, BaseException):
+                logger.info("reading a connecting user failed too", exc_info=found)
+            raise slot
+        allowed, held = slot
+        try:
+            if isinstance(found, BaseException):
+                raise found
+            user = active_user(found)
+        except AuthFailure as failure:
+            if allowed:
+                await throttle().release_slot(verified.user_id, connection_id)
+            logger.info("websocket auth refused: %s", failure.reason)
+            await self._refuse(send, failure.envelope(request_id))
+            return None
+        except Exception:
+            if allowed:
+                await throttle().release_slot(verified.user_id, connection_id)
+            # A fault of ours (the database away): SERVER_ERROR, retryable, then 4011, as
+            # for any fault while opening (docs/protocol.md), never an unhandled 1011.
+            logger.exception("opening a websocket failed: the user could not be read")
+            envelope = protocol.error_message(
+                ErrorCode.SERVER_ERROR,
+                "The server could not check your credentials; try again.",
+                details={"retryable": True},
+                request_id=request_id,
+            )
+            await self._refuse(send, envelope, CloseCode.SERVER_FAULT)
+            return None
         if not allowed:
             limit = settings.REALTIME_MAX_CONNECTIONS_PER_USER
             await self._refuse_rate(
@@ -299,9 +334,7 @@ class JWTAuthMiddleware:
             auth=AuthContext(connection_id=connection_id, token=verified, request_id=request_id),
         )
 
-    async def _await_auth(
-        self, receive: Any, send: Any
-    ) -> tuple[User, VerifiedToken, str | None] | None:
+    async def _await_auth(self, receive: Any, send: Any) -> tuple[VerifiedToken, str | None] | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.REALTIME_AUTH_TIMEOUT_SECONDS
         while True:
@@ -337,24 +370,12 @@ class JWTAuthMiddleware:
                 await send(_text_frame(error.envelope()))
                 continue
             try:
-                user, verified = await authenticate_token_async(auth.token)
+                verified = verify_access_token(auth.token)  # the signature: no I/O
             except AuthFailure as failure:
                 logger.info("websocket auth refused: %s", failure.reason)
                 await self._refuse(send, failure.envelope(request_id))
                 return None
-            except Exception:
-                # A fault of ours (the database away): SERVER_ERROR, retryable, then 4011, as
-                # for any fault while opening (docs/protocol.md), never an unhandled 1011.
-                logger.exception("opening a websocket failed: the user could not be read")
-                envelope = protocol.error_message(
-                    ErrorCode.SERVER_ERROR,
-                    "The server could not check your credentials; try again.",
-                    details={"retryable": True},
-                    request_id=request_id,
-                )
-                await self._refuse(send, envelope, CloseCode.SERVER_FAULT)
-                return None
-            return user, verified, request_id
+            return verified, request_id
 
     async def _refuse(
         self, send: Any, envelope: dict[str, Any], code: CloseCode = CloseCode.AUTHENTICATION_FAILED

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
@@ -265,3 +266,25 @@ def test_rest_throttles_per_address_whoever_signs_in(crew):
             statuses.append(client.get("/api/trips/").status_code)
     assert statuses == [200, 200, 200, 429]
     cache.delete("throttle_ip_127.0.0.1")
+
+
+async def test_a_user_refused_at_connect_holds_no_slot(limited_pair, crew):
+    """The slot is taken while the user is read (one round trip for both): a user who may not
+    connect (disabled) gives it back at once, or the limit of 2 would refuse the third socket
+    below."""
+    a, _ = limited_pair
+    alice, *_, path = crew
+    token = factories.access_token(alice)
+    alice.is_active = False
+    await sync_to_async(alice.save)(update_fields=["is_active"])
+    for _ in range(3):
+        refused = await open_socket(a.ws_url, path)
+        await send_json(refused, {"token": token, "id": "auth-x"})
+        code, messages = await closed_with(refused)
+        assert code == 4001
+        assert messages[-1]["error"]["details"]["reason"] == "user_inactive"
+    alice.is_active = True
+    await sync_to_async(alice.save)(update_fields=["is_active"])
+    sockets = [(await connect(a.ws_url, path, token))[0] for _ in range(2)]
+    for ws in sockets:
+        await ws.close()
