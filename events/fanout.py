@@ -45,6 +45,12 @@ class Fanout(abc.ABC):
     def expect(self, group: str, seq: int) -> None:
         """A member read `group`'s ordered stream up to `seq` (a snapshot, a history)."""
 
+    def recent(self, group: str, after: int, upto: int) -> list[dict[str, Any]] | None:
+        """`group`'s published events with `after < seq <= upto`, in order, if this process
+        keeps every one of them in memory; None: read them from the log. A plain layer keeps
+        none."""
+        return None
+
     @abc.abstractmethod
     def dropped(self, channel: str) -> int:
         """Messages for `channel` dropped over capacity so far (per-connection metrics)."""

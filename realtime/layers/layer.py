@@ -72,6 +72,7 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         ordered_types: Iterable[str] = (),
         reorder_wait: float = 0.1,
         reorder_limit: int = 100,
+        recent_events: int = 0,
         fanout_latency_label: str | None = None,
         publish_timeout: float = 1.0,
         **kwargs: Any,
@@ -86,6 +87,7 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         self.ordered_types = frozenset(ordered_types)
         self.reorder_wait = reorder_wait  # seconds an early event waits for the ones before it
         self.reorder_limit = reorder_limit  # events held per group at most
+        self.recent_events = recent_events  # events kept per ordered group for resumes
         # Imported here, once: a wrong path fails at start-up, not on the first event.
         self._latency_label: Callable[[str], str | None] | None = (
             import_string(fanout_latency_label) if fanout_latency_label else None
@@ -272,6 +274,14 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         for state in self._states.values():
             if group in state.groups:
                 state.streams.expect(group, seq)
+
+    def recent(self, group: str, after: int, upto: int) -> list[dict[str, Any]] | None:
+        """`group`'s events with `after < seq <= upto`, as this process sent them out, if it
+        still keeps every one (`recent_events` per group); else None."""
+        state = self._states.get(asyncio.get_running_loop())
+        if state is None or group not in state.groups:
+            return None
+        return state.streams.recent_events(group, after, upto)
 
     # -- direct delivery ----------------------------------------------------------------------
 

@@ -37,7 +37,9 @@ class LoopState:
         self.groups: dict[str, set[str]] = {}
         self.drops: dict[str, int] = {}  # channel -> messages dropped over capacity
         self.subscribed: dict[str, asyncio.Future[None]] = {}
-        self.streams = OrderedStreams(layer.ordered_types, layer.reorder_wait, layer.reorder_limit)
+        self.streams = OrderedStreams(
+            layer.ordered_types, layer.reorder_wait, layer.reorder_limit, layer.recent_events
+        )
         self.pubsub: Any = None
         self.listener: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()

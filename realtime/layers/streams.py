@@ -6,11 +6,17 @@ before seq 5; the layer then holds 6 (at most `wait` seconds) until 5 comes, onc
 instead of letting every member see a gap and read the missing event from the database. If 5 does
 not come in time, 6 goes out and the members fill the gap from the log, as for any loss
 (tripsage_layer_held_total).
+
+Each stream also keeps the last `recent` events it sent out, while they are contiguous: a member
+that comes back (`resume`) and missed only those is answered from memory (`recent_events`), with
+the frames the process already encoded, instead of reading the log; after a reconnect storm,
+hundreds of members ask for the same few seconds of events at once (bench S7).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -21,22 +27,35 @@ class Stream:
     """Where one ordered group's stream stands in this process: the last `seq` offered to its
     members, and events that came early, by seq, until `deadline`."""
 
-    __slots__ = ("deadline", "held", "last")
+    __slots__ = ("deadline", "held", "last", "recent")
 
-    def __init__(self, last: int) -> None:
+    def __init__(self, last: int, recent: int) -> None:
         self.last = last
         self.held: dict[int, dict[str, Any]] = {}
         self.deadline = 0.0
+        # The last events sent out, contiguous by seq (emptied at a gap); None: kept none.
+        self.recent: deque[dict[str, Any]] | None = deque(maxlen=recent) if recent else None
+
+    def sent(self, ready: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Remember events going out (in order); returns them."""
+        recent = self.recent
+        if recent is not None:
+            for payload in ready:
+                if recent and payload["seq"] != recent[-1]["seq"] + 1:
+                    recent.clear()  # a gap: what came before it no longer answers a resume
+                recent.append(payload)
+        return ready
 
 
 class OrderedStreams:
     """The streams of one event loop's groups. Pure bookkeeping: the listener asks what may go
     out now (`in_order`, `overdue`) and how long it may wait for Redis (`wait`)."""
 
-    def __init__(self, types: Iterable[str], wait: float, limit: int) -> None:
+    def __init__(self, types: Iterable[str], wait: float, limit: int, recent: int = 0) -> None:
         self.types = frozenset(types)  # message types whose `seq` is put in order
         self.reorder_wait = wait  # seconds an early event waits for the ones before it
         self.reorder_limit = limit  # events held per group at most
+        self.recent = recent  # events kept per group for resumes (0: none)
         self.streams: dict[str, Stream] = {}
         self.holding: set[str] = set()  # groups whose stream holds early events
 
@@ -45,7 +64,7 @@ class OrderedStreams:
         seq = payload["seq"]
         stream = self.streams.get(group)
         if stream is None:  # the first event this process sees: the stream starts here
-            stream = self.streams[group] = Stream(seq - 1)
+            stream = self.streams[group] = Stream(seq - 1, self.recent)
         if seq <= stream.last:
             return [payload]  # late (released past already) or repeated: members drop or place it
         if seq > stream.last + 1:
@@ -65,7 +84,7 @@ class OrderedStreams:
             instruments.LAYER_HELD.labels("reordered").inc(len(ready) - 1)
             if not stream.held:
                 self.holding.discard(group)
-        return ready
+        return stream.sent(ready)
 
     def _release(self, group: str, stream: Stream) -> list[dict[str, Any]]:
         """Give up waiting: the held events go out in order; members fill the gap from the log."""
@@ -74,7 +93,7 @@ class OrderedStreams:
         stream.held.clear()
         self.holding.discard(group)
         stream.last = ready[-1]["seq"]
-        return ready
+        return stream.sent(ready)
 
     def wait(self, idle: float) -> float:
         """How long the listener may wait for Redis: until the first hold runs out, else `idle`."""
@@ -102,7 +121,19 @@ class OrderedStreams:
     def expect(self, group: str, seq: int) -> None:
         """A member read `group` up to `seq`: a stream not seen yet starts there."""
         if group not in self.streams:
-            self.streams[group] = Stream(seq)
+            self.streams[group] = Stream(seq, self.recent)
+
+    def recent_events(self, group: str, after: int, upto: int) -> list[dict[str, Any]] | None:
+        """The events of `group` with `after < seq <= upto`, in order, if this process sent out
+        every one of them and still keeps them; else None (read the log)."""
+        stream = self.streams.get(group)
+        recent = stream.recent if stream is not None else None
+        if after >= upto:
+            return []
+        if not recent or recent[0]["seq"] > after + 1 or recent[-1]["seq"] < upto:
+            return None
+        first = recent[0]["seq"]
+        return [recent[i] for i in range(after + 1 - first, upto + 1 - first)]
 
     def forget(self, group: str) -> None:
         """`group` has no local member (any more, or yet): its next stream starts afresh."""

@@ -188,6 +188,36 @@ def test_a_stream_too_far_ahead_stops_waiting_at_the_hold_limit():
     assert [e["seq"] for e in streams.in_order("trip-1", event[11])] == [11]  # late: passed on
 
 
+def test_a_stream_keeps_its_last_events_while_they_are_contiguous():
+    """What a `resume` may be answered with from memory: only a run of events with no gap, the
+    last `recent` of them; anything else is read from the log (None)."""
+    streams = OrderedStreams(("trip.event",), wait=5.0, limit=10, recent=4)
+    streams.expect("trip-1", 10)
+    event = {seq: {"type": "trip.event", "seq": seq} for seq in range(11, 30)}
+    for seq in (11, 12, 13):
+        streams.in_order("trip-1", event[seq])
+    assert [e["seq"] for e in streams.recent_events("trip-1", 10, 13)] == [11, 12, 13]
+    assert [e["seq"] for e in streams.recent_events("trip-1", 11, 12)] == [12]
+    assert streams.recent_events("trip-1", 13, 13) == []
+    assert streams.recent_events("trip-1", 9, 13) is None  # 10 was never sent here
+    assert streams.recent_events("trip-1", 10, 14) is None  # 14 not yet
+    assert streams.recent_events("trip-2", 0, 1) is None  # no such stream
+    for seq in (15, 16, 14):  # reordered: sent out as 14, 15, 16
+        streams.in_order("trip-1", event[seq])
+    assert [e["seq"] for e in streams.recent_events("trip-1", 12, 16)] == [13, 14, 15, 16]
+    assert streams.recent_events("trip-1", 11, 16) is None  # 12 fell out of the last four
+    # A gap (18 given up on, 19 released past it): nothing before it answers a resume.
+    streams.reorder_limit = 0
+    streams.in_order("trip-1", event[19])
+    assert streams.recent_events("trip-1", 15, 16) is None
+    assert [e["seq"] for e in streams.recent_events("trip-1", 18, 19)] == [19]
+    # Kept nothing when asked to keep nothing.
+    none = OrderedStreams(("trip.event",), wait=5.0, limit=10)
+    none.expect("trip-1", 10)
+    none.in_order("trip-1", event[11])
+    assert none.recent_events("trip-1", 10, 11) is None
+
+
 async def test_a_group_joined_again_starts_its_stream_from_the_new_snapshot(make_layer):
     """A stream left from an earlier membership must not hold the next event: the member's
     snapshot (`expect`) says where the stream stands now."""

@@ -283,6 +283,60 @@ async def test_client_away_for_fifty_edits_resumes_with_exactly_the_missed_event
     await c.close()
 
 
+async def test_a_resume_is_answered_from_memory_when_the_process_kept_every_missed_event(
+    daphne_factory, crew
+):
+    """A process with members of a trip keeps its last events (here 10): a member back within
+    them is answered from memory, exactly as from the log; further back, from the log."""
+    _, bob, carol, trip = crew
+    server = await asyncio.to_thread(
+        daphne_factory, "recent", REALTIME_RESUME_FROM_MEMORY_EVENTS="10"
+    )
+
+    async def replays(kind: str) -> float:
+        return await asyncio.to_thread(
+            server.metric, "tripsage_ws_replays_total",
+            connection_type="trip_collaboration", kind=kind,
+        )  # fmt: skip
+
+    b, snapshot = await join(server, trip, bob)  # stays: the process keeps the trip's stream
+    version = snapshot["trip"]["version"]
+
+    async def edits(count: int, tag: str) -> None:
+        nonlocal version
+        for i in range(count):
+            await send_json(b, update_msg("notes", f"{tag} {i}", version, id_=f"{tag}{i}"))
+            version = (await recv_until(b, is_type("ack", request_id=f"{tag}{i}")))["version"]
+
+    async def away_and_back(count: int, tag: str) -> list[dict]:
+        c, snap = await join(server, trip, carol)
+        last_seq = snap["seq"]
+        await c.close()
+        await edits(count, tag)
+        c, _ = await join(server, trip, carol)
+        await send_json(c, {"type": "resume", "id": tag, "last_seq": last_seq})
+        replayed = []
+        while True:
+            m = await recv_until(c, lambda m: m["type"] in ("trip.updated", "resume.complete"))
+            if m["type"] == "resume.complete":
+                break
+            replayed.append(m)
+        assert m["request_id"] == tag and m["replayed"] == count
+        assert [e["seq"] for e in replayed] == list(range(last_seq + 1, last_seq + count + 1))
+        assert [e["value"] for e in replayed] == [f"{tag} {i}" for i in range(count)]
+        await c.close()
+        return replayed
+
+    from_memory, from_log = await replays("resume_recent"), await replays("resume")
+    await away_and_back(8, "near")
+    assert await replays("resume_recent") == from_memory + 8
+    assert await replays("resume") == from_log
+    await away_and_back(12, "far")  # more than the 10 kept: the log answers
+    assert await replays("resume_recent") == from_memory + 8
+    assert await replays("resume") == from_log + 12
+    await b.close()
+
+
 def _rest_get(user, trip_id):
     client = APIClient()
     client.force_authenticate(user)

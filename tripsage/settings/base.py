@@ -256,6 +256,14 @@ CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
 # "core" (plain Channels layers: the same code path, without the extras; events.fanout).
 # docs/performance.md has the figures behind the default.
 REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "fanout")
+# With the fanout layer: the last events of each trip (and chat) stream a process keeps while it
+# holds members of it, to answer a `resume` from memory (0: always from the log). A few KiB each
+# message; a trip's members come back after a restart within seconds, at most tens of events.
+REALTIME_RESUME_FROM_MEMORY_EVENTS = env_int("REALTIME_RESUME_FROM_MEMORY_EVENTS", 200)
+if REALTIME_RESUME_FROM_MEMORY_EVENTS < 0:
+    raise ImproperlyConfigured(
+        f"REALTIME_RESUME_FROM_MEMORY_EVENTS={REALTIME_RESUME_FROM_MEMORY_EVENTS}: 0 or more."
+    )
 # A publish after commit waits at most this long for Redis; then it is logged and counted
 # (tripsage_publish_failures_total) and the sockets catch up from the log (docs/reliability.md).
 PUBLISH_TIMEOUT_SECONDS = env_float("PUBLISH_TIMEOUT_SECONDS", 1.0)
@@ -298,6 +306,9 @@ if REDIS_URL:
             ordered_types=("trip.event", "chat.event"),
             # ... after waiting this long for the ones before an early event.
             reorder_wait=env_float("CHANNEL_LAYER_REORDER_WAIT", 0.1),
+            # The last events of each such stream a process keeps while it has members of it:
+            # a `resume` that missed no more is answered from memory, not from the log.
+            recent_events=REALTIME_RESUME_FROM_MEMORY_EVENTS,
             # Group name -> connection type, the label of tripsage_fanout_latency_seconds,
             # which the layer then measures once per event and process.
             fanout_latency_label="events.groups.connection_type_of",
