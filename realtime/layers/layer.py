@@ -73,6 +73,7 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         reorder_wait: float = 0.1,
         reorder_limit: int = 100,
         recent_events: int = 0,
+        recent_types: Iterable[str] | None = None,
         fanout_latency_label: str | None = None,
         publish_timeout: float = 1.0,
         **kwargs: Any,
@@ -87,7 +88,8 @@ class FanoutChannelLayer(BaseChannelLayer, Fanout):
         self.ordered_types = frozenset(ordered_types)
         self.reorder_wait = reorder_wait  # seconds an early event waits for the ones before it
         self.reorder_limit = reorder_limit  # events held per group at most
-        self.recent_events = recent_events  # events kept per ordered group for resumes
+        self.recent_events = recent_events  # events kept per ordered group for resumes ...
+        self.recent_types = recent_types  # ... of these types (None: every ordered type)
         # Imported here, once: a wrong path fails at start-up, not on the first event.
         self._latency_label: Callable[[str], str | None] | None = (
             import_string(fanout_latency_label) if fanout_latency_label else None

@@ -38,7 +38,11 @@ class LoopState:
         self.drops: dict[str, int] = {}  # channel -> messages dropped over capacity
         self.subscribed: dict[str, asyncio.Future[None]] = {}
         self.streams = OrderedStreams(
-            layer.ordered_types, layer.reorder_wait, layer.reorder_limit, layer.recent_events
+            layer.ordered_types,
+            layer.reorder_wait,
+            layer.reorder_limit,
+            layer.recent_events,
+            layer.recent_types,
         )
         self.pubsub: Any = None
         self.listener: asyncio.Task[None] | None = None

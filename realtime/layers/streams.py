@@ -36,11 +36,13 @@ class Stream:
         # The last events sent out, contiguous by seq (emptied at a gap); None: kept none.
         self.recent: deque[dict[str, Any]] | None = deque(maxlen=recent) if recent else None
 
-    def sent(self, ready: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Remember events going out (in order); returns them."""
+    def sent(self, ready: list[dict[str, Any]], keep: frozenset[str]) -> list[dict[str, Any]]:
+        """Remember the events going out (in order) whose type is in `keep`; returns them."""
         recent = self.recent
         if recent is not None:
             for payload in ready:
+                if payload["type"] not in keep:
+                    continue
                 if recent and payload["seq"] != recent[-1]["seq"] + 1:
                     recent.clear()  # a gap: what came before it no longer answers a resume
                 recent.append(payload)
@@ -51,11 +53,20 @@ class OrderedStreams:
     """The streams of one event loop's groups. Pure bookkeeping: the listener asks what may go
     out now (`in_order`, `overdue`) and how long it may wait for Redis (`wait`)."""
 
-    def __init__(self, types: Iterable[str], wait: float, limit: int, recent: int = 0) -> None:
+    def __init__(
+        self,
+        types: Iterable[str],
+        wait: float,
+        limit: int,
+        recent: int = 0,
+        recent_types: Iterable[str] | None = None,
+    ) -> None:
         self.types = frozenset(types)  # message types whose `seq` is put in order
         self.reorder_wait = wait  # seconds an early event waits for the ones before it
         self.reorder_limit = limit  # events held per group at most
-        self.recent = recent  # events kept per group for resumes (0: none)
+        self.recent = recent  # events kept per group for resumes (0: none) ...
+        # ... of these types (default: every ordered type)
+        self.recent_types = frozenset(self.types if recent_types is None else recent_types)
         self.streams: dict[str, Stream] = {}
         self.holding: set[str] = set()  # groups whose stream holds early events
 
@@ -84,7 +95,7 @@ class OrderedStreams:
             instruments.LAYER_HELD.labels("reordered").inc(len(ready) - 1)
             if not stream.held:
                 self.holding.discard(group)
-        return stream.sent(ready)
+        return stream.sent(ready, self.recent_types)
 
     def _release(self, group: str, stream: Stream) -> list[dict[str, Any]]:
         """Give up waiting: the held events go out in order; members fill the gap from the log."""
@@ -93,7 +104,7 @@ class OrderedStreams:
         stream.held.clear()
         self.holding.discard(group)
         stream.last = ready[-1]["seq"]
-        return stream.sent(ready)
+        return stream.sent(ready, self.recent_types)
 
     def wait(self, idle: float) -> float:
         """How long the listener may wait for Redis: until the first hold runs out, else `idle`."""

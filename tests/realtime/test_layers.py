@@ -211,11 +211,15 @@ def test_a_stream_keeps_its_last_events_while_they_are_contiguous():
     streams.in_order("trip-1", event[19])
     assert streams.recent_events("trip-1", 15, 16) is None
     assert [e["seq"] for e in streams.recent_events("trip-1", 18, 19)] == [19]
-    # Kept nothing when asked to keep nothing.
+    # Kept nothing when asked to keep nothing, or nothing of that type.
     none = OrderedStreams(("trip.event",), wait=5.0, limit=10)
     none.expect("trip-1", 10)
     none.in_order("trip-1", event[11])
     assert none.recent_events("trip-1", 10, 11) is None
+    trips_only = OrderedStreams(("trip.event", "chat.event"), 5.0, 10, 4, ("trip.event",))
+    trips_only.expect("chat-1", 0)
+    trips_only.in_order("chat-1", {"type": "chat.event", "seq": 1})
+    assert trips_only.recent_events("chat-1", 0, 1) is None
 
 
 async def test_a_group_joined_again_starts_its_stream_from_the_new_snapshot(make_layer):

@@ -256,9 +256,9 @@ CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
 # "core" (plain Channels layers: the same code path, without the extras; events.fanout).
 # docs/performance.md has the figures behind the default.
 REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "fanout")
-# With the fanout layer: the last events of each trip (and chat) stream a process keeps while it
-# holds members of it, to answer a `resume` from memory (0: always from the log). A few KiB each
-# message; a trip's members come back after a restart within seconds, at most tens of events.
+# With the fanout layer: the last events of each trip's stream a process keeps while it holds
+# members of it, to answer a `resume` from memory (0: always from the log). Each is its encoded
+# message; a trip's members come back after a restart within seconds, tens of events at most.
 REALTIME_RESUME_FROM_MEMORY_EVENTS = env_int("REALTIME_RESUME_FROM_MEMORY_EVENTS", 200)
 if REALTIME_RESUME_FROM_MEMORY_EVENTS < 0:
     raise ImproperlyConfigured(
@@ -306,9 +306,10 @@ if REDIS_URL:
             ordered_types=("trip.event", "chat.event"),
             # ... after waiting this long for the ones before an early event.
             reorder_wait=env_float("CHANNEL_LAYER_REORDER_WAIT", 0.1),
-            # The last events of each such stream a process keeps while it has members of it:
+            # The last events of each trip's stream a process keeps while it has members of it:
             # a `resume` that missed no more is answered from memory, not from the log.
             recent_events=REALTIME_RESUME_FROM_MEMORY_EVENTS,
+            recent_types=("trip.event",),
             # Group name -> connection type, the label of tripsage_fanout_latency_seconds,
             # which the layer then measures once per event and process.
             fanout_latency_label="events.groups.connection_type_of",
@@ -443,16 +444,17 @@ REALTIME_MAX_CONNECTIONS_PER_USER = env_int("REALTIME_MAX_CONNECTIONS_PER_USER",
 # address it vouches for (TRUSTED_PROXIES). Load tests from one address raise it.
 REALTIME_CONNECTS_PER_MINUTE_PER_IP = env_int("REALTIME_CONNECTS_PER_MINUTE_PER_IP", 120)
 # Admission control (realtime.connect_gate): sockets one process lets open at once (from connect
-# to connection.established); the next is refused with 4013 and a retry hint. 0: no limit. 100:
-# a connect is cheapest with 50-100 in flight (batched reads) and dearer and slower past that
-# (bench/opening.py, docs/performance.md); the bench's own 50-100 in flight are never refused.
-REALTIME_MAX_OPENING_SOCKETS = env_int("REALTIME_MAX_OPENING_SOCKETS", 100)
+# to connection.established); the next waits for a place (below), then is refused with 4013 and
+# a retry hint. 0: no limit. 32: the members already connected keep their latency through a
+# reconnect storm (bench S7: 100 let the storm's work crowd their events, 2.5-5x), at a few per
+# cent of the connect rate (S4) against 100 (docs/performance.md, docs/decisions.md).
+REALTIME_MAX_OPENING_SOCKETS = env_int("REALTIME_MAX_OPENING_SOCKETS", 32)
 # The retry hint of that refusal: the server sends between this and twice this (jittered).
 REALTIME_OVERLOAD_RETRY_SECONDS = env_float("REALTIME_OVERLOAD_RETRY_SECONDS", 1.0)
 # Before refusing, a connect waits this long for a place, its handshake unanswered (0: refuse at
 # once); below daphne's --websocket_connect_timeout (5 s), which rejects a handshake left
 # unanswered longer. At most REALTIME_MAX_WAITING_SOCKETS wait; the next is refused at once.
-REALTIME_OPENING_WAIT_SECONDS = env_float("REALTIME_OPENING_WAIT_SECONDS", 2.0)
+REALTIME_OPENING_WAIT_SECONDS = env_float("REALTIME_OPENING_WAIT_SECONDS", 3.0)
 REALTIME_MAX_WAITING_SOCKETS = env_int("REALTIME_MAX_WAITING_SOCKETS", 2000)
 if (
     REALTIME_MAX_OPENING_SOCKETS < 0
