@@ -322,3 +322,30 @@ def test_server_processes_collect_garbage_at_the_configured_thresholds() -> None
     assert (
         refused.returncode != 0 and "GC_THRESHOLDS=700,x: three positive integers" in refused.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"REALTIME_OPENING_WAIT_SECONDS": "5"}, "REALTIME_OPENING_WAIT_SECONDS=5"),
+        ({"REALTIME_MAX_WAITING_SOCKETS": "-1"}, "REALTIME_MAX_WAITING_SOCKETS=-1"),
+        ({"DATABASE_THREADS": "4", "DATABASE_CATCH_UP_THREADS": "5"}, "from 1 to DATABASE_THREADS"),
+        ({"DATABASE_CATCH_UP_THREADS": "0"}, "DATABASE_CATCH_UP_THREADS=0"),
+        ({"REALTIME_RESUME_FROM_MEMORY_EVENTS": "-1"}, "REALTIME_RESUME_FROM_MEMORY_EVENTS=-1"),
+    ],
+)
+def test_storm_settings_out_of_range_are_refused_by_name(env: dict[str, str], says: str) -> None:
+    result = _settings_in_subprocess("tripsage.settings.base", env, "settings.DEBUG")
+    assert result.returncode != 0
+    assert says in result.stderr
+
+
+def test_storm_settings_defaults() -> None:
+    result = _settings_in_subprocess(
+        "tripsage.settings.base",
+        {"DATABASE_THREADS": "8"},
+        "settings.REALTIME_MAX_OPENING_SOCKETS, settings.REALTIME_OPENING_WAIT_SECONDS, "
+        "settings.DATABASE_CATCH_UP_THREADS, settings.REALTIME_RESUME_FROM_MEMORY_EVENTS",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["32", "3.0", "2", "200"]
