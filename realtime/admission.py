@@ -8,7 +8,9 @@ the budget stands: on connect, on request, and once as it falls under 20 %.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -65,10 +67,20 @@ class RateLimitedConsumer(FlowControlledConsumer):
         )
         return False
 
-    async def send_budget(self, request_id: str | None = None) -> None:
-        """Where the user's message budget stands now, without spending any of it."""
-        await self.send_rate_limit_status(
-            await throttle().message(self.user.pk, self.connection_type, 0), request_id
+    async def send_budget(
+        self, request_id: str | None = None, decision: Awaitable[Decision] | None = None
+    ) -> None:
+        """Where the user's message budget stands now, without spending any of it (`decision`:
+        that look, started earlier)."""
+        if decision is None:
+            decision = throttle().message(self.user.pk, self.connection_type, 0)
+        await self.send_rate_limit_status(await decision, request_id)
+
+    def look_at_budget(self) -> asyncio.Task[Decision]:
+        """The budget's look for the opening `rate_limit_status`, started now, in the pipeline
+        of the other connects' checks, to overlap the connection type's own reads."""
+        return asyncio.get_running_loop().create_task(
+            throttle().message(self.user.pk, self.connection_type, 0, batched=True)
         )
 
     async def send_rate_limit_status(

@@ -320,9 +320,11 @@ class Throttle:
                 return Decision(bool(allowed), float(tokens), rate, now)
         return self.buckets.take(key, rate, now, cost)
 
-    async def message(self, user_id: Any, connection_type: str, cost: int = 1) -> Decision:
+    async def message(
+        self, user_id: Any, connection_type: str, cost: int = 1, *, batched: bool = False
+    ) -> Decision:
         rate = message_rate(connection_type)
-        return await self.take(f"msg:{connection_type}:{user_id}", rate, cost)
+        return await self.take(f"msg:{connection_type}:{user_id}", rate, cost, batched=batched)
 
     async def connect(self, ip: str) -> Decision:
         per_minute = settings.REALTIME_CONNECTS_PER_MINUTE_PER_IP

@@ -184,6 +184,16 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
 
     async def _open(self) -> None:
         auth = self.auth
+        budget = self.look_at_budget()  # meanwhile: Redis while the database answers below
+        try:
+            await self._open_with(auth, budget)
+        finally:
+            if not budget.done():
+                budget.cancel()
+            elif not budget.cancelled():
+                budget.exception()  # retrieved: a failed look was reported where it mattered
+
+    async def _open_with(self, auth: AuthContext, budget: asyncio.Task[Any]) -> None:
         await self.authorize()
 
         # Each holding below is undone by `release`, whatever happens after it is taken.
@@ -213,7 +223,7 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
         )
         socket_opened(self.scope)  # admission control counts it as opening no more
         # Where this user's message budget stands, before the connection type's own opening.
-        await self.send_budget()
+        await self.send_budget(decision=budget)
         ticker().add(self)
         await self.on_connected()
         if self.stream_column is not None:
