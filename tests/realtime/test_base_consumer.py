@@ -9,7 +9,6 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import path
 
@@ -27,6 +26,7 @@ from realtime.throttling import throttle
 from realtime.timers import ticker
 from tests import factories
 from tests.wsclient import closed_with, connect, open_socket, recv_json, recv_type, send_json
+from tripsage.routing import URLRouter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
