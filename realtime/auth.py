@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -213,15 +214,20 @@ class JWTAuthMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "websocket":
             return await self.app(scope, receive, send)
-        # This frame lives as long as the socket: keep only what the consumer needs in it.
-        authenticated: dict[str, Any] | None = None
+        # This frame lives as long as the socket: once the consumer runs, it keeps only the
+        # consumer's coroutine, the send callable and what the lease's release needs.
+        lease: tuple[str, str] | None = None  # (token subject, connection id) once a slot is held
         try:
             authenticated = await self._handshake(scope, receive, send)
             if authenticated is None:
                 return None
+            auth: AuthContext = authenticated["auth"]
+            lease = (auth.token.user_id, auth.connection_id)  # the token subject's slot
             # The socket is open already: consumers behind this middleware never send an
             # accept, and their sends reach the server's own send callable with no wrapper.
-            return await self.app(authenticated, _replay_connect(receive), send)
+            app = self.app(authenticated, ReplayConnect(receive), send)
+            del scope, receive, authenticated
+            return await app
         except SEND_ON_CLOSED:
             return None  # the client closed while we answered it: nothing to tell anyone
         except Exception:
@@ -232,11 +238,8 @@ class JWTAuthMiddleware:
             return None
         finally:
             # The connection lease, whatever ended the socket (a cancellation included).
-            if authenticated is not None:
-                auth: AuthContext = authenticated["auth"]
-                await asyncio.shield(
-                    throttle().release_slot(auth.token.user_id, auth.connection_id)
-                )
+            if lease is not None:
+                await asyncio.shield(throttle().release_slot(*lease))
 
     async def _handshake(
         self, scope: dict[str, Any], receive: Any, send: Any
@@ -416,14 +419,24 @@ async def _close_after_fault(send: Any) -> None:
             logger.info("telling the client of the server's fault failed", exc_info=True)
 
 
-def _replay_connect(receive: Any) -> Any:
-    replayed = False
+class ReplayConnect:
+    """The receive callable the consumer gets: `websocket.connect` first (the middleware took the
+    server's), then the server's own receive, called, not awaited here: an idle consumer's
+    pending receive is the server's alone, with no frame of this class's around it. Slotted: it
+    lives as long as the socket."""
 
-    async def wrapped() -> dict[str, Any]:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "websocket.connect"}
-        return await receive()
+    __slots__ = ("_receive", "_replayed")
 
-    return wrapped
+    def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self._receive = receive
+        self._replayed = False
+
+    def __call__(self) -> Awaitable[dict[str, Any]]:
+        if self._replayed:
+            return self._receive()
+        self._replayed = True
+        return _connect_message()
+
+
+async def _connect_message() -> dict[str, Any]:
+    return {"type": "websocket.connect"}

@@ -124,7 +124,11 @@ class ConnectGate:
             self.opening += 1
         opening = Opening(self)
         try:
-            return await self.app({**scope, SCOPE_KEY: opening}, receive, send)
+            # Awaited for the `finally` below, so this frame lives as long as the socket: it
+            # keeps the application's coroutine and the Opening, not the scope or the callables.
+            app = self.app({**scope, SCOPE_KEY: opening}, receive, send)
+            del scope, receive, send
+            return await app
         finally:
             opening()  # ended before it was established (refused, dropped, failed): no leak
 

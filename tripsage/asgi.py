@@ -14,7 +14,6 @@ from django.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.signals import request_finished  # noqa: E402
 
 from realtime.auth import JWTAuthMiddleware  # noqa: E402
@@ -24,6 +23,7 @@ from realtime.routing import websocket_urlpatterns  # noqa: E402
 from tripsage import autobahn_debug  # noqa: E402
 from tripsage.http_limit import ConcurrencyLimit, close_request_connections  # noqa: E402
 from tripsage.proxies import TrustedProxyMiddleware  # noqa: E402
+from tripsage.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 require_channel_layer()
 autobahn_debug.install()  # autobahn's debug log arguments, built only when logged
@@ -37,6 +37,8 @@ gc.freeze()
 # Python's default (700) the collector took about a fifth of the server's CPU (S4).
 gc.set_threshold(*settings.GC_THRESHOLDS)
 
+# The routers and the proxy middleware return the next application's coroutine instead of
+# awaiting it (tripsage.routing): no frame of theirs lives as long as a socket (bench S3).
 # Outermost: nothing below sees a client address or scheme a trusted proxy did not vouch for.
 application = TrustedProxyMiddleware(
     ProtocolTypeRouter(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from django.conf import settings
@@ -144,7 +144,13 @@ def resolve_scope(scope: dict[str, Any], networks: tuple[Network, ...]) -> dict[
 
 class TrustedProxyMiddleware:
     """ASGI middleware around the whole application: HTTP and WebSocket scopes pass through
-    resolve_scope with the networks of TRUSTED_PROXIES (settings), others untouched."""
+    resolve_scope with the networks of TRUSTED_PROXIES (settings), others untouched.
+
+    A tail call, as tripsage.routing's routers: it returns the application's coroutine rather
+    than awaiting it, so no frame of its own lives as long as a socket."""
+
+    # A plain `__call__` would make asgiref (daphne) take this for an ASGI 2 application.
+    _asgi_single_callable = True
 
     def __init__(self, app: Any, trusted_proxies: Iterable[str] | None = None) -> None:
         if trusted_proxies is None:
@@ -152,7 +158,7 @@ class TrustedProxyMiddleware:
         self.app = app
         self.networks = parse_trusted_proxies(trusted_proxies)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
         if scope["type"] in ("http", "websocket"):
             scope = resolve_scope(scope, self.networks)
-        return await self.app(scope, receive, send)
+        return self.app(scope, receive, send)

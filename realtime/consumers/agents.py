@@ -35,6 +35,10 @@ class AgentStatusConsumer(RealtimeConsumer):
 
     connection_type = ConnectionType.AGENT_STATUS
     client_messages = (protocol.AgentCancel,)
+    instance_attributes = (
+        "_trip_ids",
+        "_versions",
+    )  # set on a socket beside RealtimeConsumer.instance_attributes (shared keys, bench S3)
 
     async def on_connected(self) -> None:
         self._versions: dict[int, int] = {}

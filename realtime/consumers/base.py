@@ -62,11 +62,43 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
     _counted = False  # in CONNECTIONS_OPEN and the collector's open sockets
     tick_slot: list[Any] | None = None  # the ticker's (realtime.timers)
 
+    # Every attribute a socket's consumer sets on itself, here and in each connection type (its
+    # own `instance_attributes`, added to these); tests/realtime/test_base_consumer.py checks.
+    # CPython 3.11 keeps a class's instance attributes in one keys table shared by all its
+    # instances, but each new instance takes a place in that table away (30 at most): in a
+    # connect storm dozens of consumers exist before the first one reaches the attributes it
+    # sets after its first database read, the table is closed by then, and every socket got a
+    # dict of its own (832 bytes instead of 288, bench S3). So the first instance of each class
+    # sets (and deletes) them all at once, while the table still has room.
+    instance_attributes: ClassVar[tuple[str, ...]] = (
+        "scope", "base_send", "channel_layer", "channel_name", "_turn", "_task", "_pump",
+        "_failure", "io", "_direct_write", "closing", "closed_as", "user", "user_id", "auth",
+        "token_expires_at", "_joined", "_counted", "_released", "tick_slot",
+    )  # fmt: skip
+    _all_instance_attributes: ClassVar[tuple[str, ...]] = instance_attributes
+    _attributes_shared: ClassVar[bool] = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._registry = protocol.message_registry(
             protocol.COMMON_CLIENT_MESSAGES + cls.client_messages
         )
+        names = (
+            name
+            for klass in reversed(cls.__mro__)
+            for name in vars(klass).get("instance_attributes", ())
+        )
+        cls._all_instance_attributes = tuple(dict.fromkeys(names))
+        cls._attributes_shared = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cls = type(self)
+        if not cls._attributes_shared:
+            cls._attributes_shared = True
+            for name in cls._all_instance_attributes:  # deleted again: absent means not yet
+                setattr(self, name, None)
+                delattr(self, name)
 
     # -- hooks for connection types -----------------------------------------------------------
 

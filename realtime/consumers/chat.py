@@ -29,6 +29,12 @@ class ChatConsumer(RealtimeConsumer):
         protocol.TypingStop,
         protocol.Resume,
     )
+    instance_attributes = (
+        "trip_id",
+        "_history",
+        "history_seq",
+        "stream",
+    )  # set on a socket beside RealtimeConsumer.instance_attributes (shared keys, bench S3)
     stream: OrderedStream  # the trip's chat messages, from this socket's history on
     stream_column = "chat_seq"  # the stream's head in the database (realtime.convergence)
 

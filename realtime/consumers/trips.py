@@ -45,6 +45,16 @@ class TripConsumer(RealtimeConsumer):
         protocol.Resume,
         protocol.Echo,
     )
+    instance_attributes = (
+        "trip_id",
+        "_live",
+        "_snapshot",
+        "role",
+        "snapshot_seq",
+        "stream",
+        "joined_presence",
+        "_shown",
+    )  # set on a socket beside RealtimeConsumer.instance_attributes (shared keys, bench S3)
     stream: OrderedStream  # the trip's events, from this socket's snapshot on
     stream_column = "seq"  # the stream's head in the database (realtime.convergence)
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 from websockets.exceptions import InvalidStatus
 
+from realtime.auth import JWTAuthMiddleware
+from realtime.connect_gate import ConnectGate
+from realtime.throttling import throttle
 from tests import factories
 from tests.wsclient import closed_with, connect, open_socket, recv_json, recv_type, send_json
 
@@ -360,3 +365,78 @@ async def test_sockets_opening_together_each_get_their_own_user_role_and_refusal
         "disabled": "user_inactive",
         "ghost": "user_not_found",
     }
+
+
+# -- The middleware's frame over a socket's life (one process, a WebsocketCommunicator) ---------
+
+
+class _Idle:
+    """An inner application that records its scope and idles until the client leaves."""
+
+    def __init__(self) -> None:
+        self.scope: dict | None = None
+        self.opened = asyncio.Event()
+
+    async def __call__(self, scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"  # replayed by the middleware
+        self.scope = scope
+        self.opened.set()
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+
+def _holds_lease(connection_id: str) -> bool:
+    limiter = throttle()
+    return connection_id in limiter.leased or any(
+        connection_id in held for held in limiter.slots.held.values()
+    )
+
+
+def _frames_holding_a_scope(task: asyncio.Task) -> list[str]:
+    """The coroutines between the task and the inner application whose frames still refer to a
+    scope (a dict with headers) or to the server's receive callable."""
+    found = []
+    coroutine = task.get_coro()
+    while coroutine is not None and getattr(coroutine, "cr_frame", None) is not None:
+        name = coroutine.cr_code.co_qualname
+        if name == "_Idle.__call__":
+            break
+        for local, value in coroutine.cr_frame.f_locals.items():
+            if (isinstance(value, dict) and "headers" in value) or local == "receive":
+                found.append(f"{name}: {local}")
+        coroutine = coroutine.cr_await
+    return found
+
+
+@pytest.mark.parametrize("ending", ["disconnect", "cancel"])
+async def test_an_open_socket_keeps_no_scope_in_the_middleware_and_its_lease_goes_at_the_end(
+    ending, settings
+):
+    """Once the consumer runs, the gate's and the auth middleware's frames (which live as long as
+    the socket) keep neither the scope nor the receive callable (bench S3); and the connection
+    lease is released whatever ends the socket."""
+    settings.REALTIME_THROTTLE_PREFIX = f"test-lease-{uuid.uuid4().hex[:8]}"
+    alice = await sync_to_async(factories.make_user)("alice")
+    inner = _Idle()
+    gate = ConnectGate(JWTAuthMiddleware(inner), limit=10)
+    communicator = WebsocketCommunicator(gate, "/ws/anything/")
+    assert (await communicator.connect(10))[0]
+    await communicator.send_json_to({"token": await sync_to_async(factories.access_token)(alice)})
+    await asyncio.wait_for(inner.opened.wait(), 10)
+    assert inner.scope["user"].pk == alice.pk
+    connection_id = inner.scope["auth"].connection_id
+    assert _holds_lease(connection_id)
+    assert _frames_holding_a_scope(communicator.future) == []
+
+    if ending == "disconnect":
+        await communicator.disconnect(10)
+    else:
+        communicator.future.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await communicator.future
+    for _ in range(100):  # the release is shielded: it may finish a moment after the task
+        if not _holds_lease(connection_id):
+            break
+        await asyncio.sleep(0.02)
+    assert not _holds_lease(connection_id)
+    assert gate.opening == 0

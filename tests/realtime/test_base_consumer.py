@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import path
 
@@ -27,6 +27,7 @@ from realtime.throttling import throttle
 from realtime.timers import ticker
 from tests import factories
 from tests.wsclient import closed_with, connect, open_socket, recv_json, recv_type, send_json
+from tripsage.routing import URLRouter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -440,3 +441,57 @@ async def test_a_client_that_leaves_while_its_socket_opens_leaves_nothing_behind
         await ws.close()
     await _only_socket_left(live, path, token)
     assert "Traceback" not in live.log()[log_from:]
+
+
+@pytest.mark.parametrize(
+    "url", ["/ws/trips/{trip}/", "/ws/chat/{trip}/", "/ws/notifications/", "/ws/agent-status/"]
+)
+async def test_every_attribute_a_consumer_sets_is_declared_for_the_shared_keys(
+    transactional_db, database_thread, url
+):
+    """Each connection type's `instance_attributes` (with RealtimeConsumer's) name everything its
+    sockets set on themselves, open and after release: an undeclared one would give every socket
+    a dict of its own again (bench S3). And they fit CPython's shared table (30)."""
+    alice = await sync_to_async(factories.make_user)("alice")
+    trip = await sync_to_async(factories.make_trip)(alice)
+    communicator = WebsocketCommunicator(
+        JWTAuthMiddleware(URLRouter(websocket_urlpatterns)), url.format(trip=trip.pk)
+    )
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"token": await sync_to_async(factories.access_token)(alice)})
+    established = await communicator.receive_json_from(5)
+    assert established["type"] == "connection.established"
+    consumer = connections().find(established["connection_id"])
+    # Handlers run one at a time: the pong comes after the opening's last step.
+    await communicator.send_json_to({"type": "ping", "id": "after-open"})
+    while (await communicator.receive_json_from(5)).get("request_id") != "after-open":
+        pass
+    declared = set(type(consumer)._all_instance_attributes)
+    assert len(declared) <= 30
+    assert set(vars(consumer)) <= declared, set(vars(consumer)) - declared
+    await communicator.disconnect(5)
+    assert consumer._released
+    assert set(vars(consumer)) <= declared, set(vars(consumer)) - declared
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="CPython 3.11's shared-key dicts")
+def test_a_consumer_made_after_a_storm_of_others_still_shares_its_keys():
+    """The first instance of a class teaches the shared table its names: one made after 50 others
+    (a connect storm) keeps its attributes in the table, and its dict is as small as the first's;
+    a class that skipped that step gives such an instance a dict of its own."""
+
+    class Taught(TripConsumer):
+        pass
+
+    class Untaught(TripConsumer):
+        pass
+
+    def last_of_a_storm(cls: type[TripConsumer]) -> int:
+        consumers = [cls() for _ in range(50)]
+        for consumer in (consumers[0], consumers[-1]):
+            for name in cls._all_instance_attributes:
+                setattr(consumer, name, 1)
+        return sys.getsizeof(vars(consumers[-1]))
+
+    Untaught._attributes_shared = True  # as if taught already, with nothing taught
+    assert last_of_a_storm(Taught) < last_of_a_storm(Untaught)

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import path
 
@@ -25,6 +24,7 @@ from realtime.consumers.base import RealtimeConsumer
 from realtime.layers import FanoutChannelLayer
 from realtime.routing import websocket_urlpatterns
 from tests import factories
+from tripsage.routing import URLRouter
 
 TIMEOUT = 10.0
 db = pytest.mark.django_db(transaction=True)

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -36,6 +35,7 @@ from realtime.direct import TESTED_VERSIONS, text_frame, writer_for
 from realtime.routing import websocket_urlpatterns
 from tests import factories
 from tests.wsclient import recv_json, recv_until, send_json
+from tripsage.routing import URLRouter
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,6 @@ import pytest
 import redis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from prometheus_client import REGISTRY
 
@@ -26,6 +25,7 @@ from realtime.layers import FanoutChannelLayer
 from realtime.routing import websocket_urlpatterns
 from tests import factories
 from tests.conftest import require_redis_url
+from tripsage.routing import URLRouter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
