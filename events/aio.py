@@ -71,6 +71,7 @@ class LanePool(Executor):
             CATCH_UP: collections.deque(),
         }
         self._catching_up = 0
+        self._idle = threading.Semaphore(0)  # released by each call done: a thread free again
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._shutdown = False
@@ -84,13 +85,15 @@ class LanePool(Executor):
             if self._shutdown:
                 raise RuntimeError("cannot schedule new calls after shutdown")
             self._waiting[lane].append(_Call(future, fn, args, kwargs))
-            if not self._threads:
-                for index in range(self._max_workers):
-                    thread = threading.Thread(
-                        target=self._work, name=f"{self._prefix}_{index}", daemon=True
-                    )
-                    thread.start()
-                    self._threads.append(thread)
+            # A thread (and so a database connection) only when none is idle, as a
+            # ThreadPoolExecutor does (and as approximately): a quiet process holds one or
+            # two, not max_workers.
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._prefix}_{len(self._threads)}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
             self._cond.notify()
         return future
 
@@ -113,6 +116,7 @@ class LanePool(Executor):
             lane, call = taken
             call.run()
             del call, taken
+            self._idle.release()
             if lane == CATCH_UP:
                 with self._cond:
                     self._catching_up -= 1

@@ -83,3 +83,17 @@ def test_the_database_threads_follow_the_settings(settings):
     assert isinstance(current, LanePool)
     assert (current._max_workers, current._max_catch_up) == (3, 1)
     current.shutdown()
+
+
+def test_threads_are_made_only_when_none_is_idle():
+    """Each thread holds a database connection: calls one after another keep to one thread, as
+    with a ThreadPoolExecutor; calls at once get more, up to max_workers."""
+    pool = LanePool(8)
+    names = {pool.submit(lambda: threading.current_thread().name).result(5) for _ in range(20)}
+    assert len(names) == 1
+    barrier = threading.Barrier(3)
+    together = [pool.submit(barrier.wait, 5) for _ in range(3)]
+    for future in together:
+        future.result(5)
+    assert 3 <= len(pool._threads) <= 8
+    pool.shutdown()
