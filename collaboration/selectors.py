@@ -35,6 +35,16 @@ def trips_for_user(*, user: User) -> QuerySet[Trip]:
     return Trip.objects.filter(members__user=user).distinct()
 
 
+def memberships(*, user: User) -> QuerySet[TripMember]:
+    """The user's memberships with their trips, newest trip first: the trips page's list."""
+    return (
+        TripMember.objects.filter(user=user)
+        .select_related("trip")
+        .prefetch_related("trip__members__user")
+        .order_by("-trip_id")
+    )
+
+
 def members(*, trip: Trip) -> list[dict[str, Any]]:
     return [
         {"user": payloads.user_ref(member.user), "role": member.role}

@@ -1,14 +1,21 @@
-"""HTML pages: the trip editing page. Everything it does goes through the socket protocol and the
-REST API, exactly as any other client."""
+"""HTML pages: my trips, sign-in and sign-out, the trip editing page. Everything they change goes
+through the socket protocol and the REST API, exactly as any other client."""
 
 from __future__ import annotations
 
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.templatetags.static import static
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
+from django.views.generic import RedirectView
 from rest_framework_simplejwt.tokens import AccessToken
 
 import protocol
+from collaboration import selectors
+from collaboration.models import TripMember
 from protocol import ErrorCode
 
 
@@ -16,7 +23,13 @@ from protocol import ErrorCode
 def trip_edit(request: HttpRequest, trip_id: int) -> HttpResponse:
     """The page shell. Signed in with a session (the admin's login), it starts connected;
     otherwise it shows a sign-in form that asks the token endpoint. Membership is checked by the
-    socket, as for every client."""
+    socket, as for every client; a session's non-member gets a page that says so, with nothing
+    to edit."""
+    if request.user.is_authenticated and (
+        selectors.trip_role(trip_id=trip_id, user_id=request.user.pk) is None
+    ):
+        # The same answer for "no such trip" and "not a member", as the socket gives.
+        return render(request, "collaboration/not_member.html", {"trip_id": trip_id}, status=403)
     return render(
         request,
         "collaboration/trip_edit.html",
@@ -40,3 +53,42 @@ def session_token(request: HttpRequest) -> JsonResponse:
         )
     token = AccessToken.for_user(request.user)
     return JsonResponse({"access": str(token), "expires_at": int(token["exp"])})
+
+
+@never_cache
+def trip_list(request: HttpRequest) -> HttpResponse:
+    """My trips with my role on each; creating a trip and inviting someone (owners) go through
+    the REST API from the page, and who is online comes from `/api/trips/online/`."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path(), reverse("sign-in"))
+    return render(
+        request,
+        "collaboration/trip_list.html",
+        {
+            "memberships": list(selectors.memberships(user=request.user)),
+            "roles": TripMember.Role.choices,
+        },
+    )
+
+
+class SignInView(auth_views.LoginView):
+    """Django's session sign-in, then back to where the user was going (my trips by default)."""
+
+    template_name = "collaboration/sign_in.html"
+    next_page = "trip-list"  # a URL name: resolve_url turns it into a path
+    redirect_authenticated_user = False  # signed in, it still lets one switch user
+
+
+class SignOutView(auth_views.LogoutView):
+    """POST only (Django's LogoutView): ends the session; `next` picks where to go after."""
+
+    next_page = "sign-in"
+
+
+class FaviconView(RedirectView):
+    """/favicon.ico, which browsers ask for on every page, answered by the static SVG."""
+
+    permanent = False
+
+    def get_redirect_url(self, *args: object, **kwargs: object) -> str:
+        return static("tripsage/favicon.svg")

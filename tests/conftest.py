@@ -123,9 +123,13 @@ def start_daphne(tmp_dir: Path, name: str, *args: str, **overrides: str) -> Daph
         REDIS_URL=require_redis_url(),
         PYTHONUNBUFFERED="1",
         # Every test connects from 127.0.0.1 and test users' ids repeat between tests: limits
-        # are lifted unless a test sets its own (tests/realtime/test_throttling_live.py).
+        # are lifted unless a test sets its own (tests/realtime/test_throttling_live.py). REST's
+        # too: every process counts into one per-address budget in Redis, and the REST fuzz
+        # test's thousand-odd requests would have the next minute's sign-ins refused.
         REALTIME_CONNECTS_PER_MINUTE_PER_IP="1000000",
         REALTIME_RATE_LIMITS=LIFTED_RATE_LIMITS,
+        REST_RATE_USER="1000000/min",
+        REST_RATE_IP="1000000/min",
     )
     env.update(overrides)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests' process only

@@ -11,6 +11,7 @@ from collaboration import views
 from collaboration.apis import chat, conflicts, me, members, notifications, trips
 from metrics import apis as metrics_apis
 from metrics import views as metrics_views
+from realtime import online_api
 from realtime.token_views import TokenRefreshView
 
 
@@ -44,6 +45,12 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/realtime/dashboard/", metrics_views.dashboard, name="realtime-dashboard"),
     path("admin/", admin.site.urls),
+    # The pages (issue 17 item 5): my trips, sign-in and sign-out, who is online, the favicon.
+    path("trips/", views.trip_list, name="trip-list"),
+    path("trips/sign-in/", views.SignInView.as_view(), name="sign-in"),
+    path("trips/sign-out/", views.SignOutView.as_view(), name="sign-out"),
+    path("api/trips/online/", online_api.TripsOnlineApi.as_view(), name="trips-online"),
+    path("favicon.ico", views.FaviconView.as_view(), name="favicon"),
     path("trips/<int:trip_id>/edit", views.trip_edit, name="trip-edit"),
     path("trips/session-token/", views.session_token, name="session-token"),
     path("api/auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),

@@ -73,7 +73,13 @@ const auth = {
 };
 
 async function signIn() {
-  if (auth.session || auth.valid() || auth.refresh) {
+  // A session's page always asks for its own token: one kept from before a switch of user
+  // would be the last user's.
+  if (auth.session) {
+    await auth.renew();
+    return;
+  }
+  if (auth.valid() || auth.refresh) {
     try {
       if (!auth.valid()) await auth.renew();
       return;
@@ -291,6 +297,9 @@ function showConflict(conflict) {
   $(".conflict-theirs", dialog).textContent = String(theirs ?? "");
   $(".conflict-by", dialog).textContent = them ? `(${them.username})` : "";
   dialog.hidden = false;
+  $(".conflict-notice").textContent =
+    `Conflict on ${conflict.field}: yours ${String(mine ?? "")}, theirs ${String(theirs ?? "")}` +
+    `${them ? ` by ${them.username}` : ""}. Choose which to keep.`;
 }
 
 function resolveConflict(choice) {
@@ -350,6 +359,7 @@ function onTripMessage(message) {
       if (message.remaining === 0) showRateLimit({ ...message, retry_after: 60 / message.limit });
       break;
     case "error":
+      if (message.error.code === "AUTHORIZATION_FAILED") showNotMember();
       if (message.error.code === "RATE_LIMIT_EXCEEDED") showRateLimit(message.error.details);
       else showError(message.error.message);
       optimistic.handleMessage(message);
@@ -357,6 +367,16 @@ function onTripMessage(message) {
     default:
       break;
   }
+}
+
+// Refused by the trip's socket (not a member, or no longer one): nothing to edit is left on the
+// page, and the sockets stop trying.
+function showNotMember() {
+  $(".workspace")?.remove();
+  $(".conflict-dialog")?.remove();
+  $(".not-member").hidden = false;
+  trip?.disconnect();
+  chat?.disconnect();
 }
 
 // -- chat ----------------------------------------------------------------------------------
@@ -423,6 +443,7 @@ function connectStream(path, onMessage) {
     $(".whoami").textContent = message.user.username;
   });
   connection.on("error", (error) => {
+    if (error?.code === "AUTHORIZATION_FAILED") showNotMember();
     if (error?.code === "AUTHENTICATION_FAILED") {
       auth
         .renew()
