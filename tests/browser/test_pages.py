@@ -88,7 +88,7 @@ def test_an_owner_creates_a_trip_and_invites_someone_who_then_edits_it(signed_in
     factories.make_user("eli")
     dora = signed_in("dora")
     expect(dora.locator(".empty")).to_be_visible()
-    dora.get_by_label("Name").fill("Lisbon in spring")
+    dora.get_by_label("Name", exact=True).fill("Lisbon in spring")
     dora.get_by_label("Destination").fill("Lisbon")
     dora.get_by_label("Start date").fill("2027-04-02")
     dora.get_by_label("End date").fill("2027-04-09")
@@ -131,7 +131,7 @@ def test_an_owner_creates_a_trip_and_invites_someone_who_then_edits_it(signed_in
 def test_a_refused_trip_says_why(signed_in):
     factories.make_user("dora")
     page = signed_in("dora")
-    page.get_by_label("Name").fill("Backwards")
+    page.get_by_label("Name", exact=True).fill("Backwards")
     page.get_by_label("Start date").fill("2027-05-09")
     page.get_by_label("End date").fill("2027-05-02")
     page.get_by_role("button", name="Create trip").click()
