@@ -225,6 +225,15 @@ def test_inputs_are_labelled_and_live_regions_are_in_the_accessibility_tree(sign
         assert line in tree, f"{line!r} not in:\n{tree}"
     assert re.search(r"status:.*\d+ here", tree), tree  # presence, announced politely
     assert edit.locator(".conflict-notice").get_attribute("role") == "alert"
+    # A conflict is announced in words, not only shown as a dialog.
+    owner = signed_in("alice", f"/trips/{trip.pk}/edit")
+    expect(owner.locator(".connection-status")).to_have_text("Connected")
+    owner.locator('input[name="budget"]').fill("3000")
+    edit.locator('input[name="budget"]').fill("3500")
+    expect(owner.get_by_role("alert").filter(has_text="Conflict on budget")).to_have_count(1)
+    expect(owner.locator(".conflict-notice")).to_contain_text("Choose which to keep")
+    owner.locator(".conflict-dialog .use-mine").click()
+    expect(owner.locator(".conflict-notice")).to_have_text("")
     assert edit.locator(".error-message").get_attribute("role") == "alert"
     assert unlabelled_controls(edit) == []
 

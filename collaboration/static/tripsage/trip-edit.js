@@ -306,6 +306,7 @@ function resolveConflict(choice) {
   if (!state.conflict) return;
   trip.send({ type: "conflict.resolve", conflict_id: state.conflict.id, choice });
   $(".conflict-dialog").hidden = true;
+  $(".conflict-notice").textContent = "";
 }
 
 function onTripMessage(message) {
@@ -341,6 +342,7 @@ function onTripMessage(message) {
       if (state.conflict && state.conflict.id === message.conflict.id) {
         state.conflict = null;
         $(".conflict-dialog").hidden = true;
+        $(".conflict-notice").textContent = "";
       }
       // The value in force now wins over what was typed into this field.
       if (state.editing[message.conflict.field]) state.editing[message.conflict.field].dirty = false;
