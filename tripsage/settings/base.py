@@ -389,6 +389,11 @@ REALTIME_ALLOWED_ORIGINS = _with_public(
     "REALTIME_ALLOWED_ORIGINS",
     ["http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"],
 )
+# And an origin on the request's own host and port (any scheme; the host must be in ALLOWED_HOSTS),
+# as Channels' AllowedHostsOriginValidator: `make run PORT=9000`'s page connects with no setting.
+# Off by default once PUBLIC_URL says where users are: production allows what it lists, exactly
+# (docs/decisions.md, "Socket origins").
+REALTIME_ALLOW_SAME_HOST_ORIGIN = env_bool("REALTIME_ALLOW_SAME_HOST_ORIGIN", _PUBLIC is None)
 # The seed's client authenticates in its first message; 10 s covers slow mobile handshakes.
 REALTIME_AUTH_TIMEOUT_SECONDS = env_float("REALTIME_AUTH_TIMEOUT_SECONDS", 10.0)
 # The seed's 30 s interval: under the common 60 s proxy idle timeouts.
