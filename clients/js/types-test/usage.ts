@@ -24,6 +24,8 @@ import {
   WebSocketRateLimiter,
   normalizeError,
   tripUpdateMessage,
+  useWebSocket as useWebSocketOverGlobalReact,
+  useWebSocketConnection as useWebSocketConnectionOverGlobalVue,
   type ConflictResolver,
   type ConnectionEstablished,
   type ConnectionState,
@@ -154,6 +156,15 @@ export function TripStatus(props: { tripId: number; token: string }): React.Reac
 
 // @ts-expect-error: the hook needs a url
 useWebSocket({ token: "t" });
+
+// Over globalThis.React / globalThis.Vue (a page that loads them as globals): the same types.
+export function GlobalReactStatus(): string {
+  const { connectionState }: UseWebSocketReturn = useWebSocketOverGlobalReact(hookOptions);
+  return connectionState;
+}
+export function globalVueStatus(): ConnectionState {
+  return useWebSocketConnectionOverGlobalVue(hookOptions).connectionState.value;
+}
 
 // -- Vue composable (the seed's useWebSocketConnection) -----------------------------------------
 
