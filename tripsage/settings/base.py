@@ -65,7 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.staticfiles",
+    "tripsage.apps.TripSageStaticFilesConfig",  # django.contrib.staticfiles (tripsage/apps.py)
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
