@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files (/api/docs/, /api/redoc/)
     "channels",
     "collaboration",
     "agents",
@@ -335,6 +336,17 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "REST beside the WebSocket protocol (docs/protocol.md).",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI (/api/docs/) and Redoc (/api/redoc/) from drf-spectacular-sidecar's static files,
+    # served by whitenoise like ours: no CDN, so the pages work offline and behind a strict proxy.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # validatorUrl off: Swagger UI would otherwise send the schema to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {
+        "deepLinking": True,
+        "persistAuthorization": True,
+        "validatorUrl": None,
+    },
 }
 
 # --- JWT: one pinned algorithm. HS* signs with JWT_SIGNING_KEY, never the Django secret key
