@@ -14,6 +14,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenVerifyView
 from agents import apis as agent_apis
 from collaboration import views
 from collaboration.apis import chat, conflicts, me, members, notifications, trips
+from metrics import access as metrics_access
 from metrics import apis as metrics_apis
 from metrics import views as metrics_views
 from realtime.token_views import TokenRefreshView
@@ -115,5 +116,6 @@ urlpatterns = [
         name="redoc",
     ),
     path("api-auth/", include("rest_framework.urls")),
-    path("", include("django_prometheus.urls")),
+    # This process's Prometheus registry, for METRICS_TOKEN / METRICS_ALLOWED_IPS (metrics.access).
+    path("metrics", metrics_access.prometheus_metrics, name="prometheus-django-metrics"),
 ]
