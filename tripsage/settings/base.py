@@ -3,6 +3,7 @@ from the environment. Production hardening lives in production.py."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -69,6 +70,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files (/api/docs/, /api/redoc/)
     "channels",
     "collaboration",
     "agents",
@@ -335,6 +337,17 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "REST beside the WebSocket protocol (docs/protocol.md).",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI (/api/docs/) and Redoc (/api/redoc/) from drf-spectacular-sidecar's static files,
+    # served by whitenoise like ours: no CDN, so the pages work offline and behind a strict proxy.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # validatorUrl off: Swagger UI would otherwise send the schema to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {
+        "deepLinking": True,
+        "persistAuthorization": True,
+        "validatorUrl": None,
+    },
 }
 
 # --- JWT: one pinned algorithm. HS* signs with JWT_SIGNING_KEY, never the Django secret key
@@ -541,6 +554,27 @@ METRICS_FLUSH_SECONDS = env_float("METRICS_FLUSH_SECONDS", 5.0)
 METRICS_LIVE_REFRESH_SECONDS = env_float("METRICS_LIVE_REFRESH_SECONDS", 60.0)
 METRICS_SESSION_RETENTION_DAYS = env_int("METRICS_SESSION_RETENTION_DAYS", 30)
 METRICS_SNAPSHOT_RETENTION_HOURS = env_int("METRICS_SNAPSHOT_RETENTION_HOURS", 24)
+# Who may read /metrics (metrics.access; docs/metrics.md): a request with `Authorization: Bearer
+# <METRICS_TOKEN>`, or from an address in METRICS_ALLOWED_IPS (IPs or CIDR ranges, comma-separated;
+# the client address as TrustedProxyMiddleware resolved it). Either one lets a request in. With
+# neither set, /metrics is open here and closed in production (docs/decisions.md).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured(
+        f"METRICS_TOKEN is set but only {len(METRICS_TOKEN)} characters long: use at least 32 "
+        "random characters (python -c 'import secrets; print(secrets.token_urlsafe(32))') or "
+        "leave it empty."
+    )
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
+for _entry in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_entry.strip(), strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS: {_entry!r} is neither an IP address nor a CIDR range (e.g. "
+            "10.0.0.5 or 172.30.0.0/24). List the addresses Prometheus scrapes from, "
+            "comma-separated, or leave it empty."
+        ) from None
 
 # --- Collaboration.
 # Chat: longest message (characters), messages sent on connect, how long a typing indicator shows
