@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-bench run test lint format bench bench-full chaos cluster
+.PHONY: install install-bench run reset test lint format bench bench-full chaos cluster
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required: set PYTHON=/path/to/python3.11")'
@@ -15,17 +15,38 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
+# `make run PORT=9000 HOST=0.0.0.0`: 127.0.0.1:8000 unless given. PORT from the command line or
+# the environment (as `make cluster`'s, whose own default, 8080, is the file's PORT below); HOST
+# from the command line only, as tcsh exports HOST as the machine's name.
+RUN_PORT := $(if $(filter command line environment,$(origin PORT)),$(PORT),8000)
+RUN_HOST := $(if $(filter command line,$(origin HOST)),$(HOST),127.0.0.1)
+# The address to open: loopback for a wildcard bind, brackets around an IPv6 address.
+RUN_URL_HOST := $(if $(filter 0.0.0.0,$(RUN_HOST)),127.0.0.1,$(if $(filter ::,$(RUN_HOST)),[::1],$(if $(findstring :,$(RUN_HOST)),[$(RUN_HOST)],$(RUN_HOST))))
+RUN_URL := http://$(RUN_URL_HOST):$(RUN_PORT)
+
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py seed_demo
 	@echo
-	@echo "TripSage Realtime on http://127.0.0.1:8000/ (admin: /admin/, schema: /api/schema/)"
+	@echo "TripSage Realtime on $(RUN_URL)/ (admin: /admin/, schema: /api/schema/)"
+	@echo "Edit trip 1 together: $(RUN_URL)/trips/1/edit (alice, bob or carol; password tripsage-demo)"
 	@echo "Get a token:  curl -s -X POST -H 'Content-Type: application/json' \\"
-	@echo "  -d '{\"username\": \"alice\", \"password\": \"tripsage-demo\"}' http://127.0.0.1:8000/api/auth/token/"
-	@echo "Then open ws://127.0.0.1:8000/ws/trips/1/ and send {\"token\": \"<access>\"} first."
+	@echo "  -d '{\"username\": \"alice\", \"password\": \"tripsage-demo\"}' $(RUN_URL)/api/auth/token/"
+	@echo "Then open ws://$(RUN_URL_HOST):$(RUN_PORT)/ws/trips/1/ and send {\"token\": \"<access>\"} first."
+	$(if $(filter 127.0.0.1 localhost ::1,$(RUN_HOST)),,@echo "From another machine: list the name it uses for this one, e.g. make run HOST=$(RUN_HOST) ALLOWED_HOSTS=127.0.0.1,192.0.2.10")
 	@echo
-	$(BIN)/daphne -b 127.0.0.1 -p 8000 tripsage.asgi:application
+	$(BIN)/daphne -b $(RUN_HOST) -p $(RUN_PORT) tripsage.asgi:application
+
+# What `make run` creates, so that the next one starts over: the demo database (settings'
+# SQLite file; with DATABASE_URL set the data is in that database, which this leaves alone) and
+# the collected static files.
+DEMO_DB := db.sqlite3
+reset:
+	@if [ -n "$$DATABASE_URL" ]; then echo "DATABASE_URL is set: make run used that database, not $(DEMO_DB); drop it yourself (make reset deletes only the SQLite demo files)." >&2; exit 1; fi
+	rm -f $(DEMO_DB) $(DEMO_DB)-journal $(DEMO_DB)-wal $(DEMO_DB)-shm
+	rm -rf staticfiles
+	@echo "Removed the demo database and static files: the next make run migrates and seeds anew."
 
 # The deployment's topology on loopback (docs/deployment.md): nginx on PORT in front of N daphne
 # processes, Redis with a replica and three Sentinels, PostgreSQL when it answers (else SQLite).

@@ -17,6 +17,7 @@ import protocol
 from collaboration import selectors
 from collaboration.models import TripMember
 from protocol import ErrorCode
+from protocol.origins import refusal_advice, socket_origin_allowed
 
 
 @never_cache
@@ -36,8 +37,19 @@ def trip_edit(request: HttpRequest, trip_id: int) -> HttpResponse:
         {
             "trip_id": trip_id,
             "session_user": request.user if request.user.is_authenticated else None,
+            "origin_refused": page_origin_refused(request),
         },
     )
+
+
+def page_origin_refused(request: HttpRequest) -> dict[str, str] | None:
+    """The page's own origin and what to change, when the socket handshake would refuse it (the
+    browser is told only that the handshake failed); None when the page can connect."""
+    host = request.get_host()
+    origin = f"{request.scheme}://{host}"
+    if socket_origin_allowed(origin, host):
+        return None
+    return {"origin": origin, "advice": refusal_advice(origin)}
 
 
 @never_cache

@@ -7,7 +7,9 @@ One module per concern, every public name re-exported here (`protocol.X`):
 - `server`: a schema for every server message, the registry of who sends which, and the one
   builder, `server_message`, checked against them when PROTOCOL_CHECK_SERVER_MESSAGES is on;
 - `errors`: the error envelope (`error_message`, checked the same way) and ProtocolError;
-- `client`: a schema for every client message, and parsing and validation of a frame.
+- `client`: a schema for every client message, and parsing and validation of a frame;
+- `origins`: which browser origins may open a socket (imported as `protocol.origins`: the
+  handshake and the trip page both apply it).
 
 docs/protocol.md documents each message; the error codes and the envelope are the seed's
 (../shared/seed/websocket-integration-guide.md, "Error Handling").

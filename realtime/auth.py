@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from events.aio import CATCH_UP, db
 from events.batch import Batcher
 from metrics import instruments
 from protocol import AuthFailureReason, CloseCode, ErrorCode
+from protocol.origins import refusal_advice, socket_origin_allowed
 from realtime.flow import SEND_ON_CLOSED
 from realtime.throttling import throttle
 
@@ -181,11 +183,44 @@ class AuthContext:
     request_id: str | None  # the `id` of the client's auth message, answered by the consumer
 
 
-def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
-    """Browsers always send Origin; other clients cannot be protected by it, so none is allowed."""
-    if origin is None:
+class OriginRefusalLog:
+    """A WARNING for a refused origin, once per origin per `interval` seconds: the browser sees
+    only a failed handshake and daphne logs only WSREJECT, so this says which origin and what
+    to change. Bounded, as origins are client input."""
+
+    def __init__(
+        self,
+        *,
+        interval: float = 300.0,
+        capacity: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.capacity = capacity
+        self.clock = clock
+        self._last: dict[str, float] = {}
+
+    def refused(self, origin: str, host: str | None) -> bool:
+        """Log the refusal unless this origin was logged within the interval; whether it was."""
+        now = self.clock()
+        last = self._last.get(origin)
+        if last is not None and now - last < self.interval:
+            return False
+        if len(self._last) >= self.capacity:
+            self._last = {o: t for o, t in self._last.items() if now - t < self.interval}
+            if len(self._last) >= self.capacity:
+                return False  # a flood of distinct origins: its first `capacity` were said
+        self._last[origin] = now
+        logger.warning(
+            "websocket refused: Origin %r is not allowed (Host %r): %s",
+            origin,
+            host,
+            refusal_advice(origin),
+        )
         return True
-    return "*" in allowed or origin.rstrip("/") in {item.rstrip("/") for item in allowed}
+
+
+origin_refusals = OriginRefusalLog()
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -249,7 +284,10 @@ class JWTAuthMiddleware:
         if connect["type"] != "websocket.connect":
             return None
 
-        if not origin_allowed(_header(scope, b"origin"), settings.REALTIME_ALLOWED_ORIGINS):
+        origin, host = _header(scope, b"origin"), _header(scope, b"host")
+        if not socket_origin_allowed(origin, host):
+            if origin is not None:
+                origin_refusals.refused(origin, host)
             # Before accept: the browser sees the handshake refused (HTTP 403).
             await send({"type": "websocket.close", "code": int(CloseCode.AUTHORIZATION_FAILED)})
             return None

@@ -1,14 +1,20 @@
-"""HTTP routes: admin, the REST API, its OpenAPI schema, Prometheus metrics, the health check."""
+"""HTTP routes: admin, the REST API, its OpenAPI schema and documentation pages (Swagger UI,
+Redoc), the browsable API's login, Prometheus metrics, the health check."""
 
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenVerifyView
 
 from agents import apis as agent_apis
 from collaboration import views
 from collaboration.apis import chat, conflicts, me, members, notifications, trips
+from metrics import access as metrics_access
 from metrics import apis as metrics_apis
 from metrics import views as metrics_views
 from realtime import online_api
@@ -27,6 +33,7 @@ def index(request: HttpRequest) -> JsonResponse:
                 "/ws/notifications/",
             ],
             "schema": "/api/schema/",
+            "docs": ["/api/docs/ (Swagger UI)", "/api/redoc/ (Redoc)"],
             "admin": "/admin/",
             "metrics": "/metrics",
         }
@@ -107,5 +114,15 @@ urlpatterns = [
     ),
     path("api/metrics/", metrics_apis.MetricsApi.as_view(), name="metrics-api"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("", include("django_prometheus.urls")),
+    # API documentation, from drf-spectacular-sidecar's static files (no CDN), and the login
+    # of DRF's browsable API (its pages link to it).
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
+        name="redoc",
+    ),
+    path("api-auth/", include("rest_framework.urls")),
+    # This process's Prometheus registry, for METRICS_TOKEN / METRICS_ALLOWED_IPS (metrics.access).
+    path("metrics", metrics_access.prometheus_metrics, name="prometheus-django-metrics"),
 ]

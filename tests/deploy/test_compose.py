@@ -30,9 +30,19 @@ def default_of(value: str) -> str:
 
 
 def test_the_proxy_is_the_only_service_with_published_ports(compose):
-    published = {name for name, service in compose["services"].items() if service.get("ports")}
+    services = compose["services"]
+    published = {
+        name
+        for name, service in services.items()
+        if service.get("ports") and not service.get("profiles")
+    }
     assert published == {"nginx"}
-    assert all(port.endswith(":8080") for port in compose["services"]["nginx"]["ports"])
+    assert all(port.endswith(":8080") for port in services["nginx"]["ports"])
+    # The optional monitoring services (profile `monitoring`) listen on the host's loopback only.
+    for name, service in services.items():
+        if service.get("profiles"):
+            assert service["profiles"] == ["monitoring"], name
+            assert all(port.startswith("127.0.0.1:") for port in service.get("ports", [])), name
 
 
 def test_web_scales_by_replicas_not_by_copied_services(compose):

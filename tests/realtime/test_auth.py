@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 
 import pytest
@@ -11,7 +12,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from websockets.exceptions import InvalidStatus
 
-from realtime.auth import JWTAuthMiddleware
+from realtime.auth import JWTAuthMiddleware, OriginRefusalLog
 from realtime.connect_gate import ConnectGate
 from realtime.throttling import throttle
 from tests import factories
@@ -197,6 +198,56 @@ async def test_allowed_origin_connects(live, alice_trip):
     await send_json(ws, {"token": token})
     assert (await recv_json(ws))["type"] == "connection.established"
     await ws.close()
+
+
+async def test_the_pages_own_origin_connects_on_any_port_with_default_settings(live, alice_trip):
+    """`make run PORT=...`: the page's origin is its own host and port, listed nowhere."""
+    assert live.port != 8000 and "REALTIME_ALLOWED_ORIGINS" not in live.env
+    alice, trip = alice_trip
+    token = await sync_to_async(factories.access_token)(alice)
+    ws = await open_socket(live.ws_url, f"/ws/trips/{trip.pk}/", origin=live.http_url)
+    await send_json(ws, {"token": token})
+    assert (await recv_json(ws))["type"] == "connection.established"
+    await ws.close()
+
+
+async def _logged(server, text, timeout=10.0):
+    async with asyncio.timeout(timeout):
+        while True:
+            for line in server.log().splitlines():
+                if text in line:
+                    return line
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("origin", ["https://evil-{}.example", "http://127.0.0.1:{port}"])
+async def test_a_refused_origin_is_logged_with_the_setting_to_change(live, alice_trip, origin):
+    """A foreign site, and the same address on another port (not the Host the socket asked)."""
+    _, trip = alice_trip
+    origin = origin.format(uuid.uuid4().hex[:8], port=live.port + 1)
+    with pytest.raises(InvalidStatus) as refused:
+        await open_socket(live.ws_url, f"/ws/trips/{trip.pk}/", origin=origin)
+    assert refused.value.response.status_code == 403
+    line = await _logged(live, f"Origin {origin!r}")
+    assert "WARNING" in line
+    assert f"REALTIME_ALLOWED_ORIGINS={origin}" in line and "PUBLIC_URL" in line
+
+
+def test_refusal_log_says_each_origin_once_per_interval(caplog):
+    now = [0.0]
+    log = OriginRefusalLog(interval=60, capacity=2, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="realtime.auth"):
+        assert log.refused("https://a.example", "127.0.0.1:9000")
+        assert not log.refused("https://a.example", "127.0.0.1:9000")
+        assert log.refused("https://b.example", "127.0.0.1:9000")
+        assert not log.refused("https://c.example", "127.0.0.1:9000")  # full: a flood is cut
+        now[0] = 61
+        assert log.refused("https://a.example", "127.0.0.1:9000")
+        assert log.refused("https://c.example", "127.0.0.1:9000")
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 4
+    assert all("REALTIME_ALLOWED_ORIGINS" in message for message in messages)
+    assert "'https://a.example'" in messages[0] and "'127.0.0.1:9000'" in messages[0]
 
 
 async def test_refresh_in_band_extends_the_socket_past_the_first_token(

@@ -44,7 +44,7 @@ def _settings_in_subprocess(
         if not k.startswith(
             ("DJANGO_", "JWT_", "REDIS", "DATABASE", "PUBLIC_URL", "ALLOWED_HOSTS", "CSRF_")
         )
-        and not k.startswith(("SESSION_", "SECURE_", "REALTIME_ALLOWED"))
+        and not k.startswith(("SESSION_", "SECURE_", "REALTIME_ALLOW"))
     }
     clean.update(env, DJANGO_SETTINGS_MODULE=module)
     return subprocess.run(
@@ -153,6 +153,28 @@ def test_listed_hosts_and_origins_are_added_to_the_public_urls_and_explicit_flag
         "['[::1]', 'web'] ['http://[::1]:8080', 'https://admin.example.com'] "
         "['http://[::1]:8080', 'https://app.example.com'] True 60"
     )
+
+
+@pytest.mark.parametrize(
+    ("module", "env", "expected"),
+    [
+        ("tripsage.settings.base", {}, "True"),  # make run, on whatever port
+        ("tripsage.settings.base", {"PUBLIC_URL": "http://localhost:9000"}, "False"),
+        ("tripsage.settings.base", {"REALTIME_ALLOW_SAME_HOST_ORIGIN": "no"}, "False"),
+        ("tripsage.settings.production", PRODUCTION, "False"),
+        (
+            "tripsage.settings.production",
+            {**PRODUCTION, "REALTIME_ALLOW_SAME_HOST_ORIGIN": "yes"},
+            "True",
+        ),
+    ],
+)
+def test_same_host_origins_are_allowed_until_public_url_says_where_users_are(
+    module: str, env: dict[str, str], expected: str
+) -> None:
+    result = _settings_in_subprocess(module, env, "settings.REALTIME_ALLOW_SAME_HOST_ORIGIN")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ from the environment. Production hardening lives in production.py."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -65,10 +66,11 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.staticfiles",
+    "tripsage.apps.TripSageStaticFilesConfig",  # django.contrib.staticfiles (tripsage/apps.py)
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files (/api/docs/, /api/redoc/)
     "channels",
     "collaboration",
     "agents",
@@ -335,6 +337,17 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "REST beside the WebSocket protocol (docs/protocol.md).",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI (/api/docs/) and Redoc (/api/redoc/) from drf-spectacular-sidecar's static files,
+    # served by whitenoise like ours: no CDN, so the pages work offline and behind a strict proxy.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # validatorUrl off: Swagger UI would otherwise send the schema to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {
+        "deepLinking": True,
+        "persistAuthorization": True,
+        "validatorUrl": None,
+    },
 }
 
 # --- JWT: one pinned algorithm. HS* signs with JWT_SIGNING_KEY, never the Django secret key
@@ -389,6 +402,11 @@ REALTIME_ALLOWED_ORIGINS = _with_public(
     "REALTIME_ALLOWED_ORIGINS",
     ["http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"],
 )
+# And an origin on the request's own host and port (any scheme; the host must be in ALLOWED_HOSTS),
+# as Channels' AllowedHostsOriginValidator: `make run PORT=9000`'s page connects with no setting.
+# Off by default once PUBLIC_URL says where users are: production allows what it lists, exactly
+# (docs/decisions.md, "Socket origins").
+REALTIME_ALLOW_SAME_HOST_ORIGIN = env_bool("REALTIME_ALLOW_SAME_HOST_ORIGIN", _PUBLIC is None)
 # The seed's client authenticates in its first message; 10 s covers slow mobile handshakes.
 REALTIME_AUTH_TIMEOUT_SECONDS = env_float("REALTIME_AUTH_TIMEOUT_SECONDS", 10.0)
 # The seed's 30 s interval: under the common 60 s proxy idle timeouts.
@@ -536,6 +554,27 @@ METRICS_FLUSH_SECONDS = env_float("METRICS_FLUSH_SECONDS", 5.0)
 METRICS_LIVE_REFRESH_SECONDS = env_float("METRICS_LIVE_REFRESH_SECONDS", 60.0)
 METRICS_SESSION_RETENTION_DAYS = env_int("METRICS_SESSION_RETENTION_DAYS", 30)
 METRICS_SNAPSHOT_RETENTION_HOURS = env_int("METRICS_SNAPSHOT_RETENTION_HOURS", 24)
+# Who may read /metrics (metrics.access; docs/metrics.md): a request with `Authorization: Bearer
+# <METRICS_TOKEN>`, or from an address in METRICS_ALLOWED_IPS (IPs or CIDR ranges, comma-separated;
+# the client address as TrustedProxyMiddleware resolved it). Either one lets a request in. With
+# neither set, /metrics is open here and closed in production (docs/decisions.md).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured(
+        f"METRICS_TOKEN is set but only {len(METRICS_TOKEN)} characters long: use at least 32 "
+        "random characters (python -c 'import secrets; print(secrets.token_urlsafe(32))') or "
+        "leave it empty."
+    )
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
+for _entry in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_entry.strip(), strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS: {_entry!r} is neither an IP address nor a CIDR range (e.g. "
+            "10.0.0.5 or 172.30.0.0/24). List the addresses Prometheus scrapes from, "
+            "comma-separated, or leave it empty."
+        ) from None
 
 # --- Collaboration.
 # Chat: longest message (characters), messages sent on connect, how long a typing indicator shows

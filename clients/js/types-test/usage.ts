@@ -1,0 +1,265 @@
+// The seed's client examples (docs: ../shared seed, "Client Integration", "Testing Strategies",
+// "Error Handling") written against this package's declarations. `tsc --noEmit -p clients/js`
+// type-checks it; nothing runs it. Imports go through the package's own name, so the
+// package.json "exports" map and its "types" conditions are checked too.
+// Lines marked @ts-expect-error must fail to type-check: they keep the declarations strict.
+
+import * as React from "react";
+import { createElement } from "react";
+import * as Vue from "vue";
+import { defineComponent, h, reactive, watch } from "vue";
+
+import {
+  CLOSED,
+  CloseCode,
+  ConnectionLifecycleManager,
+  DEFAULT_RATE_LIMITS,
+  DEFAULT_RATE_LIMIT_RETRY_MS,
+  ERROR_TYPES,
+  OPEN,
+  OptimisticUpdateManager,
+  WebSocketConnection,
+  WebSocketError,
+  WebSocketErrorHandler,
+  WebSocketRateLimiter,
+  normalizeError,
+  tripUpdateMessage,
+  useWebSocket as useWebSocketOverGlobalReact,
+  useWebSocketConnection as useWebSocketConnectionOverGlobalVue,
+  type ConflictResolver,
+  type ConnectionEstablished,
+  type ConnectionState,
+  type ErrorContext,
+  type ErrorRecoveryAction,
+  type OptimisticUpdate,
+  type SendResult,
+  type ServerMessage,
+  type UseWebSocketOptions,
+  type WebSocketConnectionOptions,
+} from "@tripsage/realtime-client";
+import { createUseWebSocket, type UseWebSocketReturn } from "@tripsage/realtime-client/react";
+import { createUseWebSocketConnection } from "@tripsage/realtime-client/vue";
+import { createManagedConnection } from "@tripsage/realtime-client/lifecycle";
+
+// -- WebSocketConnection: options and events ----------------------------------------------------
+
+const options: WebSocketConnectionOptions = {
+  url: "wss://tripsage.example/ws/trips/42/",
+  token: "access-token",
+  reconnectAttempts: 3,
+  heartbeatInterval: 30000,
+  heartbeatTimeout: 70000,
+  reconnectDelay: 1000,
+  maxReconnectDelay: 30000,
+  maxQueueSize: 1000,
+  waitForEstablished: true,
+  errorCloseGrace: 1000,
+  rateLimiter: new WebSocketRateLimiter({ enforceBurst: true }),
+  channelType: "trip_collaboration",
+};
+const connection = new WebSocketConnection(options);
+// The DOM's WebSocket constructor fits the WebSocket option (as Node's global one does).
+new WebSocketConnection({ url: "ws://127.0.0.1:8000/ws/trips/1/", WebSocket });
+
+// @ts-expect-error: a url is required
+new WebSocketConnection({ token: "t" });
+// @ts-expect-error: reconnectAttempts is a number
+new WebSocketConnection({ url: "ws://x", reconnectAttempts: "3" });
+
+connection.on("open", () => undefined);
+connection.on("message", (message: ServerMessage) => {
+  if (message.type === "trip.updated" && typeof message.seq === "number") connection.lastSeq = message.seq;
+});
+connection.on("established", (message) => {
+  const type: "trip_collaboration" | "chat" | "agent_status" | "notifications" = message.connection_type;
+  const bytes: number = message.limits.max_message_bytes;
+  void [type, bytes, message.user.username, message.heartbeat_interval];
+});
+connection.on("error", (error) => {
+  const code: string = error.code;
+  const closeCode: number | null = error.closeCode;
+  const retryAfter = error.details.retry_after;
+  const requestId: string | null = error.requestId;
+  void [code, closeCode, retryAfter, requestId, error.envelope?.error.message, error.message];
+});
+connection.on("close", ({ code, reason, wasClean, error }) => {
+  if (code === CloseCode.AUTHENTICATION_FAILED) void [reason, wasClean, error?.code];
+});
+connection.on("reconnecting", ({ attempt, delay, code }) => void [attempt + delay + code]);
+connection.on("reconnected", (message) => void message?.connection_id);
+const offState = connection.on("stateChange", (state, previous) => {
+  const now: ConnectionState = state;
+  void [now, previous];
+});
+offState();
+// @ts-expect-error: no such event
+connection.on("connected", () => undefined);
+// @ts-expect-error: a close listener gets one CloseInfo object, not (code, reason)
+connection.on("close", (code: number, reason: string) => void [code, reason]);
+
+async function connectAndSend(): Promise<void> {
+  const established: ConnectionEstablished | null = await connection.connect();
+  void established?.token_expires_at;
+  const result: SendResult = connection.send({ type: "chat.message", id: "1", content: "hi" });
+  // @ts-expect-error: send answers "sent" | "queued" | "dropped"
+  const wrong: boolean = connection.send({ type: "ping" });
+  void [result, wrong];
+  connection.setToken("new-access-token");
+  void connection.reconnect();
+  connection.disconnect(CloseCode.NORMAL, "done");
+  const readyState: number = OPEN + CLOSED;
+  void [readyState, connection.queuedCount, connection.isConnected, connection.clearQueue()];
+}
+void connectAndSend;
+
+// @ts-expect-error: the states are disconnected, connecting, connected and reconnecting
+const badState: ConnectionState = "open";
+void badState;
+
+// -- The lifecycle manager ----------------------------------------------------------------------
+
+const lifecycle = new ConnectionLifecycleManager(connection, { window: null });
+lifecycle.on("stateChange", (state: ConnectionState) => void state);
+lifecycle.on("offline", () => undefined);
+lifecycle.destroy();
+
+// -- React hook (the seed's useWebSocket) -------------------------------------------------------
+
+const useWebSocket = createUseWebSocket(React);
+
+const hookOptions: UseWebSocketOptions = {
+  url: "wss://tripsage.example/ws/trips/42/",
+  token: "access-token",
+  reconnectAttempts: 3,
+  heartbeatInterval: 30000,
+  onMessage: (message) => void message.type,
+  onError: (error) => void error.code,
+  onConnect: () => undefined,
+  onDisconnect: () => undefined,
+};
+
+export function TripStatus(props: { tripId: number; token: string }): React.ReactElement {
+  const { connectionState, sendMessage, lastMessage, error, reconnect, disconnect }: UseWebSocketReturn =
+    useWebSocket({ ...hookOptions, url: `wss://tripsage.example/ws/trips/${props.tripId}/`, token: props.token });
+  const sent: SendResult = sendMessage({ type: "presence.update", id: "2", status: "active" });
+  const label = connectionState === "connected" ? "Connected" : connectionState === "reconnecting" ? "Reconnecting…" : "Offline";
+  return createElement(
+    "div",
+    null,
+    createElement("span", { className: "connection-status" }, label),
+    createElement("button", { onClick: reconnect }, "Reconnect"),
+    createElement("button", { onClick: disconnect }, "Disconnect"),
+    error ? createElement("p", { role: "alert" }, `${error.code}: ${error.message}`) : null,
+    createElement("pre", null, JSON.stringify(lastMessage), sent),
+  );
+}
+
+// @ts-expect-error: the hook needs a url
+useWebSocket({ token: "t" });
+
+// Over globalThis.React / globalThis.Vue (a page that loads them as globals): the same types.
+export function GlobalReactStatus(): string {
+  const { connectionState }: UseWebSocketReturn = useWebSocketOverGlobalReact(hookOptions);
+  return connectionState;
+}
+export function globalVueStatus(): ConnectionState {
+  return useWebSocketConnectionOverGlobalVue(hookOptions).connectionState.value;
+}
+
+// -- Vue composable (the seed's useWebSocketConnection) -----------------------------------------
+
+const useWebSocketConnection = createUseWebSocketConnection(Vue);
+
+export const TripStatusVue = defineComponent({
+  props: { tripId: { type: Number, required: true }, token: { type: String, required: true } },
+  setup(props) {
+    // Reactive options: a new token is sent as auth.refresh, a new url reconnects.
+    const options = reactive<UseWebSocketOptions>({
+      url: `wss://tripsage.example/ws/trips/${props.tripId}/`,
+      token: props.token,
+      onError: (error) => void error.code,
+    });
+    watch(
+      () => props.token,
+      (token) => {
+        options.token = token;
+      },
+    );
+    const { connectionState, lastMessage, error, sendMessage, reconnect, disconnect } = useWebSocketConnection(options);
+    const state: ConnectionState = connectionState.value;
+    void state;
+    // @ts-expect-error: the refs are read-only
+    connectionState.value = "connected";
+    return () =>
+      h("div", [
+        h("span", { class: "connection-status" }, connectionState.value),
+        h("button", { onClick: reconnect }, "Reconnect"),
+        h("button", { onClick: disconnect }, "Disconnect"),
+        h("button", { onClick: () => sendMessage({ type: "ping" }) }, "Ping"),
+        error.value ? h("p", { role: "alert" }, error.value.code) : null,
+        h("pre", JSON.stringify(lastMessage.value)),
+      ]);
+  },
+});
+
+// -- The hooks' shared setup --------------------------------------------------------------------
+
+const managed = createManagedConnection(hookOptions, {
+  onState: (state) => void state,
+  onMessage: (message) => void message,
+  onError: (error) => void error.code,
+  onConnect: () => undefined,
+  onDisconnect: (info) => void info.code,
+});
+managed.lifecycle.destroy();
+
+// -- Optimistic updates (the seed's OptimisticUpdateManager test) -------------------------------
+
+const resolver: ConflictResolver = {
+  hasConflict: () => false,
+  resolve: (update, serverUpdate) => ({ ...update.data, ...serverUpdate.data }),
+};
+const manager = new OptimisticUpdateManager(resolver, {
+  applyToUI: (update) => void update.data,
+  rollbackUI: (update, reason) => void [update.id, reason],
+  onConflict: ({ update, conflictId, serverValue }) => void [update.id, conflictId, serverValue],
+});
+
+async function optimistic(): Promise<void> {
+  const update: OptimisticUpdate = {
+    id: "test-update",
+    operation: "update",
+    resourceType: "trip",
+    resourceId: "trip-123",
+    data: { name: "New Name" },
+    timestamp: Date.now(),
+    serverConfirmed: false,
+  };
+  const applied = await manager.applyOptimisticUpdate(update);
+  const id: string = applied.id;
+  connection.send(tripUpdateMessage({ ...applied, baseVersion: 3 }));
+  await manager.handleServerUpdate({ resourceId: "trip-123", data: { name: "New Name" } });
+  const pending: boolean = manager.pendingUpdates.has(id);
+  manager.on("confirmed", (confirmed, answer) => void [confirmed.serverConfirmed, answer]);
+  manager.on("rolledBack", ({ update: rolled, error }) => void [rolled.id, error]);
+  connection.on("message", (message) => void manager.handleMessage(message));
+  void pending;
+}
+void optimistic;
+
+// -- Errors and rate limits (the seed's tables) -------------------------------------------------
+
+const handler = new WebSocketErrorHandler({ maxRetries: 3, storage: null });
+const context: ErrorContext = { canRefreshToken: true, connectionState: "connected" };
+connection.on("error", (error: WebSocketError) => {
+  const action: ErrorRecoveryAction = handler.handleError(error, context);
+  if (action.action === "retry") setTimeout(() => void connection.reconnect(), action.retryAfter ?? DEFAULT_RATE_LIMIT_RETRY_MS);
+  // @ts-expect-error: the actions are retry, refresh_token, redirect_login and fail
+  if (action.action === "reconnect") void 0;
+});
+const recovery: string = ERROR_TYPES.RATE_LIMIT_EXCEEDED.recovery;
+const normalized = normalizeError({ type: "error", error: { code: "SERVER_ERROR", message: "x", details: {} } });
+const limiter = new WebSocketRateLimiter({ now: () => 0, limits: DEFAULT_RATE_LIMITS });
+const chatWindow: number = DEFAULT_RATE_LIMITS.chat.window;
+if (limiter.canSendMessage("chat")) limiter.blockFor("chat", 0.5);
+void [recovery, normalized.code, chatWindow, limiter.getTimeUntilNextMessage("chat"), limiter.getRemainingMessages("chat")];
