@@ -34,6 +34,7 @@ def index(request: HttpRequest) -> JsonResponse:
             ],
             "schema": "/api/schema/",
             "docs": ["/api/docs/ (Swagger UI)", "/api/redoc/ (Redoc)"],
+            "pages": "/trips/ (your trips; sign in at /trips/sign-in/)",
             "admin": "/admin/",
             "metrics": "/metrics",
         }

@@ -150,3 +150,27 @@ def test_a_rate_limited_user_sees_the_limit(daphne_factory, open_page, crew):
     expect(notice).to_be_visible()
     expect(notice).to_contain_text("Rate limit reached: 30 messages per 60 s")
     expect(page.locator(".connection-status")).to_have_text("Connected")
+
+
+def test_a_page_whose_origin_the_server_refuses_says_so_instead_of_reconnecting(
+    daphne_factory, browser, crew
+):
+    """Served on a port its origin list does not name, with the same-host rule off (as in
+    production), the page says why it cannot connect and what to change, and opens no socket."""
+    _, _, _, trip = crew
+    server = daphne_factory(
+        "browser-refused-origin",
+        REALTIME_ALLOWED_ORIGINS="http://elsewhere.example",
+        REALTIME_ALLOW_SAME_HOST_ORIGIN="false",
+    )
+    context = browser.new_context(base_url=server.http_url)
+    page = context.new_page()
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto(f"/trips/{trip.pk}/edit")
+    expect(page.locator(".origin-refused")).to_contain_text("REALTIME_ALLOWED_ORIGINS")
+    expect(page.locator(".connection-status")).to_have_text(
+        "Cannot connect: this page's origin is refused"
+    )
+    assert sockets == []
+    context.close()

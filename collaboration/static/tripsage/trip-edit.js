@@ -460,6 +460,15 @@ function connectStream(path, onMessage) {
 }
 
 async function main() {
+  const refused = $("[data-origin-refused]");
+  if (refused) {
+    // The server refuses sockets from this page's origin (the banner says why and what to
+    // change): no connect loop that could only ever show "Reconnecting...".
+    const status = $(".connection-status");
+    status.textContent = "Cannot connect: this page's origin is refused";
+    status.dataset.state = "refused";
+    return;
+  }
   await signIn();
   $("#signin")?.remove(); // the page keeps one submit button: the trip form's
   $(".workspace").hidden = false;
