@@ -64,6 +64,19 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no.")
 
 
+def env_token(name: str, off: str) -> str:
+    """A shared secret a deployment may set (empty: the feature it unlocks is off); one set
+    shorter than 32 characters stops start-up. `off` says what leaving it empty does."""
+    value = env_str(name, "")
+    if value and len(value) < 32:
+        raise ImproperlyConfigured(
+            f"{name} is set but only {len(value)} characters long: use at least 32 random "
+            "characters (python -c 'import secrets; print(secrets.token_urlsafe(32))') or leave "
+            f"it empty {off}."
+        )
+    return value
+
+
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:

@@ -20,6 +20,7 @@ from tripsage.env import (
     env_list,
     env_rate_limits,
     env_str,
+    env_token,
     url_with_password,
 )
 from tripsage.public_url import parse_public_url
@@ -558,13 +559,7 @@ METRICS_SNAPSHOT_RETENTION_HOURS = env_int("METRICS_SNAPSHOT_RETENTION_HOURS", 2
 # <METRICS_TOKEN>`, or from an address in METRICS_ALLOWED_IPS (IPs or CIDR ranges, comma-separated;
 # the client address as TrustedProxyMiddleware resolved it). Either one lets a request in. With
 # neither set, /metrics is open here and closed in production (docs/decisions.md).
-METRICS_TOKEN = env_str("METRICS_TOKEN", "")
-if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
-    raise ImproperlyConfigured(
-        f"METRICS_TOKEN is set but only {len(METRICS_TOKEN)} characters long: use at least 32 "
-        "random characters (python -c 'import secrets; print(secrets.token_urlsafe(32))') or "
-        "leave it empty."
-    )
+METRICS_TOKEN = env_token("METRICS_TOKEN", "to read /metrics by address only")
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
 for _entry in METRICS_ALLOWED_IPS:
     try:
@@ -601,10 +596,4 @@ EDITING_TTL_SECONDS = env_float("EDITING_TTL_SECONDS", 30.0)
 
 # --- Agents. The token a deployment's agents send (`Authorization: Service <token>`) to report
 # a run's status; empty: service tokens are refused and only staff users may report.
-AGENT_SERVICE_TOKEN = env_str("AGENT_SERVICE_TOKEN", "")
-if AGENT_SERVICE_TOKEN and len(AGENT_SERVICE_TOKEN) < 32:
-    raise ImproperlyConfigured(
-        f"AGENT_SERVICE_TOKEN is set but only {len(AGENT_SERVICE_TOKEN)} characters long: use at "
-        "least 32 random characters (python -c 'import secrets; print(secrets.token_urlsafe(32))') "
-        "or leave it empty to turn service tokens off."
-    )
+AGENT_SERVICE_TOKEN = env_token("AGENT_SERVICE_TOKEN", "to turn service tokens off")
