@@ -34,9 +34,11 @@ _SCHEMES = {
 }
 
 
-def parse_trusted_proxies(entries: Iterable[str]) -> tuple[Network, ...]:
-    """The networks of TRUSTED_PROXIES entries (IP addresses or CIDR ranges); a malformed entry
-    stops start-up, saying which."""
+def parse_networks(
+    entries: Iterable[str], setting: str, example: str, advice: str
+) -> tuple[Network, ...]:
+    """The networks of a setting's entries (IP addresses or CIDR ranges); a malformed entry
+    stops start-up, naming the setting and the entry, with an `example` and `advice`."""
     networks = []
     for entry in entries:
         text = entry.strip()
@@ -46,11 +48,21 @@ def parse_trusted_proxies(entries: Iterable[str]) -> tuple[Network, ...]:
             networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
             raise ImproperlyConfigured(
-                f"TRUSTED_PROXIES: {text!r} is neither an IP address nor a CIDR range (e.g. "
-                "127.0.0.2 or 172.30.0.0/24). List the addresses your reverse proxy connects "
-                "from, comma-separated, or leave it empty to trust no proxy."
+                f"{setting}: {text!r} is neither an IP address nor a CIDR range (e.g. "
+                f"{example} or 172.30.0.0/24). {advice}"
             ) from None
     return tuple(networks)
+
+
+def parse_trusted_proxies(entries: Iterable[str]) -> tuple[Network, ...]:
+    """The networks of TRUSTED_PROXIES entries."""
+    return parse_networks(
+        entries,
+        "TRUSTED_PROXIES",
+        "127.0.0.2",
+        "List the addresses your reverse proxy connects from, comma-separated, or leave it "
+        "empty to trust no proxy.",
+    )
 
 
 @functools.lru_cache(maxsize=4096)  # a storm's connects come from the same few addresses

@@ -3,7 +3,6 @@ from the environment. Production hardening lives in production.py."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from tripsage.env import (
     env_token,
     url_with_password,
 )
+from tripsage.proxies import parse_networks
 from tripsage.public_url import parse_public_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -561,15 +561,12 @@ METRICS_SNAPSHOT_RETENTION_HOURS = env_int("METRICS_SNAPSHOT_RETENTION_HOURS", 2
 # neither set, /metrics is open here and closed in production (docs/decisions.md).
 METRICS_TOKEN = env_token("METRICS_TOKEN", "to read /metrics by address only")
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
-for _entry in METRICS_ALLOWED_IPS:
-    try:
-        ipaddress.ip_network(_entry.strip(), strict=False)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"METRICS_ALLOWED_IPS: {_entry!r} is neither an IP address nor a CIDR range (e.g. "
-            "10.0.0.5 or 172.30.0.0/24). List the addresses Prometheus scrapes from, "
-            "comma-separated, or leave it empty."
-        ) from None
+parse_networks(  # each entry an address or a range, or start-up stops saying which
+    METRICS_ALLOWED_IPS,
+    "METRICS_ALLOWED_IPS",
+    "10.0.0.5",
+    "List the addresses Prometheus scrapes from, comma-separated, or leave it empty.",
+)
 
 # --- Collaboration.
 # Chat: longest message (characters), messages sent on connect, how long a typing indicator shows
