@@ -339,18 +339,16 @@ class JWTAuthMiddleware:
             if isinstance(found, BaseException):
                 raise found
             user = active_user(found)
-        except AuthFailure as failure:
+        except Exception as error:
             if allowed:
                 await throttle().release_slot(verified.user_id, connection_id)
-            logger.info("websocket auth refused: %s", failure.reason)
-            await self._refuse(send, failure.envelope(request_id))
-            return None
-        except Exception:
-            if allowed:
-                await throttle().release_slot(verified.user_id, connection_id)
+            if isinstance(error, AuthFailure):
+                logger.info("websocket auth refused: %s", error.reason)
+                await self._refuse(send, error.envelope(request_id))
+                return None
             # A fault of ours (the database away): SERVER_ERROR, retryable, then 4011, as
             # for any fault while opening (docs/protocol.md), never an unhandled 1011.
-            logger.exception("opening a websocket failed: the user could not be read")
+            logger.error("opening a websocket failed: the user could not be read", exc_info=error)
             envelope = protocol.error_message(
                 ErrorCode.SERVER_ERROR,
                 "The server could not check your credentials; try again.",

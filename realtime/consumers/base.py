@@ -215,17 +215,17 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
             self.scope = cast(Any, kept)
 
     async def _open(self) -> None:
-        auth = self.auth
         budget = self.look_at_budget()  # meanwhile: Redis while the database answers below
         try:
-            await self._open_with(auth, budget)
+            await self._open_with(budget)
         finally:
             if not budget.done():
                 budget.cancel()
             elif not budget.cancelled():
                 budget.exception()  # retrieved: a failed look was reported where it mattered
 
-    async def _open_with(self, auth: AuthContext, budget: asyncio.Task[Any]) -> None:
+    async def _open_with(self, budget: asyncio.Task[Any]) -> None:
+        auth = self.auth
         await self.authorize()
 
         # Each holding below is undone by `release`, whatever happens after it is taken.
