@@ -1,5 +1,6 @@
 """A throw-away demo server for the README's screenshots: embedded defaults (SQLite in a temp
-directory, in-process layer), migrated, with the demo data of `make run`, daphne on `port`."""
+directory, in-process layer), migrated, with the demo data of `make run`, daphne on `port`; and
+what the screenshot scripts share: Debian's Chromium, pages shot side by side."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,3 +51,28 @@ def demo_server(port: int, **env_overrides: str) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def chromium(playwright: Any) -> Any:
+    """Debian's Chromium (CHROMIUM, default /usr/bin/chromium), never a downloaded browser."""
+    return playwright.chromium.launch(
+        executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=["--no-sandbox"]
+    )
+
+
+def side_by_side(pages: Iterable[Any], gap: int) -> Any:
+    """A screenshot of each page, joined left to right on a grey ground (a Pillow image)."""
+    from PIL import Image  # make install-bench
+
+    shots = []
+    for page in pages:
+        path = Path(tempfile.mkdtemp()) / "shot.png"
+        page.screenshot(path=str(path))
+        shots.append(Image.open(path))
+    width = sum(s.width for s in shots) + gap * (len(shots) - 1)
+    combined = Image.new("RGB", (width, max(s.height for s in shots)), "#9aa4b2")
+    x = 0
+    for shot in shots:
+        combined.paste(shot, (x, 0))
+        x += shot.width + gap
+    return combined

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
 import urllib.request
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import websockets
-from demo_server import demo_server  # scripts/ is on sys.path when run as a script
+from demo_server import chromium, demo_server  # scripts/ is on sys.path when run as a script
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,10 +151,7 @@ def shoot(base: str) -> None:
     demo = Traffic(base, TRAFFIC_SECONDS)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-                args=["--no-sandbox"],
-            )
+            browser = chromium(p)
             context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 860})
             page = context.new_page()
             page.goto("/admin/login/")

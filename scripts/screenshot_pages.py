@@ -10,11 +10,9 @@ Run: .venv/bin/python scripts/screenshot_pages.py
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from demo_server import demo_server  # scripts/ is on sys.path when run as a script
+from demo_server import chromium, demo_server, side_by_side  # scripts/ is on sys.path
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -42,9 +40,7 @@ def signed_in(browser: Browser, base: str, username: str, then: str, **options: 
 
 def shoot(base: str) -> None:
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=["--no-sandbox"]
-        )
+        browser = chromium(p)
         desktop = {"viewport": {"width": 1100, "height": 760}}
         phone = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2}
         bob = signed_in(browser, base, "bob", "/trips/1/edit", **desktop)
@@ -66,22 +62,12 @@ def shoot(base: str) -> None:
         expect(alice.locator(".editing-indicator")).to_be_visible()
         alice.screenshot(path=str(OUT / "pages-trip-edit.png"))
 
-        shots = []
         carol = signed_in(browser, base, "carol", "/trips/", **phone)
         expect(carol.locator('.trip-card[data-trip-id="1"] .online')).to_contain_text("alice")
         bob_phone = signed_in(browser, base, "bob", "/trips/1/edit", **phone)
         expect(bob_phone.locator(".connection-status")).to_have_text("Connected")
-        for page in (carol, bob_phone):
-            path = Path(tempfile.mkdtemp()) / "phone.png"
-            page.screenshot(path=str(path))
-            shots.append(Image.open(path))
+        combined = side_by_side((carol, bob_phone), gap=24)
         browser.close()
-    width = sum(s.width for s in shots) + 24
-    combined = Image.new("RGB", (width, max(s.height for s in shots)), "#9aa4b2")
-    x = 0
-    for shot in shots:
-        combined.paste(shot, (x, 0))
-        x += shot.width + 24
     combined = combined.resize((combined.width // 2, combined.height // 2), Image.LANCZOS)
     combined.save(OUT / "pages-phone.png")
     print(f"wrote {OUT}/pages-trips.png, pages-trip-edit.png, pages-phone.png")

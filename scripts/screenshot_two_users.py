@@ -8,13 +8,10 @@ Run: .venv/bin/python scripts/screenshot_two_users.py
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 
-from demo_server import demo_server  # scripts/ is on sys.path when run as a script
-from PIL import Image
+from demo_server import chromium, demo_server, side_by_side  # scripts/ is on sys.path
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,9 +26,7 @@ def main() -> None:
 
 def shoot(base: str) -> None:
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=["--no-sandbox"]
-        )
+        browser = chromium(p)
         pages = {}
         for name in ("alice", "bob"):
             context = browser.new_context(base_url=base, viewport={"width": 900, "height": 720})
@@ -56,18 +51,8 @@ def shoot(base: str) -> None:
         for page in pages.values():
             page.evaluate("window.scrollTo(0, 0)")
         time.sleep(0.3)
-        shots = []
-        for name in ("alice", "bob"):
-            path = Path(tempfile.mkdtemp()) / f"{name}.png"
-            pages[name].screenshot(path=str(path))
-            shots.append(Image.open(path))
+        combined = side_by_side((pages["alice"], pages["bob"]), gap=12)
         browser.close()
-    width = sum(s.width for s in shots) + 12
-    combined = Image.new("RGB", (width, max(s.height for s in shots)), "#9aa4b2")
-    x = 0
-    for shot in shots:
-        combined.paste(shot, (x, 0))
-        x += shot.width + 12
     OUT.parent.mkdir(parents=True, exist_ok=True)
     combined.save(OUT)
     print(f"wrote {OUT}")
