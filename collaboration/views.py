@@ -3,12 +3,14 @@ through the socket protocol and the REST API, exactly as any other client."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.views import redirect_to_login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.templatetags.static import static
-from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.generic import RedirectView
 from rest_framework_simplejwt.tokens import AccessToken
@@ -68,16 +70,15 @@ def session_token(request: HttpRequest) -> JsonResponse:
 
 
 @never_cache
+@login_required(login_url="sign-in")
 def trip_list(request: HttpRequest) -> HttpResponse:
     """My trips with my role on each; creating a trip and inviting someone (owners) go through
     the REST API from the page, and who is online comes from `/api/trips/online/`."""
-    if not request.user.is_authenticated:
-        return redirect_to_login(request.get_full_path(), reverse("sign-in"))
     return render(
         request,
         "collaboration/trip_list.html",
         {
-            "memberships": list(selectors.memberships(user=request.user)),
+            "memberships": list(selectors.memberships(user=cast(User, request.user))),  # signed in
             "roles": TripMember.Role.choices,
         },
     )
