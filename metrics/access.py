@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django_prometheus import exports
 
-from tripsage.proxies import Network, parse_address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @functools.lru_cache(maxsize=8)
@@ -28,8 +28,13 @@ def _networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
 
 
 def _address_allowed(remote_addr: str, entries: tuple[str, ...]) -> bool:
-    address = parse_address(remote_addr)  # IPv4-mapped IPv6 as IPv4, as for TRUSTED_PROXIES
-    return address is not None and any(address in network for network in _networks(entries))
+    try:
+        address = ipaddress.ip_address(remote_addr)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in _networks(entries))
 
 
 def _bearer(request: HttpRequest) -> str | None:
