@@ -18,5 +18,6 @@ export {
   normalizeError,
 } from "./error-handler.js";
 export { OptimisticUpdateManager, tripUpdateMessage } from "./optimistic.js";
+export { OUTBOX_STORAGE_PREFIX, OfflineOutbox, memoryStorage, outboxMessage } from "./outbox.js";
 export { createUseWebSocket, useWebSocket } from "./react.js";
 export { createUseWebSocketConnection, useWebSocketConnection } from "./vue.js";
