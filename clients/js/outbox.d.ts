@@ -95,6 +95,8 @@ export declare class OfflineOutbox extends EventEmitter<OfflineOutboxEvents> {
   readonly entries: OutboxEntry[];
   readonly size: number;
   readonly waitingCount: number;
+  /** The entries not sent on a live, caught-up connection, in the order made. */
+  waitingEntries(): OutboxEntry[];
   counts(): OutboxCounts;
   /** A second edit of a field whose first was never sent replaces its value (and keeps its
    * update_id and base_version): the returned entry is then that first one. */

@@ -108,7 +108,12 @@ export class OfflineOutbox extends EventEmitter {
 
   /** Entries not sent on a live, caught-up connection (what a page shows as "waiting"). */
   get waitingCount() {
-    return this._read().filter((entry) => !this._sentNow(entry)).length;
+    return this.waitingEntries().length;
+  }
+
+  /** Those entries (copies), in the order made. */
+  waitingEntries() {
+    return this._read().filter((entry) => !this._sentNow(entry));
   }
 
   /** {total, edits, messages, waiting}. */

@@ -273,7 +273,7 @@ outbox.on("change", ({ waiting, edits, messages }: OutboxCounts) => void [waitin
 outbox.on("settled", ({ entry, status }) => void [entry.kind === "edit" ? entry.field : entry.text, status]);
 outbox.on("refused", ({ entry, error }) => void [entry.id, error.type]);
 const everything: OutboxEntry[] = outbox.entries;
-void [keptId, note.client_id, wireType, everything, outbox.size, outbox.waitingCount, outbox.key];
+void [keptId, note.client_id, wireType, everything, outbox.size, outbox.waitingCount, outbox.waitingEntries().length, outbox.key];
 detach();
 // @ts-expect-error: an edit needs its base version
 outbox.addEdit({ field: "budget", value: "1" });
