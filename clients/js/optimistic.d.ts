@@ -79,6 +79,9 @@ export interface OptimisticUpdateEvents {
   conflict: [conflict: OptimisticConflict];
 }
 
+/** A UUID (v4) for an update_id or a client_id (crypto.randomUUID where there is one). */
+export declare function newUpdateId(): string;
+
 /** The trip.update message for an optimistic update (update_id and id are the update's id). */
 export interface TripUpdateMessage {
   type: "trip.update";

@@ -1,7 +1,8 @@
 // TripSage Realtime: optimistic updates, confirmed or undone by the server's answers.
 import { EventEmitter } from "./websocket-connection.js";
 
-function newId() {
+/** A UUID (v4) for an update_id or a client_id: crypto.randomUUID where there is one. */
+export function newUpdateId() {
   if (typeof globalThis.crypto?.randomUUID === "function") return globalThis.crypto.randomUUID();
   // RFC 4122 version 4 layout from Math.random (non-secure contexts without randomUUID).
   return "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".replace(/[xy]/g, (c) => {
@@ -81,7 +82,7 @@ export class OptimisticUpdateManager extends EventEmitter {
   }
 
   async applyOptimisticUpdate(update) {
-    if (update.id == null) update.id = newId();
+    if (update.id == null) update.id = newUpdateId();
     if (update.timestamp == null) update.timestamp = Date.now();
     if (update.serverConfirmed == null) update.serverConfirmed = false;
     this.pendingUpdates.set(update.id, update);

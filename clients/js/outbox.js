@@ -1,6 +1,7 @@
 // TripSage Realtime: edits and chat messages kept in browser storage until the server answers
 // them, across disconnects and page reloads (docs/client.md, "OfflineOutbox").
 import { EventEmitter } from "./websocket-connection.js";
+import { newUpdateId, tripUpdateMessage } from "./optimistic.js";
 
 export const OUTBOX_STORAGE_PREFIX = "tripsage.outbox.v1";
 
@@ -13,14 +14,6 @@ const RESUME_ANSWERS = new Set(["resume.complete", "resync.required"]);
 const SNAPSHOTS = new Set(["trip.snapshot", "chat.history"]);
 /** Which entries go over which stream. */
 const STREAM_KIND = { trip: "edit", chat: "message" };
-
-function newId() {
-  if (typeof globalThis.crypto?.randomUUID === "function") return globalThis.crypto.randomUUID();
-  return "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".replace(/[xy]/g, (c) => {
-    const r = (Math.random() * 16) | 0;
-    return (c === "x" ? r : (r & 0x3) | 0x8).toString(16);
-  });
-}
 
 /** A Storage-shaped store held in a Map (Node, tests, or a browser without localStorage). */
 export function memoryStorage() {
@@ -49,14 +42,7 @@ function defaultStorage() {
 /** The message an entry is sent as. */
 export function outboxMessage(entry) {
   if (entry.kind === "edit") {
-    return {
-      type: "trip.update",
-      id: entry.update_id,
-      update_id: entry.update_id,
-      field: entry.field,
-      value: entry.value,
-      base_version: entry.base_version,
-    };
+    return tripUpdateMessage({ id: entry.update_id, field: entry.field, value: entry.value, baseVersion: entry.base_version });
   }
   return { type: "chat.send", id: entry.client_id, text: entry.text, client_id: entry.client_id };
 }
@@ -140,7 +126,7 @@ export class OfflineOutbox extends EventEmitter {
       earlier.updated_at = this._now();
       entry = earlier;
     } else {
-      const id = updateId ?? newId();
+      const id = updateId ?? newUpdateId();
       entry = { kind: "edit", id, update_id: id, field, value: value ?? null, base_version: baseVersion, created_at: this._now(), sent: false };
       entries.push(entry);
     }
@@ -154,7 +140,7 @@ export class OfflineOutbox extends EventEmitter {
   addMessage({ text, clientId } = {}) {
     if (typeof text !== "string" || !text) throw new TypeError("a chat message needs text");
     const entries = this._read();
-    const id = clientId ?? newId();
+    const id = clientId ?? newUpdateId();
     const entry = { kind: "message", id, client_id: id, text, created_at: this._now(), sent: false };
     entries.push(entry);
     this._write(entries);

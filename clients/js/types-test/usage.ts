@@ -24,6 +24,7 @@ import {
   WebSocketErrorHandler,
   WebSocketRateLimiter,
   memoryStorage,
+  newUpdateId,
   normalizeError,
   outboxMessage,
   tripUpdateMessage,
@@ -264,7 +265,7 @@ void optimistic;
 const outbox = new OfflineOutbox({ userId: 3, tripId: 42, storage: memoryStorage() });
 const detach = outbox.attach(connection, "trip");
 outbox.attach(connection, "chat");
-const kept = outbox.addEdit({ field: "budget", value: "3500", baseVersion: 7 });
+const kept = outbox.addEdit({ field: "budget", value: "3500", baseVersion: 7, updateId: newUpdateId() });
 const keptId: string = kept.update_id;
 const note = outbox.addMessage({ text: "see you there" });
 const wire = outboxMessage(kept);
