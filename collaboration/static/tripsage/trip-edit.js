@@ -274,7 +274,16 @@ function applyFieldChange(field, value, fieldVersion, version, fromMe) {
 const SNAPSHOT_PREFIX = "tripsage.trip.v1";
 let snapshotKey = null;
 
+let keepTimer = null;
+
+/** Keep the snapshot soon (a burst of events is written once). */
 function keepSnapshot() {
+  if (keepTimer === null) keepTimer = setTimeout(keepSnapshotNow, 250);
+}
+
+function keepSnapshotNow() {
+  clearTimeout(keepTimer);
+  keepTimer = null;
   if (!snapshotKey || !state.loaded) return;
   try {
     localStorage.setItem(
@@ -863,6 +872,7 @@ function wireForm() {
   // the outbox now, so it is sent later rather than lost.
   window.addEventListener("pagehide", () => {
     for (const [field, editing] of Object.entries(state.editing)) if (editing.timer) sendUpdate(field);
+    if (keepTimer !== null) keepSnapshotNow();
   });
   $(".use-mine").addEventListener("click", () => resolveConflict("mine"));
   $(".use-theirs").addEventListener("click", () => resolveConflict("theirs"));

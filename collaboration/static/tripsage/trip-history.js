@@ -42,12 +42,17 @@ export function createHistoryPanel({ tripId, panel, buttons, labelFor, currentVa
     for (const button of buttons) button.setAttribute("aria-expanded", String(button.dataset.history === field));
   }
 
+  /** Restoring is for editors, and not to the value already in force. */
+  function enable(button) {
+    button.disabled = readOnly || button.dataset.value === JSON.stringify(currentValue(field));
+  }
+
   function restoreButton(value, label) {
     const button = el("button", "history-restore secondary", "Restore");
     button.type = "button";
     button.setAttribute("aria-label", label);
     button.dataset.value = JSON.stringify(value);
-    button.disabled = readOnly || JSON.stringify(value) === JSON.stringify(currentValue(field));
+    enable(button);
     button.addEventListener("click", () => {
       restore(field, value);
       status.textContent = `Restoring ${labelFor(field)} to ${shown(value)}...`;
@@ -149,7 +154,7 @@ export function createHistoryPanel({ tripId, panel, buttons, labelFor, currentVa
     },
     setReadOnly(value) {
       readOnly = value;
-      for (const button of list.querySelectorAll(".history-restore")) button.disabled = value || button.disabled;
+      for (const button of list.querySelectorAll(".history-restore")) enable(button);
     },
   };
 }
