@@ -68,12 +68,14 @@ test("live: edits and chat messages kept while disconnected are sent after the c
     assert.equal(outbox.waitingCount, 1);
     const resumed = when(trip, "message", (m) => m.type === "resume.complete" || m.type === "resync.required");
     const againSettled = when(outbox, "settled", ({ entry }) => entry.id === again.id);
+    const againUpdated = when(trip, "message", (m) => m.type === "trip.updated" && m.update_id === again.update_id);
     const sent = when(outbox, "sent", (entry) => entry.id === again.id);
     trip.goOnline();
     const complete = await resumed;
     assert.equal(complete.type, "resume.complete", JSON.stringify(complete));
     await sent;
     assert.equal((await againSettled).status, "applied");
+    await againUpdated; // its event, which would settle a retry kept meanwhile as well
 
     // Sent again with its original update_id (an ack-less drop): the server applies it once.
     const retry = outbox.addEdit({ field: "destination", value: again.value, baseVersion: again.base_version, updateId: again.update_id });
