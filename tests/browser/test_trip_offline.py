@@ -24,6 +24,15 @@ def crew():
     return factories.make_crew()  # alice owner, bob editor, carol viewer
 
 
+def kept_by_the_service_worker(page: Page) -> list[str]:
+    return page.evaluate(
+        """async () => {
+             const cache = await caches.open("tripsage-pages-v1");
+             return (await cache.keys()).map((request) => new URL(request.url).pathname);
+           }"""
+    )
+
+
 def go_offline(page: Page) -> None:
     # The worker must have kept the page and its files first, as after any earlier visit.
     assert page.evaluate("() => window.tripsage.offlineReady") is True
@@ -163,7 +172,18 @@ def test_another_user_of_the_same_browser_never_sends_what_was_left_waiting(web,
     trip.refresh_from_db()
     assert (trip.name, trip.destination) == ("Bob was here", destination)
 
+    # What the worker kept: the trip page and its static files, never a token or an API answer
+    # (this session page fetched /trips/session-token/, the sign-in posted a password).
+    kept = kept_by_the_service_worker(page)
+    assert f"/trips/{trip.pk}/edit" in kept and "/static/tripsage/js/outbox.js" in kept
+    unexpected = [
+        p for p in kept if not (p == f"/trips/{trip.pk}/edit" or p.startswith("/static/tripsage/"))
+    ]
+    assert unexpected == []
+
     sign_out()
+    # Signing out forgot the kept page (the sign-in page's own static files may be kept anew).
+    assert f"/trips/{trip.pk}/edit" not in kept_by_the_service_worker(page)
     sign_in("alice")
     expect(page.locator('input[name="destination"]')).to_have_value("Left waiting by alice")
     expect(page.locator(".save-state")).to_have_text("Saved")
