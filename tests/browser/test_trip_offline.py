@@ -158,6 +158,13 @@ def test_another_user_of_the_same_browser_never_sends_what_was_left_waiting(web,
     go_offline(page)
     page.locator('input[name="destination"]').fill("Left waiting by alice")
     expect(page.locator(".outbox-status")).to_have_text("1 change waiting to be sent")
+    # A session's page reloaded without network: its token cannot be fetched, and it still
+    # shows the trip as alice left it.
+    page.reload()
+    expect(page.locator('input[name="destination"]')).to_have_value("Left waiting by alice")
+    expect(page.locator(".outbox-status")).to_have_text("1 change waiting to be sent")
+    expect(page.locator(".whoami")).to_have_text("alice")
+    expect(page.locator(".connection-status")).to_have_text("Offline")
     page.close()  # the tab is closed before the network is back
     context.set_offline(False)
 
