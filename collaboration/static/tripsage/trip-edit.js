@@ -387,7 +387,7 @@ let trip;
 // server refuses them, and handed to the conflict dialog when someone else got there first.
 const optimistic = new OptimisticUpdateManager(null, {
   applyToUI: () => {
-    $(".save-state").textContent = "Saving...";
+    $(".save-state").textContent = trip?.isConnected ? "Saving..." : "Not sent yet";
   },
   rollbackUI: (update) => {
     const editing = state.editing[update.field];
