@@ -7,14 +7,7 @@ import assert from "node:assert/strict";
 
 import { WebSocketConnection } from "../../websocket-connection.js";
 import { OfflineOutbox, memoryStorage } from "../../outbox.js";
-
-const { TRIPSAGE_WS_URL: base, TRIPSAGE_TOKEN: token, TRIPSAGE_TRIP_ID: tripId } = process.env;
-
-const skip = !(base && token && tripId)
-  ? "set TRIPSAGE_WS_URL, TRIPSAGE_TOKEN and TRIPSAGE_TRIP_ID to run against a live server"
-  : typeof globalThis.WebSocket !== "function"
-    ? "no global WebSocket: run with node --experimental-websocket"
-    : false;
+import { base, skip, token, tripId } from "./live-env.mjs";
 
 /** Resolves with the first `event` of `emitter` whose argument matches `predicate`. */
 function when(emitter, event, predicate = () => true, timeoutMs = 10000) {
