@@ -3,8 +3,8 @@
 A `trip.update` whose `base_version` someone else has moved on from is, for MERGEABLE_FIELDS, merged
 three-way (collaboration.merge) against the field's text at `base_version`, read from the event
 log. Changes to different sentences or lines are applied together as one change with source
-"merge"; anything else (overlapping changes, a base the log no longer tells) is left to
-services.conflicts, as for every other field.
+"merge"; anything else (overlapping changes, a base the log no longer tells) is a conflict
+(services.conflicts), as for every other field.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from django.contrib.auth.models import User
 from collaboration import fields, merge
 from collaboration.errors import InvalidChange
 from collaboration.models import Trip, TripEvent
+from collaboration.services.conflicts import open_conflict
 from collaboration.services.mutations import MutationResult, apply_change, first_answer
 
 
-def merge_change(
+def stale_change(
     trip: Trip,
     *,
     field: str,
@@ -28,31 +29,45 @@ def merge_change(
     proposed: Any,
     actor: User,
     update_id: uuid.UUID,
-) -> MutationResult | None:
-    """Apply `proposed` (a cleaned value) merged with the changes made since `base_version`, and
-    answer `merged`; None when it does not merge. A merge that changes nothing (the same change
-    was made already) is answered without a `trip.updated`, with `seq` 0. The caller holds the
-    trip's row lock and saves the trip."""
-    if field not in fields.MERGEABLE_FIELDS:
-        return None
-    base = text_at(trip, field, base_version)
-    if base is None:
-        return None
-    current = fields.to_wire(field, getattr(trip, field))
-    merged = merge.merge(base, current, proposed)
+) -> MutationResult:
+    """A change (`proposed`, a cleaned value) from a `base_version` someone else has moved on
+    from: applied merged with their changes and answered `merged`, or else recorded as a conflict.
+    A merge that changes nothing (the same change was made already) is answered without a
+    `trip.updated`, with `seq` 0. The caller holds the trip's row lock and saves the trip."""
+    merged = _merged(trip, field, base_version, proposed)
     if merged is None:
-        return None
-    try:
-        merged = fields.clean(field, merged)  # two changes may together exceed the length
-    except InvalidChange:
-        return None
+        return open_conflict(
+            trip,
+            field=field,
+            base_version=base_version,
+            proposed=proposed,
+            actor=actor,
+            update_id=update_id,
+        )
     seq = 0
-    if merged != current:
+    if merged != fields.to_wire(field, getattr(trip, field)):
         message = apply_change(
             trip, field=field, value=merged, actor=actor, update_id=str(update_id), source="merge"
         )
         seq = message["seq"]
     return first_answer("merged", trip, field, update_id, seq)
+
+
+def _merged(trip: Trip, field: str, base_version: int, proposed: Any) -> str | None:
+    """The field's text with the changes since `base_version` and `proposed`'s both in it; None
+    when they do not merge (not free text, overlapping, too long together, base unknown)."""
+    if field not in fields.MERGEABLE_FIELDS:
+        return None
+    base = text_at(trip, field, base_version)
+    if base is None:
+        return None
+    merged = merge.merge(base, fields.to_wire(field, getattr(trip, field)), proposed)
+    if merged is None:
+        return None
+    try:
+        return fields.clean(field, merged)  # two changes may together exceed the length
+    except InvalidChange:
+        return None
 
 
 def text_at(trip: Trip, field: str, version: int) -> str | None:

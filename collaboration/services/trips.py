@@ -16,9 +16,9 @@ from django.db import transaction
 from collaboration import fields, sql
 from collaboration.errors import InvalidChange
 from collaboration.models import Trip, TripMember
-from collaboration.services.conflicts import changed_by_others_since, open_conflict
+from collaboration.services.conflicts import changed_by_others_since
 from collaboration.services.locks import Role, lock_for_edit
-from collaboration.services.merges import merge_change
+from collaboration.services.merges import stale_change
 from collaboration.services.mutations import (
     MutationResult,
     apply_change,
@@ -112,15 +112,7 @@ def _update_field(
         )
 
     if changed_by_others_since(trip, field, base_version, actor):
-        merged = merge_change(
-            trip,
-            field=field,
-            base_version=base_version,
-            proposed=cleaned,
-            actor=actor,
-            update_id=update_id,
-        )
-        result = merged or open_conflict(
+        result = stale_change(
             trip,
             field=field,
             base_version=base_version,

@@ -4,7 +4,6 @@ it through the Django test client."""
 from __future__ import annotations
 
 import re
-import uuid
 from html import unescape
 
 import pytest
@@ -12,21 +11,13 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from collaboration import admin as collaboration_admin
-from collaboration.services import conflicts, trips
+from collaboration.services import conflicts
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 
-def update(trip, actor, field, value, base_version):
-    return trips.trip_update(
-        trip_id=trip.pk,
-        actor=actor,
-        update_id=uuid.uuid4(),
-        field=field,
-        value=value,
-        base_version=base_version,
-    )
+update = factories.update
 
 
 def signed_in(user) -> Client:

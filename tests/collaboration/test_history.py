@@ -4,27 +4,18 @@ selectors.field_history)."""
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
 from rest_framework.test import APIClient
 
 from collaboration.models import TripEvent
-from collaboration.services import conflicts, trips
+from collaboration.services import conflicts
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 
-def update(trip, actor, field, value, base_version, update_id=None):
-    return trips.trip_update(
-        trip_id=trip.pk,
-        actor=actor,
-        update_id=update_id or uuid.uuid4(),
-        field=field,
-        value=value,
-        base_version=base_version,
-    )
+update = factories.update
 
 
 def as_user(user) -> APIClient:

@@ -9,7 +9,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from collaboration.models import ClientMutation, Conflict, Trip, TripEvent
-from collaboration.services import trips
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -23,15 +22,7 @@ def with_line(text: str, number: int, line: str) -> str:
     return "".join(lines)
 
 
-def update(trip, actor, field, value, base_version, update_id=None):
-    return trips.trip_update(
-        trip_id=trip.pk,
-        actor=actor,
-        update_id=update_id or uuid.uuid4(),
-        field=field,
-        value=value,
-        base_version=base_version,
-    )
+update = factories.update
 
 
 @pytest.fixture

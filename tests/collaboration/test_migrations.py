@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import uuid
 
 import pytest
 from django.apps import apps
@@ -11,7 +10,7 @@ from django.db import connection
 
 import protocol
 from collaboration.models import TripEvent
-from collaboration.services import conflicts, trips
+from collaboration.services import conflicts
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -31,15 +30,7 @@ class SchemaEditor:
             cursor.execute(sql)
 
 
-def update(trip, actor, field, value, base_version):
-    return trips.trip_update(
-        trip_id=trip.pk,
-        actor=actor,
-        update_id=uuid.uuid4(),
-        field=field,
-        value=value,
-        base_version=base_version,
-    )
+update = factories.update
 
 
 def test_0005_gives_logged_changes_their_source_in_the_row_and_the_message():

@@ -224,6 +224,10 @@ async def test_twenty_concurrent_updates_of_one_field_one_applied_nineteen_confl
 TEN_LINES = "".join(f"Day {i}: free.\n" for i in range(1, 11))
 
 
+async def set_notes(trip, actor, notes):
+    await sync_to_async(factories.update)(trip, actor, "notes", notes, trip.version)
+
+
 def with_line(text, number, line):
     lines = text.splitlines(keepends=True)
     lines[number - 1] = line
@@ -258,14 +262,7 @@ async def test_ten_editors_changing_different_lines_at_once_all_merge_without_a_
         await sync_to_async(members.trip_member_set)(
             trip_id=trip.pk, actor=alice, user=user, role="editor"
         )
-    await sync_to_async(trips.trip_update)(
-        trip_id=trip.pk,
-        actor=alice,
-        update_id=uuid.uuid4(),
-        field="notes",
-        value=TEN_LINES,
-        base_version=1,
-    )
+    await set_notes(trip, alice, TEN_LINES)
     joined = [await join(pair[i % 2], trip, user) for i, user in enumerate(editors)]
     sockets = [ws for ws, _ in joined]
     assert {snapshot["trip"]["fields"]["notes"] for _, snapshot in joined} == {TEN_LINES}
@@ -307,14 +304,7 @@ async def test_ten_editors_changing_different_lines_at_once_all_merge_without_a_
 
 async def test_two_editors_changing_the_same_words_one_applied_one_conflict(pair, crew):
     alice, bob, _, trip = crew
-    await sync_to_async(trips.trip_update)(
-        trip_id=trip.pk,
-        actor=alice,
-        update_id=uuid.uuid4(),
-        field="notes",
-        value=TEN_LINES,
-        base_version=1,
-    )
+    await set_notes(trip, alice, TEN_LINES)
     a, snapshot = await join(pair[0], trip, alice)
     b, _ = await join(pair[1], trip, bob)
     base = snapshot["trip"]["field_versions"]["notes"]
