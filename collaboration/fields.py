@@ -11,6 +11,10 @@ from collaboration.errors import InvalidChange
 
 EDITABLE_FIELDS = ("name", "destination", "start_date", "end_date", "budget", "currency", "notes")
 _MAX_LENGTH = {"name": 200, "destination": 200, "notes": 10_000}
+# Free text whose stale changes are merged three-way with the changes since their base instead
+# of becoming conflicts (services.merges). Not the one-line labels `name` and `destination`: two
+# rewrites of a label merged together read as neither (docs/decisions.md).
+MERGEABLE_FIELDS = ("notes",)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _BUDGET_MAX = Decimal("9999999999.99")
 

@@ -74,11 +74,24 @@ class TripEvent(models.Model):
     """The durable log clients replay from: one row per fanned-out event, numbered per trip in the
     same transaction as the change it records. `message` is exactly what was sent live."""
 
+    class Source(models.TextChoices):
+        """What made a `trip.updated`: an edit, a merge of a stale edit, a conflict's resolution."""
+
+        EDIT = "edit"
+        MERGE = "merge"
+        RESOLUTION = "resolution"
+
     trip = models.ForeignKey(Trip, on_delete=models.CASCADE, related_name="events")
     seq = models.PositiveBigIntegerField()
     type = models.CharField(max_length=40)
     field = models.CharField(max_length=40, blank=True)
     version = models.PositiveBigIntegerField(null=True, blank=True)
+    # A `trip.updated`'s field value before the change, as a wire value (every field's wire value
+    # is text or null): the history's "before", and the base text of a merge. Null also where it
+    # is unknown (changes logged before this column): the previous logged change's value tells.
+    before = models.TextField(null=True, blank=True)  # noqa: DJ001 - "" is a value, null unknown
+    # A `trip.updated`'s Source; blank for the other events.
+    source = models.CharField(max_length=10, choices=Source.choices, blank=True, default="")
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )

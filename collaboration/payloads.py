@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.models import User
 
 from collaboration import fields
-from collaboration.models import ChatMessage, Conflict, Notification, Trip
+from collaboration.models import ChatMessage, Conflict, Notification, Trip, TripEvent
 from protocol import iso
 
 
@@ -30,6 +30,22 @@ def trip_state(trip: Trip) -> dict[str, Any]:
         },
         "version": trip.version,
         "seq": trip.seq,
+    }
+
+
+def field_change_dict(event: TripEvent, before: Any) -> dict[str, Any]:
+    """A logged `trip.updated` as the history lists it; `before` the value it replaced."""
+    message = event.message
+    return {
+        "seq": event.seq,
+        "version": event.version,
+        "field": event.field,
+        "before": before,
+        "after": message["value"],
+        "by": user_ref(event.actor),
+        "at": message["timestamp"],  # when it was made, as its live event said
+        "source": event.source,
+        "update_id": message.get("update_id"),
     }
 
 

@@ -161,6 +161,67 @@ def events_after(*, trip_id: int, after: int, limit: int | None = None) -> Event
     )
 
 
+@dataclass(frozen=True)
+class HistoryPage:
+    changes: list[dict[str, Any]]  # newest first
+    has_more: bool  # older changes (of the field) are still in the log
+    log_floor: int  # changes logged at or below this seq are no longer kept
+
+
+def field_history(
+    *,
+    trip_id: int,
+    user: User,
+    field: str | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> HistoryPage:
+    """The trip's field changes (of `field`, or of every field), newest first: the `limit` before
+    seq `before` (or the newest). NotFound for non-members."""
+    log_floor = (
+        Trip.objects.filter(pk=trip_id, members__user=user)
+        .values_list("log_floor", flat=True)
+        .first()
+    )
+    if log_floor is None:
+        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
+    changes = TripEvent.objects.filter(trip_id=trip_id, type="trip.updated")
+    rows = changes.filter(field=field) if field else changes
+    if before is not None:
+        rows = rows.filter(seq__lt=before)
+    found = list(rows.select_related("actor").order_by("-seq")[: limit + 1])
+    page = found[:limit]
+    # A change logged before `before` was kept replaced what the previous change of its field
+    # set: the next one down this page, or else the newest one below it in the log (one read per
+    # field at most). None when the log no longer has it.
+    set_by_older: dict[str, Any] = {}
+    befores: dict[int, Any] = {}
+    for row in reversed(page):
+        value = row.before
+        if value is None:
+            if row.field not in set_by_older:
+                previous = (
+                    changes.filter(field=row.field, version__lt=row.version)
+                    .order_by("-version")
+                    .values_list("message", flat=True)
+                    .first()
+                )
+                set_by_older[row.field] = previous["value"] if previous is not None else None
+            value = set_by_older[row.field]
+        befores[row.seq] = value
+        set_by_older[row.field] = row.message["value"]
+    return HistoryPage(
+        changes=[payloads.field_change_dict(row, befores[row.seq]) for row in page],
+        has_more=len(found) > limit,
+        log_floor=log_floor,
+    )
+
+
+def trip_timeline(*, trip_id: int) -> QuerySet[TripEvent]:
+    """Every logged event of the trip, newest first, with its actor: the admin's timeline."""
+    return TripEvent.objects.filter(trip_id=trip_id).select_related("actor").order_by("-seq")
+
+
 def stream_heads(*, trip_ids: Iterable[int]) -> dict[int, dict[str, int]]:
     """The last `seq` of each trip's event stream and chat stream ({"seq": .., "chat_seq": ..}),
     in one query: what every socket on these trips must reach (realtime.convergence)."""

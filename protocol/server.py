@@ -119,8 +119,8 @@ class TripAck(Reply):
     """Answers `trip.update` and `conflict.resolve` (collaboration.services.MutationResult)."""
 
     type: Literal["ack"]
-    status: Literal["applied", "conflict", "duplicate", "already_resolved"]
-    original_status: Literal["applied", "conflict", "already_resolved"]
+    status: Literal["applied", "merged", "conflict", "duplicate", "already_resolved"]
+    original_status: Literal["applied", "merged", "conflict", "already_resolved"]
     update_id: UuidText
     field: TripField
     value: FieldValue
@@ -156,6 +156,9 @@ class TripUpdated(ServerMessage):
     value: FieldValue
     version: Count
     by: UserRef
+    # An edit, a stale edit merged with the changes since its base (`value` is the merged
+    # text), or a conflict's resolution.
+    source: Literal["edit", "merge", "resolution"]
 
 
 class ConflictDetected(ServerMessage):

@@ -1,8 +1,9 @@
-"""Test data: users, trips, and tokens (good ones and every kind of bad one)."""
+"""Test data: users, trips, edits, and tokens (good ones and every kind of bad one)."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from collaboration.models import Trip
 from collaboration.services.members import trip_member_set
-from collaboration.services.trips import trip_create
+from collaboration.services.mutations import MutationResult
+from collaboration.services.trips import trip_create, trip_update
 
 KEYS = Path(__file__).resolve().parent / "keys"
 PASSWORD = "correct-horse-battery"
@@ -34,6 +36,26 @@ def make_trip(owner: AbstractBaseUser, members: dict[AbstractBaseUser, str] | No
     for user, role in (members or {}).items():
         trip_member_set(trip_id=trip.pk, actor=None, user=user, role=role)
     return trip
+
+
+def update(
+    trip: Trip,
+    actor: AbstractBaseUser,
+    field: str,
+    value: Any,
+    base_version: int,
+    update_id: uuid.UUID | None = None,
+) -> MutationResult:
+    """One `trip.update` through the service, as a socket sends it (a new update_id unless
+    given)."""
+    return trip_update(
+        trip_id=trip.pk,
+        actor=actor,
+        update_id=update_id or uuid.uuid4(),
+        field=field,
+        value=value,
+        base_version=base_version,
+    )
 
 
 def make_crew() -> tuple[AbstractBaseUser, AbstractBaseUser, AbstractBaseUser, Trip]:

@@ -180,7 +180,7 @@ def test_a_drifted_table_is_reported():
         "`trip.updated`",
         protocol.TripUpdated,
         {
-            **dict.fromkeys(("seq", "trip_id", "update_id", "field", "value", "version")),
+            **dict.fromkeys(("seq", "trip_id", "update_id", "field", "value", "version", "source")),
             "by": {"id"},
         },
         ENVELOPE,

@@ -23,6 +23,7 @@ TRIP_UPDATED = {
     "value": "3500",
     "version": 4,
     "by": USER,
+    "source": "edit",
 }
 
 

@@ -75,6 +75,7 @@ urlpatterns = [
         name="trip-member",
     ),
     path("api/trips/<int:trip_id>/events/", trips.TripEventsApi.as_view(), name="trip-events"),
+    path("api/trips/<int:trip_id>/history/", trips.TripHistoryApi.as_view(), name="trip-history"),
     path(
         "api/trips/<int:trip_id>/conflicts/",
         conflicts.TripConflictsApi.as_view(),

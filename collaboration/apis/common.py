@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import NoReturn, cast
 
 from django.contrib.auth.models import User
@@ -26,16 +27,26 @@ def raise_for(error: CollaborationError) -> NoReturn:
     raise exceptions.PermissionDenied(error.message)
 
 
+# ASCII digits only: int() also takes "1_000", " 7", "+7" and other scripts' digits ("٣").
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+MAX_SEQ = 2**63 - 1  # PostgreSQL's bigint, the largest `seq` a row can hold
+
+
 def int_param(request: Request, name: str, default: int, low: int, high: int | None) -> int:
     """The query parameter `name` as a whole number in [low, high], or `default` when absent."""
     raw = request.query_params.get(name)
     if raw is None:
         return default
+    if not (raw.isascii() and _WHOLE_NUMBER.fullmatch(raw)):
+        raise exceptions.ValidationError({name: ["must be a whole number"]})
+    limit = f"{low}-{high}" if high is not None else f">= {low}"
+    # More digits than the bound has is out of range, without int() (which refuses 4,300 digits).
+    if high is not None and len(raw.lstrip("-").lstrip("0")) > len(str(high)):
+        raise exceptions.ValidationError({name: [f"must be {limit}"]})
     try:
         value = int(raw)
     except ValueError:
         raise exceptions.ValidationError({name: ["must be a whole number"]}) from None
     if value < low or (high is not None and value > high):
-        limit = f"{low}-{high}" if high is not None else f">= {low}"
         raise exceptions.ValidationError({name: [f"must be {limit}"]})
     return value

@@ -1,4 +1,5 @@
-"""REST for trips: list, create, read, change fields (with If-Match), and the event log."""
+"""REST for trips: list, create, read, change fields (with If-Match), the event log and the
+history of field changes."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ import uuid
 from typing import Any
 
 from django.contrib.auth.models import User
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from collaboration import fields, payloads, selectors
-from collaboration.apis.common import int_param, raise_for, request_user
+from collaboration.apis.common import MAX_SEQ, int_param, raise_for, request_user
 from collaboration.errors import CollaborationError
-from collaboration.models import Trip
+from collaboration.models import Trip, TripEvent
 from collaboration.services import trips
 
 
@@ -185,4 +186,77 @@ class TripEventsApi(APIView):
         last = page.messages[-1]["seq"] if page.messages else after
         return Response(
             {"events": page.messages, "seq": page.current_seq, "has_more": last < page.current_seq}
+        )
+
+
+def _wire_value() -> serializers.CharField:
+    return serializers.CharField(allow_null=True, allow_blank=True)
+
+
+HISTORY_CHANGE = inline_serializer(
+    "HistoryChange",
+    many=True,
+    fields={
+        "seq": serializers.IntegerField(min_value=1),
+        "version": serializers.IntegerField(min_value=2),
+        "field": serializers.ChoiceField(fields.EDITABLE_FIELDS),
+        "before": _wire_value(),  # null also when unknown (logged before it was kept)
+        "after": _wire_value(),
+        "by": inline_serializer(
+            "HistoryUser",
+            {"id": serializers.IntegerField(), "username": serializers.CharField()},
+            allow_null=True,
+        ),
+        "at": serializers.DateTimeField(),
+        "source": serializers.ChoiceField(TripEvent.Source.values),
+        "update_id": serializers.UUIDField(allow_null=True),
+    },
+)
+
+
+class TripHistoryApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("field", str, enum=fields.EDITABLE_FIELDS, description="one field"),
+            OpenApiParameter("before", int, description="older than this seq (the next page)"),
+            OpenApiParameter("limit", int, description="1-200, default 50"),
+        ],
+        responses=inline_serializer(
+            "TripHistory",
+            {
+                "trip_id": serializers.IntegerField(),
+                "field": serializers.ChoiceField(fields.EDITABLE_FIELDS, allow_null=True),
+                "changes": HISTORY_CHANGE,
+                "has_more": serializers.BooleanField(),
+                "next_before": serializers.IntegerField(allow_null=True),
+                "log_floor": serializers.IntegerField(),
+            },
+        ),
+        summary="Changes of the trip's fields, newest first; `next_before` pages back",
+    )
+    def get(self, request: Request, trip_id: int) -> Response:
+        field = request.query_params.get("field")
+        if field is not None and field not in fields.EDITABLE_FIELDS:
+            raise exceptions.ValidationError(
+                {"field": [f"must be one of {', '.join(fields.EDITABLE_FIELDS)}"]}
+            )
+        before = None
+        if "before" in request.query_params:
+            before = int_param(request, "before", 0, 1, MAX_SEQ)
+        limit = int_param(request, "limit", 50, 1, 200)
+        try:
+            page = selectors.field_history(
+                trip_id=trip_id, user=request_user(request), field=field, before=before, limit=limit
+            )
+        except CollaborationError as error:
+            raise_for(error)
+        return Response(
+            {
+                "trip_id": trip_id,
+                "field": field,
+                "changes": page.changes,
+                "has_more": page.has_more,
+                "next_before": page.changes[-1]["seq"] if page.has_more else None,
+                "log_floor": page.log_floor,
+            }
         )

@@ -162,7 +162,12 @@ def conflict_resolve(
     seq = 0
     if fields.to_wire(field, getattr(trip, field)) != fields.to_wire(field, cleaned):
         applied = apply_change(
-            trip, field=field, value=cleaned, actor=actor, update_id=str(update_id)
+            trip,
+            field=field,
+            value=cleaned,
+            actor=actor,
+            update_id=str(update_id),
+            source="resolution",
         )
         seq = applied["seq"]
         check_dates(trip, field)

@@ -22,10 +22,13 @@ def record_event(
     actor: User | None,
     field: str = "",
     version: int | None = None,
+    before: str | None = None,
+    source: str = "",
     payload: dict[str, Any],
 ) -> dict[str, Any]:
     """Give the event the trip's next `seq`, log it, and fan it out after commit. The caller
-    holds the trip's row lock and saves the trip."""
+    holds the trip's row lock and saves the trip. `before` and `source` are a field change's
+    (TripEvent's columns; `source` is also in its payload)."""
     trip.seq += 1
     message = protocol.server_message(type_, seq=trip.seq, trip_id=trip.pk, **payload)
     sql.insert(
@@ -35,6 +38,8 @@ def record_event(
         type=type_,
         field=field,
         version=version,
+        before=before,
+        source=source,
         actor_id=actor.pk if actor is not None else None,
         message=message,
         created_at=timezone.now(),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from django.contrib.auth.models import User
 from django.utils import timezone
@@ -22,7 +22,7 @@ from collaboration.services.log import record_event
 class MutationResult:
     """The answer to a `trip.update` or `conflict.resolve`, stored for idempotent retries."""
 
-    status: str  # applied | conflict | duplicate | already_resolved
+    status: str  # applied | merged | conflict | duplicate | already_resolved
     original_status: str  # what the first attempt did (equals status on a first attempt)
     update_id: str | None
     field: str
@@ -35,10 +35,21 @@ class MutationResult:
         return asdict(self)
 
 
+Source = Literal["edit", "merge", "resolution"]  # TripEvent.Source
+
+
 def apply_change(
-    trip: Trip, *, field: str, value: Any, actor: User, update_id: str | None
+    trip: Trip,
+    *,
+    field: str,
+    value: Any,
+    actor: User,
+    update_id: str | None,
+    source: Source = "edit",
 ) -> dict[str, Any]:
-    """Set the field, bump the versions, note who changed it, and log `trip.updated`."""
+    """Set the field, bump the versions, note who changed it, and log `trip.updated` with the
+    value it replaces (the history's `before`, a later merge's base)."""
+    before = fields.to_wire(field, getattr(trip, field))
     setattr(trip, field, value)
     previous = trip.field_editors.get(field)
     if previous is not None and previous[0] == actor.pk:
@@ -54,12 +65,15 @@ def apply_change(
         actor=actor,
         field=field,
         version=trip.version,
+        before=before,
+        source=source,
         payload={
             "update_id": update_id,
             "field": field,
             "value": fields.to_wire(field, value),
             "version": trip.version,
             "by": payloads.user_ref(actor),
+            "source": source,
         },
     )
 

@@ -1,7 +1,8 @@
 """Trips: creating one, and changing its fields under optimistic concurrency.
 
 One field from a socket, several from REST; a change from a base version someone else has moved
-on from is a conflict (services.conflicts), not applied.
+on from is merged when it can be (services.merges: free text, changes to different sentences),
+else a conflict (services.conflicts), not applied.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from django.db import transaction
 from collaboration import fields, sql
 from collaboration.errors import InvalidChange
 from collaboration.models import Trip, TripMember
-from collaboration.services.conflicts import changed_by_others_since, open_conflict
+from collaboration.services.conflicts import changed_by_others_since
 from collaboration.services.locks import Role, lock_for_edit
+from collaboration.services.merges import stale_change
 from collaboration.services.mutations import (
     MutationResult,
     apply_change,
@@ -49,8 +51,9 @@ def trip_update(
     value: Any,
     base_version: int,
 ) -> MutationResult:
-    """Change one field, unless someone else changed it after `base_version`: then record a
-    conflict instead and apply nothing. A retried `update_id` gets the first answer again."""
+    """Change one field, unless someone else changed it after `base_version`: then merge the
+    change with theirs (free text, different sentences), or record a conflict instead and apply
+    nothing. A retried `update_id` gets the first answer again."""
     trip, _ = lock_for_edit(trip_id, actor)
     result = _update_field(trip, actor, update_id, field, value, base_version)
     check_dates(trip, field)
@@ -109,7 +112,7 @@ def _update_field(
         )
 
     if changed_by_others_since(trip, field, base_version, actor):
-        result = open_conflict(
+        result = stale_change(
             trip,
             field=field,
             base_version=base_version,

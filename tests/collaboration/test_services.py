@@ -23,15 +23,7 @@ def people(db):
     return factories.make_crew()
 
 
-def update(trip, actor, field, value, base_version, update_id=None):
-    return trips.trip_update(
-        trip_id=trip.pk,
-        actor=actor,
-        update_id=update_id or uuid.uuid4(),
-        field=field,
-        value=value,
-        base_version=base_version,
-    )
+update = factories.update
 
 
 def test_applied_update_bumps_version_field_version_and_seq(people):

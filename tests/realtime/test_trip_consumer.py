@@ -221,6 +221,116 @@ async def test_twenty_concurrent_updates_of_one_field_one_applied_nineteen_confl
         await ws.close()
 
 
+TEN_LINES = "".join(f"Day {i}: free.\n" for i in range(1, 11))
+
+
+async def set_notes(trip, actor, notes):
+    await sync_to_async(factories.update)(trip, actor, "notes", notes, trip.version)
+
+
+def with_line(text, number, line):
+    lines = text.splitlines(keepends=True)
+    lines[number - 1] = line
+    return "".join(lines)
+
+
+async def read_notes(ws, notes_by_seq, acks, done):
+    """Read until `done()`, keeping the notes each `ack` and `trip.updated` gives by their `seq`
+    (what a client applies), and the acks by `request_id`."""
+    async with asyncio.timeout(30):
+        while not done():
+            message = await recv_json(ws)
+            if message["type"] == "ping":
+                await send_json(ws, {"type": "pong", "request_id": message["id"]})
+            elif message["type"] == "ack":
+                acks[message["request_id"]] = message
+                if message["seq"]:
+                    notes_by_seq[message["seq"]] = message["value"]
+            elif message["type"] == "trip.updated" and message["field"] == "notes":
+                notes_by_seq[message["seq"]] = message["value"]
+
+
+async def test_ten_editors_changing_different_lines_at_once_all_merge_without_a_conflict(
+    pair, crew
+):
+    """Issue 18: ten people change a different line of the same notes from the same version, at
+    once, on two processes: every change is in the notes, no conflict, and every client's notes
+    (from the acks and events it was sent, applied in seq order) are the database's."""
+    alice, _, _, trip = crew
+    editors = [await make_user(f"liner{i}") for i in range(10)]
+    for user in editors:
+        await sync_to_async(members.trip_member_set)(
+            trip_id=trip.pk, actor=alice, user=user, role="editor"
+        )
+    await set_notes(trip, alice, TEN_LINES)
+    joined = [await join(pair[i % 2], trip, user) for i, user in enumerate(editors)]
+    sockets = [ws for ws, _ in joined]
+    assert {snapshot["trip"]["fields"]["notes"] for _, snapshot in joined} == {TEN_LINES}
+    base = joined[0][1]["trip"]["field_versions"]["notes"]
+    lines = [f"Day {i + 1}: plan by liner{i}.\n" for i in range(10)]
+    await asyncio.gather(
+        *(
+            send_json(
+                ws, update_msg("notes", with_line(TEN_LINES, i + 1, lines[i]), base, id_=f"l{i}")
+            )
+            for i, ws in enumerate(sockets)
+        )
+    )
+    seen = [{} for _ in sockets]
+    acks = {}
+    await asyncio.gather(
+        *(
+            read_notes(ws, seen[i], acks, lambda i=i: f"l{i}" in acks)
+            for i, ws in enumerate(sockets)
+        )
+    )
+    assert sorted(ack["status"] for ack in acks.values()) == ["applied"] + ["merged"] * 9
+    trip_now = await get_trip(trip.pk)
+    last = max(ack["seq"] for ack in acks.values())
+    assert last == trip_now.seq and trip_now.version == base + 10
+    await asyncio.gather(
+        *(
+            read_notes(ws, seen[i], acks, lambda i=i: last in seen[i])
+            for i, ws in enumerate(sockets)
+        )
+    )
+    assert trip_now.notes == "".join(lines)  # every change
+    for notes_by_seq in seen:  # every client's notes
+        assert [notes_by_seq[seq] for seq in sorted(notes_by_seq)][-1] == trip_now.notes
+    assert not await sync_to_async(Conflict.objects.filter(trip=trip).exists)()
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_two_editors_changing_the_same_words_one_applied_one_conflict(pair, crew):
+    alice, bob, _, trip = crew
+    await set_notes(trip, alice, TEN_LINES)
+    a, snapshot = await join(pair[0], trip, alice)
+    b, _ = await join(pair[1], trip, bob)
+    base = snapshot["trip"]["field_versions"]["notes"]
+    proposals = {
+        "a": with_line(TEN_LINES, 3, "Day 3: museum.\n"),
+        "b": with_line(TEN_LINES, 3, "Day 3: beach.\n"),
+    }
+    await asyncio.gather(
+        send_json(a, update_msg("notes", proposals["a"], base, id_="a")),
+        send_json(b, update_msg("notes", proposals["b"], base, id_="b")),
+    )
+    acks = {"a": await recv_until(a, is_type("ack", request_id="a"))}
+    acks["b"] = await recv_until(b, is_type("ack", request_id="b"))
+    assert sorted(ack["status"] for ack in acks.values()) == ["applied", "conflict"]
+    applied = next(name for name, ack in acks.items() if ack["status"] == "applied")
+    refused = "b" if applied == "a" else "a"
+    assert acks[refused]["value"] == proposals[applied]  # the value in force, not a merge
+    for ws in (a, b):
+        detected = await recv_until(ws, is_type("conflict.detected"))
+        assert detected["conflict"]["id"] == acks[refused]["conflict_id"]
+        assert detected["conflict"]["proposed"]["value"] == proposals[refused]
+    assert (await get_trip(trip.pk)).notes == proposals[applied]
+    await a.close()
+    await b.close()
+
+
 async def test_same_update_id_five_times_in_sequence_and_at_once_has_one_effect(pair, crew):
     alice, _, _, trip = crew
     update_id = uuid.uuid4()
