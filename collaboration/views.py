@@ -54,6 +54,15 @@ def page_origin_refused(request: HttpRequest) -> dict[str, str] | None:
     return {"origin": origin, "advice": refusal_advice(origin)}
 
 
+def service_worker(request: HttpRequest) -> HttpResponse:
+    """The trip page's service worker (docs/client.md, "The trip page offline"). Served under
+    /trips/ so that its scope covers /trips/<id>/edit; `no-cache` so that browsers check for a
+    new one on every visit instead of keeping an old one for up to a day."""
+    response = render(request, "collaboration/sw.js", content_type="text/javascript; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
 @never_cache
 def session_token(request: HttpRequest) -> JsonResponse:
     """A fresh access token for the session's user (same origin only: no CORS, and a GET that

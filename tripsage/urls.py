@@ -61,6 +61,7 @@ urlpatterns = [
     path("favicon.ico", views.FaviconView.as_view(), name="favicon"),
     path("trips/<int:trip_id>/edit", views.trip_edit, name="trip-edit"),
     path("trips/session-token/", views.session_token, name="session-token"),
+    path("trips/sw.js", views.service_worker, name="service-worker"),
     path("api/auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
     path("api/auth/token/verify/", TokenVerifyView.as_view(), name="token_verify"),

@@ -4,5 +4,6 @@ export * from "./lifecycle.js";
 export * from "./rate-limiter.js";
 export * from "./error-handler.js";
 export * from "./optimistic.js";
+export * from "./outbox.js";
 export * from "./react.js";
 export * from "./vue.js";

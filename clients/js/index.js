@@ -17,6 +17,7 @@ export {
   WebSocketErrorHandler,
   normalizeError,
 } from "./error-handler.js";
-export { OptimisticUpdateManager, tripUpdateMessage } from "./optimistic.js";
+export { OptimisticUpdateManager, newUpdateId, tripUpdateMessage } from "./optimistic.js";
+export { OUTBOX_STORAGE_PREFIX, OfflineOutbox, memoryStorage, outboxMessage } from "./outbox.js";
 export { createUseWebSocket, useWebSocket } from "./react.js";
 export { createUseWebSocketConnection, useWebSocketConnection } from "./vue.js";

@@ -20,6 +20,8 @@ export interface OptimisticUpdate {
   /** Other ids an ack or error may name this update by. */
   requestId?: string;
   updateId?: string;
+  /** After a `merged` answer: what was proposed (`value` is then the merged text). */
+  proposedValue?: unknown;
   [key: string]: unknown;
 }
 
@@ -59,12 +61,26 @@ export interface OptimisticUpdateCallbacks {
   onConflict?: (conflict: OptimisticConflict) => void;
 }
 
+/** A `merged` answer: the server merged the update with changes made since its base; `value`
+ * (also the update's `value` now) is the field's text in force, not the proposal. */
+export interface OptimisticMerge {
+  update: AppliedUpdate;
+  /** The ack (`status: "merged"`, or `duplicate` of a merged first attempt), or the
+   * `trip.updated` with `source: "merge"` that named the update. */
+  ack: ServerMessage;
+  value: unknown;
+}
+
 export interface OptimisticUpdateEvents {
   applied: [update: AppliedUpdate];
   confirmed: [update: AppliedUpdate, answer: ServerMessage | ServerUpdate];
+  merged: [merge: OptimisticMerge];
   rolledBack: [info: { update: AppliedUpdate; error: unknown }];
   conflict: [conflict: OptimisticConflict];
 }
+
+/** A UUID (v4) for an update_id or a client_id (crypto.randomUUID where there is one). */
+export declare function newUpdateId(): string;
 
 /** The trip.update message for an optimistic update (update_id and id are the update's id). */
 export interface TripUpdateMessage {

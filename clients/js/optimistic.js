@@ -1,7 +1,8 @@
 // TripSage Realtime: optimistic updates, confirmed or undone by the server's answers.
 import { EventEmitter } from "./websocket-connection.js";
 
-function newId() {
+/** A UUID (v4) for an update_id or a client_id: crypto.randomUUID where there is one. */
+export function newUpdateId() {
   if (typeof globalThis.crypto?.randomUUID === "function") return globalThis.crypto.randomUUID();
   // RFC 4122 version 4 layout from Math.random (non-secure contexts without randomUUID).
   return "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".replace(/[xy]/g, (c) => {
@@ -49,12 +50,16 @@ export function tripUpdateMessage(update) {
  * - applyOptimisticUpdate(update): applyToUI(update) at once, then pending until answered.
  * - handleServerUpdate({resourceId, data}): confirms pending updates of that resource whose data
  *   the server now holds (the seed's path); a trip.updated naming the update's id also confirms.
- * - handleAck(ack): `applied`, `duplicate` (of an applied first attempt) confirm; `conflict`
- *   (or a duplicate of a conflicted first attempt) emits `conflict` / calls onConflict with
- *   {update, ack, conflictId, serverValue}: the UI decides (keep, resolve, rollbackUI); an error
- *   envelope whose request_id (or details.update_id) names the update rolls it back.
+ * - handleAck(ack): `applied`, `duplicate` (of an applied first attempt) confirm; `merged` (or a
+ *   duplicate of a merged first attempt) confirms too, and the field's value is the ack's `value`
+ *   (the server's three-way merge of the proposal with changes made since its base), not the
+ *   proposal: `merged` event with {update, ack, value}; `conflict` (or a duplicate of a
+ *   conflicted first attempt) emits `conflict` / calls onConflict with {update, ack, conflictId,
+ *   serverValue}: the UI decides (keep, resolve, rollbackUI); an error envelope whose request_id
+ *   (or details.update_id) names the update rolls it back.
  * - handleMessage(message): routes ack, error and trip.updated messages to the above.
- * Events: applied, confirmed, rolledBack ({update, error}), conflict.
+ * Events: applied, confirmed, merged ({update, ack, value}), rolledBack ({update, error}),
+ * conflict.
  */
 export class OptimisticUpdateManager extends EventEmitter {
   constructor(conflictResolver = null, { applyToUI, rollbackUI, onConflict } = {}) {
@@ -77,7 +82,7 @@ export class OptimisticUpdateManager extends EventEmitter {
   }
 
   async applyOptimisticUpdate(update) {
-    if (update.id == null) update.id = newId();
+    if (update.id == null) update.id = newUpdateId();
     if (update.timestamp == null) update.timestamp = Date.now();
     if (update.serverConfirmed == null) update.serverConfirmed = false;
     this.pendingUpdates.set(update.id, update);
@@ -121,6 +126,8 @@ export class OptimisticUpdateManager extends EventEmitter {
     const status = ack.status === "duplicate" ? ack.original_status ?? "applied" : ack.status;
     if (status === "conflict") {
       this._conflict(update, ack, { conflictId: ack.conflict_id ?? null, serverValue: ack.value });
+    } else if (status === "merged") {
+      this._merged(update, ack);
     } else if (status === "applied" || status === "already_resolved" || status === "posted") {
       this._confirm(update, ack);
     }
@@ -146,7 +153,8 @@ export class OptimisticUpdateManager extends EventEmitter {
     if (message.type === "ack" || message.type === "error") return this.handleAck(message);
     if (message.type === "trip.updated" && message.update_id) {
       const update = this._find(message.update_id);
-      if (update) this._confirm(update, message);
+      if (update && message.source === "merge") this._merged(update, message);
+      else if (update) this._confirm(update, message);
       return update;
     }
     return undefined;
@@ -166,6 +174,17 @@ export class OptimisticUpdateManager extends EventEmitter {
     this.pendingUpdates.delete(update.id);
     update.serverConfirmed = true;
     this.emit("confirmed", update, answer);
+  }
+
+  /** Settled, with the server's merged text in force instead of the proposal (kept as
+   * `proposedValue`): `merged` first, so that a `confirmed` listener finds the value replaced. */
+  _merged(update, answer) {
+    const field = fieldOf(update);
+    update.proposedValue = update.value !== undefined ? update.value : update.data?.[field];
+    update.value = answer.value;
+    if (update.data && field !== undefined) update.data = { ...update.data, [field]: answer.value };
+    this.emit("merged", { update, ack: answer, value: answer.value });
+    this._confirm(update, answer);
   }
 
   _conflict(update, ack, extra) {

@@ -4,7 +4,7 @@
 # daphne of its own (tests/browser/test_js_client.py). By hand, against a running server
 # (it needs `node --experimental-websocket` on Node 20):
 #   TRIPSAGE_WS_URL=ws://127.0.0.1:8765 TRIPSAGE_TOKEN=... TRIPSAGE_TRIP_ID=1 \
-#     node --experimental-websocket --test clients/js/test/integration/
+#     node --experimental-websocket --test --test-concurrency=1 clients/js/test/integration/
 set -eu
 cd "$(dirname "$0")"
 exec node --test test/*.test.js "$@"

@@ -96,17 +96,32 @@ export interface RateLimitStatus extends ServerMessage {
   window_seconds: number;
 }
 
-/** `ack`: the answer to `trip.update` and `conflict.resolve`. */
+/** `ack`: the answer to `trip.update` and `conflict.resolve`. `merged`: a stale edit of a text
+ * field merged three-way with the changes made since its base; `value` is the merged text. */
 export interface TripAck extends ServerMessage {
   type: "ack";
-  status: "applied" | "conflict" | "duplicate" | "already_resolved";
-  original_status: "applied" | "conflict" | "already_resolved";
+  status: "applied" | "merged" | "conflict" | "duplicate" | "already_resolved";
+  original_status: "applied" | "merged" | "conflict" | "already_resolved";
   update_id: string;
   field: string;
   value: JsonValue;
   version: number;
   seq: number;
   conflict_id: number | null;
+}
+
+/** `trip.updated`: a field changed. `value` is the value in force (for a merge, the merged
+ * text); `source` says how it came: an edit, a three-way merge, or a conflict's resolution. */
+export interface TripUpdated extends ServerMessage {
+  type: "trip.updated";
+  seq: number;
+  trip_id: number;
+  update_id: string | null;
+  field: string;
+  value: JsonValue;
+  version: number;
+  by: { id: number; username: string } | null;
+  source?: "edit" | "merge" | "resolution";
 }
 
 /** Anything a listener can be. */

@@ -25,6 +25,7 @@ MODULES = [
     "rate-limiter",
     "error-handler",
     "optimistic",
+    "outbox",
     "react",
     "vue",
 ]

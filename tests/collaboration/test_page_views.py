@@ -1,5 +1,6 @@
 """The pages' server side (collaboration/views.py): who gets which page, sign-in and sign-out,
-the favicon. What the pages do in a browser is tests/browser/test_pages.py."""
+the favicon, the trip page's service worker. What the pages do in a browser is
+tests/browser/test_pages.py."""
 
 from __future__ import annotations
 
@@ -78,3 +79,24 @@ def test_the_favicon_is_the_static_svg():
     response = Client().get("/favicon.ico")
     assert response.status_code == 302
     assert response["Location"].endswith("tripsage/favicon.svg")
+
+
+def test_the_service_worker_is_served_as_javascript_from_under_trips_and_never_kept_stale():
+    # Served from /trips/ so that its scope covers /trips/<id>/edit (a worker's scope cannot be
+    # wider than its script's folder); anyone may fetch it, as any static script.
+    response = Client().get("/trips/sw.js")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/javascript; charset=utf-8"
+    assert response["Cache-Control"] == "no-cache"
+    script = response.content.decode()
+    assert 'const STATIC = "/static/tripsage/";' in script
+    assert "{%" not in script  # the template was rendered
+
+
+def test_the_trip_page_names_its_service_worker_and_its_sessions_user(crew):
+    _, bob, _, trip = crew
+    page = signed_in("bob").get(f"/trips/{trip.pk}/edit").content.decode()
+    assert 'data-service-worker="/trips/sw.js"' in page
+    assert f'data-user-id="{bob.pk}"' in page
+    page = Client().get(f"/trips/{trip.pk}/edit").content.decode()
+    assert 'data-user-id=""' in page  # signed in on the page: the token says who

@@ -126,6 +126,45 @@ describe("OptimisticUpdateManager", () => {
     assert.equal(conflicts.length, 1);
   });
 
+  it("a merged ack settles the update with the merged text, not the proposal", async () => {
+    const merges = [];
+    const confirmed = [];
+    manager.on("merged", (m) => merges.push(m));
+    manager.on("confirmed", (u, answer) => confirmed.push([u.value, answer.status]));
+    const update = await manager.applyOptimisticUpdate({ id: UPDATE_ID, field: "notes", value: "Day 1: Porto", data: { notes: "Day 1: Porto" }, baseVersion: 3 });
+    const ack = { type: "ack", request_id: UPDATE_ID, update_id: UPDATE_ID, status: "merged", original_status: "merged", field: "notes", value: "Day 1: Porto\nDay 2: Braga", version: 9, seq: 14, conflict_id: null };
+    manager.handleAck(ack);
+    assert.equal(manager.pendingUpdates.size, 0);
+    assert.equal(merges.length, 1);
+    assert.equal(merges[0].update, update);
+    assert.equal(merges[0].ack, ack);
+    assert.equal(merges[0].value, "Day 1: Porto\nDay 2: Braga");
+    assert.equal(update.value, "Day 1: Porto\nDay 2: Braga");
+    assert.deepEqual(update.data, { notes: "Day 1: Porto\nDay 2: Braga" });
+    assert.equal(update.proposedValue, "Day 1: Porto");
+    assert.deepEqual(confirmed, [["Day 1: Porto\nDay 2: Braga", "merged"]]);
+    assert.equal(conflicts.length, 0);
+    assert.deepEqual(rolledBack, []);
+  });
+
+  it("a duplicate of a merged first attempt is a merge too", async () => {
+    const merges = [];
+    manager.on("merged", (m) => merges.push(m.value));
+    await manager.applyOptimisticUpdate({ id: UPDATE_ID, field: "notes", value: "mine", baseVersion: 3 });
+    manager.handleAck({ type: "ack", update_id: UPDATE_ID, status: "duplicate", original_status: "merged", field: "notes", value: "mine and theirs", version: 9, seq: 14, conflict_id: null });
+    assert.deepEqual(merges, ["mine and theirs"]);
+    assert.equal(manager.pendingUpdates.size, 0);
+    assert.equal(conflicts.length, 0);
+  });
+
+  it("a trip.updated from a merge naming the update settles it as merged", async () => {
+    const merges = [];
+    manager.on("merged", (m) => merges.push(m.value));
+    await manager.applyOptimisticUpdate({ id: UPDATE_ID, field: "notes", value: "mine", baseVersion: 3 });
+    manager.handleMessage({ type: "trip.updated", seq: 14, update_id: UPDATE_ID, field: "notes", value: "both", version: 9, source: "merge" });
+    assert.deepEqual(merges, ["both"]);
+  });
+
   it("an error envelope naming the update rolls it back", async () => {
     await manager.applyOptimisticUpdate(budgetUpdate());
     const envelope = { type: "error", request_id: UPDATE_ID, error: { code: "INVALID_MESSAGE_FORMAT", message: "bad", details: { reason: "invalid_value", field: "budget" } } };

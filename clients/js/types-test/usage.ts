@@ -17,12 +17,16 @@ import {
   DEFAULT_RATE_LIMIT_RETRY_MS,
   ERROR_TYPES,
   OPEN,
+  OfflineOutbox,
   OptimisticUpdateManager,
   WebSocketConnection,
   WebSocketError,
   WebSocketErrorHandler,
   WebSocketRateLimiter,
+  memoryStorage,
+  newUpdateId,
   normalizeError,
+  outboxMessage,
   tripUpdateMessage,
   useWebSocket as useWebSocketOverGlobalReact,
   useWebSocketConnection as useWebSocketConnectionOverGlobalVue,
@@ -32,6 +36,9 @@ import {
   type ErrorContext,
   type ErrorRecoveryAction,
   type OptimisticUpdate,
+  type OutboxCounts,
+  type OutboxEntry,
+  type TripAck,
   type SendResult,
   type ServerMessage,
   type UseWebSocketOptions,
@@ -243,9 +250,36 @@ async function optimistic(): Promise<void> {
   manager.on("confirmed", (confirmed, answer) => void [confirmed.serverConfirmed, answer]);
   manager.on("rolledBack", ({ update: rolled, error }) => void [rolled.id, error]);
   connection.on("message", (message) => void manager.handleMessage(message));
-  void pending;
+  // A stale edit of a text field merged by the server: the field takes the merged text.
+  manager.on("merged", ({ update: merged, ack, value }) => void [merged.proposedValue, ack.type, value]);
+  const ack: TripAck = { type: "ack", update_id: id, status: "merged", original_status: "merged", field: "notes", value: "both", version: 4, seq: 9, conflict_id: null };
+  manager.handleAck(ack);
+  // @ts-expect-error: no such ack status
+  const badAck: TripAck["status"] = "rebased";
+  void [pending, badAck];
 }
 void optimistic;
+
+// -- The offline outbox -------------------------------------------------------------------------
+
+const outbox = new OfflineOutbox({ userId: 3, tripId: 42, storage: memoryStorage() });
+const detach = outbox.attach(connection, "trip");
+outbox.attach(connection, "chat");
+const kept = outbox.addEdit({ field: "budget", value: "3500", baseVersion: 7, updateId: newUpdateId() });
+const keptId: string = kept.update_id;
+const note = outbox.addMessage({ text: "see you there" });
+const wire = outboxMessage(kept);
+const wireType: "trip.update" = wire.type;
+outbox.on("change", ({ waiting, edits, messages }: OutboxCounts) => void [waiting, edits, messages]);
+outbox.on("settled", ({ entry, status }) => void [entry.kind === "edit" ? entry.field : entry.text, status]);
+outbox.on("refused", ({ entry, error }) => void [entry.id, error.type]);
+const everything: OutboxEntry[] = outbox.entries;
+void [keptId, note.client_id, wireType, everything, outbox.size, outbox.waitingCount, outbox.waitingEntries().length, outbox.key];
+detach();
+// @ts-expect-error: an edit needs its base version
+outbox.addEdit({ field: "budget", value: "1" });
+// @ts-expect-error: the streams are "trip" and "chat"
+outbox.attach(connection, "notifications");
 
 // -- Errors and rate limits (the seed's tables) -------------------------------------------------
 

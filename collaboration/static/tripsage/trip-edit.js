@@ -1,15 +1,24 @@
 // The trip editing page: two sockets (trip collaboration and chat) through the browser client in
 // clients/js, and nothing else. Field edits go live after a short pause in typing, based on the
 // trip version the user started editing from, so two people typing into one field conflict.
+//
+// Offline (docs/client.md, "The trip page offline"): edits and chat messages go through an
+// OfflineOutbox kept in localStorage per user and trip, sent after the sockets are back and
+// have caught up; the last snapshot is kept per user and trip too, and a service worker
+// (/trips/sw.js) keeps the page and its files, so a reload without network still shows the trip
+// with the edits waiting to be sent.
+
+import { createHistoryPanel } from "./trip-history.js";
 
 const app = document.getElementById("app");
 const client = await import(app.dataset.client);
-const { WebSocketConnection, ConnectionLifecycleManager, OptimisticUpdateManager, tripUpdateMessage } =
-  client;
+const { WebSocketConnection, ConnectionLifecycleManager, OptimisticUpdateManager, OfflineOutbox } = client;
 
 const TRIP_ID = Number(app.dataset.tripId);
 const TYPING_PAUSE_MS = 400;
 const EDITING_RENEW_MS = 15000;
+const NOTE_MS = 10000;
+const CHAT_KEPT = 50; // chat messages kept with the snapshot for an offline reload
 const FIELDS = ["name", "destination", "start_date", "end_date", "budget", "currency", "notes"];
 const STATUS_TEXT = {
   connecting: "Connecting...",
@@ -20,20 +29,42 @@ const STATUS_TEXT = {
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const wsBase = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+const isOffline = () => navigator.onLine === false;
 
-// -- sign-in -----------------------------------------------------------------------------------
+/** Resolves at once when the browser says it is online, else at its next `online` event. */
+function whenOnline() {
+  if (!isOffline()) return Promise.resolve();
+  return new Promise((resolve) => window.addEventListener("online", () => resolve(), { once: true }));
+}
 
-function tokenExpiry(token) {
+/** A fetch that failed for want of a network (not an HTTP answer). */
+class NetworkDown extends Error {}
+
+async function request(url, options) {
   try {
-    const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-    return payload.exp * 1000;
-  } catch {
-    return Date.now() + 5 * 60 * 1000;
+    return await fetch(url, options);
+  } catch (cause) {
+    throw new NetworkDown(`No connection (${cause?.message || cause})`);
   }
 }
 
+// -- sign-in -----------------------------------------------------------------------------------
+
+function tokenPayload(token) {
+  try {
+    return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  } catch {
+    return null;
+  }
+}
+
+function tokenExpiry(token) {
+  const exp = tokenPayload(token)?.exp;
+  return Number.isFinite(exp) ? exp * 1000 : Date.now() + 5 * 60 * 1000;
+}
+
 async function postJSON(url, body) {
-  const response = await fetch(url, {
+  const response = await request(url, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),
@@ -57,7 +88,7 @@ const auth = {
   },
   async renew() {
     if (this.session) {
-      const response = await fetch("/trips/session-token/", { credentials: "same-origin" });
+      const response = await request("/trips/session-token/", { credentials: "same-origin" });
       if (!response.ok) throw new Error("Session ended");
       this.store((await response.json()).access);
     } else if (this.refresh) {
@@ -70,18 +101,46 @@ const auth = {
   valid() {
     return this.access && tokenExpiry(this.access) - Date.now() > 30000;
   },
+  /** Who this page is for, without the network: the session's user, else the kept token's
+   * (as a string: the token's claim may be one). */
+  knownUserId() {
+    if (this.session) return app.dataset.userId || null;
+    return this.userId();
+  },
+  userId() {
+    const id = this.access ? tokenPayload(this.access)?.user_id : null;
+    return id == null ? null : String(id);
+  },
 };
+
+/** Renew the token, waiting for the network as long as it takes: without one, the page keeps
+ * working from what it kept, and tries again on `online`. */
+async function renewWhenOnline() {
+  for (;;) {
+    await whenOnline();
+    try {
+      return await auth.renew();
+    } catch (error) {
+      if (!(error instanceof NetworkDown) && !isOffline()) throw error;
+      setOfflineStatus();
+      await new Promise((resolve) => {
+        window.addEventListener("online", resolve, { once: true });
+        if (!isOffline()) setTimeout(resolve, 5000); // the network failed while "online"
+      });
+    }
+  }
+}
 
 async function signIn() {
   // A session's page always asks for its own token: one kept from before a switch of user
   // would be the last user's.
   if (auth.session) {
-    await auth.renew();
+    await renewWhenOnline();
     return;
   }
   if (auth.valid() || auth.refresh) {
     try {
-      if (!auth.valid()) await auth.renew();
+      if (!auth.valid()) await renewWhenOnline();
       return;
     } catch {
       /* fall through to the form */
@@ -119,9 +178,13 @@ const state = {
   editing: {}, // field -> {base, dirty, timer, renewTimer, sentValue, closing}
   conflict: null,
   chatSeqs: new Set(),
+  chatLog: [], // the newest chat messages, kept with the snapshot
+  lastBy: {}, // field -> who else changed it last (for "merged with X's change")
+  loaded: false, // a snapshot (live or kept) is shown
 };
 
 const inputFor = (field) => $(`:is(input, textarea)[data-field="${field}"]`, $("#trip-form"));
+const labelFor = (field) => $(`label[for="${inputFor(field).id}"]`).textContent;
 
 function showError(text) {
   const box = $(".error-message");
@@ -136,6 +199,14 @@ function showRateLimit(details) {
   box.hidden = false;
   clearTimeout(showRateLimit.timer);
   showRateLimit.timer = setTimeout(() => (box.hidden = true), Math.max(seconds * 1000, 4000));
+}
+
+function showFieldNote(field, text) {
+  const note = $(`.field-note[data-for="${field}"]`);
+  if (!note) return;
+  note.textContent = text;
+  clearTimeout(note.timer);
+  note.timer = setTimeout(() => (note.textContent = ""), NOTE_MS);
 }
 
 function renderField(field, force = false) {
@@ -153,6 +224,7 @@ function renderAll(force = false) {
   for (const field of FIELDS) inputFor(field).disabled = viewer;
   $('#trip-form button[type="submit"]').disabled = viewer;
   $(".role").textContent = state.role ? `(${state.role})` : "";
+  historyPanel.setReadOnly(viewer);
 }
 
 function renderPresence(message) {
@@ -192,7 +264,120 @@ function applyFieldChange(field, value, fieldVersion, version, fromMe) {
   if (version !== undefined) state.version = Math.max(state.version, version);
   if (!fromMe) renderField(field);
   if (field === "name") $(".trip-title").textContent = value || "";
+  keepSnapshot();
 }
+
+// -- what is kept for an offline reload ------------------------------------------------------
+// The last snapshot (fields, versions, role, who I am, the newest chat messages) per user and
+// trip; never a token. The outbox keeps the edits and messages themselves.
+
+const SNAPSHOT_PREFIX = "tripsage.trip.v1";
+let snapshotKey = null;
+
+let keepTimer = null;
+
+/** Keep the snapshot soon (a burst of events is written once). */
+function keepSnapshot() {
+  if (keepTimer === null) keepTimer = setTimeout(keepSnapshotNow, 250);
+}
+
+function keepSnapshotNow() {
+  clearTimeout(keepTimer);
+  keepTimer = null;
+  if (!snapshotKey || !state.loaded) return;
+  try {
+    localStorage.setItem(
+      snapshotKey,
+      JSON.stringify({
+        me: state.me,
+        role: state.role,
+        version: state.version,
+        values: state.values,
+        fieldVersions: state.fieldVersions,
+        chat: state.chatLog,
+      }),
+    );
+  } catch {
+    /* storage full or refused: the live page goes on */
+  }
+}
+
+function keptSnapshot(userId) {
+  try {
+    return JSON.parse(localStorage.getItem(`${SNAPSHOT_PREFIX}.${userId}.${TRIP_ID}`) || "null");
+  } catch {
+    return null;
+  }
+}
+
+// -- the outbox ---------------------------------------------------------------------------------
+
+let outbox = null;
+
+function renderOutbox() {
+  const box = $(".outbox-status");
+  if (!outbox) return;
+  let edits = 0;
+  let messages = 0;
+  const waiting = new Set();
+  for (const entry of outbox.waitingEntries()) {
+    waiting.add(entry.id);
+    if (entry.kind === "edit") edits++;
+    else messages++;
+  }
+  const parts = [];
+  if (edits) parts.push(`${edits} ${edits === 1 ? "change" : "changes"}`);
+  if (messages) parts.push(`${messages} ${messages === 1 ? "message" : "messages"}`);
+  box.textContent = parts.length ? `${parts.join(" and ")} waiting to be sent` : "";
+  box.hidden = parts.length === 0;
+  const kept = new Set(outbox.entries.map((entry) => entry.id));
+  for (const item of document.querySelectorAll(".chat-messages li.pending")) {
+    if (!kept.has(item.dataset.clientId)) item.remove();
+    else $(".waiting", item).hidden = !waiting.has(item.dataset.clientId);
+  }
+}
+
+function openOutbox(userId) {
+  outbox = new OfflineOutbox({ userId, tripId: TRIP_ID });
+  outbox.on("change", renderOutbox);
+  // A posted message's ack carries it: shown in its place at once (its chat.message follows).
+  outbox.on("settled", ({ answer }) => {
+    if (answer.type === "ack" && answer.message?.seq !== undefined) addChatMessage(answer.message);
+  });
+  outbox.on("refused", ({ entry, error }) => {
+    if (entry.kind === "message") showError(`Message not sent: ${error.error?.message ?? "refused"}`);
+  });
+  outbox.on("error", () => showError("This browser refused to keep the unsent changes: keep this tab open until they are sent."));
+  // Another tab of the same user and trip changed the outbox.
+  window.addEventListener("storage", (event) => {
+    if (event.key === outbox.key) outbox.refresh();
+  });
+}
+
+/** What was kept before the reload: shown as waiting, and pending in the optimistic manager. */
+function restoreOutbox() {
+  for (const entry of outbox.entries) {
+    if (entry.kind === "edit") {
+      const editing = (state.editing[entry.field] ??= { base: entry.base_version, timer: null });
+      Object.assign(editing, { dirty: true, closing: true, sentValue: entry.value });
+      inputFor(entry.field).value = entry.value === null ? "" : String(entry.value);
+      optimistic.applyOptimisticUpdate(updateFor(entry));
+    } else {
+      showPendingChat(entry);
+    }
+  }
+  renderOutbox();
+}
+
+const updateFor = (entry) => ({
+  id: entry.update_id,
+  resourceType: "trip",
+  resourceId: TRIP_ID,
+  field: entry.field,
+  value: entry.value,
+  data: { [entry.field]: entry.value },
+  baseVersion: entry.base_version,
+});
 
 // -- the trip socket -----------------------------------------------------------------------
 
@@ -202,7 +387,7 @@ let trip;
 // server refuses them, and handed to the conflict dialog when someone else got there first.
 const optimistic = new OptimisticUpdateManager(null, {
   applyToUI: () => {
-    $(".save-state").textContent = "Saving...";
+    $(".save-state").textContent = trip?.isConnected ? "Saving..." : "Not sent yet";
   },
   rollbackUI: (update) => {
     const editing = state.editing[update.field];
@@ -219,12 +404,29 @@ const optimistic = new OptimisticUpdateManager(null, {
     settle(update.field);
   },
 });
+// The server merged the edit with changes made since its base: the merged text is in force.
+// Unless the user typed on meanwhile, the field shows it; otherwise their next update keeps the
+// old base, so the server merges it again rather than overwriting the other change.
+optimistic.on("merged", ({ update, value }) => {
+  const input = inputFor(update.field);
+  const editing = state.editing[update.field];
+  const typedSince = input.value !== String(update.proposedValue ?? "");
+  if (editing) editing.keepBase = typedSince;
+  if (!typedSince) {
+    input.value = value === null ? "" : String(value);
+    if (editing) editing.dirty = false;
+  }
+  const who = state.lastBy[update.field]?.username;
+  showFieldNote(update.field, `Merged with ${who ? `${who}'s` : "another"} change`);
+});
 optimistic.on("confirmed", (update, ack) => {
   if (ack.type !== "ack") return;
   applyFieldChange(update.field, ack.value, undefined, ack.version, true);
   const editing = state.editing[update.field];
   if (editing) {
-    editing.base = ack.version; // the user goes on from the version their edit made
+    // The user goes on from the version their edit made.
+    if (!editing.keepBase) editing.base = ack.version;
+    editing.keepBase = false;
     if (inputFor(update.field).value === String(ack.value ?? "")) editing.dirty = false;
   }
   $(".save-state").textContent = optimistic.pendingUpdates.size ? "Saving..." : "Saved";
@@ -237,7 +439,20 @@ function settle(field) {
   if (state.editing[field]?.closing && !pendingFor(field)) delete state.editing[field];
 }
 
-async function sendUpdate(field) {
+/** Ephemeral messages (editing and typing indicators) only go over a live socket: queued while
+ * offline they would announce, much later, something no longer true. */
+function sendLive(connection, message) {
+  if (connection?.isConnected) connection.send(message);
+}
+
+/** One change of a field, through the outbox (sent now when connected, kept until answered). */
+function propose(field, value, baseVersion) {
+  if (!outbox) return;
+  const entry = outbox.addEdit({ field, value, baseVersion });
+  optimistic.applyOptimisticUpdate(updateFor(entry));
+}
+
+function sendUpdate(field) {
   const editing = state.editing[field];
   if (!editing) return;
   clearTimeout(editing.timer);
@@ -247,15 +462,7 @@ async function sendUpdate(field) {
   if (value === state.values[field] && editing.sentValue === undefined) return;
   if (value === editing.sentValue) return;
   editing.sentValue = value;
-  const update = await optimistic.applyOptimisticUpdate({
-    resourceType: "trip",
-    resourceId: TRIP_ID,
-    field,
-    value,
-    data: { [field]: value },
-    baseVersion: editing.base,
-  });
-  trip.send(tripUpdateMessage(update));
+  propose(field, value, editing.base);
 }
 
 function startEditing(field) {
@@ -264,8 +471,11 @@ function startEditing(field) {
   if (!editing) {
     // The version this edit is based on: the trip as the user saw it when they started.
     editing = state.editing[field] = { base: state.version, dirty: false, timer: null };
-    trip.send({ type: "editing.start", field });
-    editing.renewTimer = setInterval(() => trip.send({ type: "editing.start", field }), EDITING_RENEW_MS);
+  }
+  if (!editing.renewTimer) {
+    editing.closing = false;
+    sendLive(trip, { type: "editing.start", field });
+    editing.renewTimer = setInterval(() => sendLive(trip, { type: "editing.start", field }), EDITING_RENEW_MS);
   }
   return editing;
 }
@@ -275,10 +485,20 @@ function stopEditing(field) {
   if (!editing) return;
   if (editing.timer) sendUpdate(field);
   clearInterval(editing.renewTimer);
-  trip.send({ type: "editing.stop", field });
+  editing.renewTimer = null;
+  sendLive(trip, { type: "editing.stop", field });
   // Keep the record until the last update is answered (its ack moves the base on).
   editing.closing = true;
   settle(field);
+}
+
+/** Restore a value from the field's history: an ordinary edit on the version the page has. */
+function restoreValue(field, value) {
+  const editing = (state.editing[field] ??= { base: state.version, timer: null });
+  clearTimeout(editing.timer);
+  Object.assign(editing, { base: state.version, dirty: true, closing: !editing.renewTimer, sentValue: value });
+  inputFor(field).value = value === null ? "" : String(value);
+  propose(field, value, state.version);
 }
 
 function showConflict(conflict) {
@@ -309,21 +529,29 @@ function resolveConflict(choice) {
   $(".conflict-notice").textContent = "";
 }
 
+function showSnapshot(snapshot) {
+  state.role = snapshot.role;
+  state.version = snapshot.trip.version;
+  state.values = { ...snapshot.trip.fields };
+  state.fieldVersions = { ...snapshot.trip.field_versions };
+  state.loaded = true;
+  renderAll();
+  keepSnapshot();
+}
+
 function onTripMessage(message) {
   switch (message.type) {
     case "trip.snapshot": {
-      state.role = message.role;
-      state.version = message.trip.version;
-      state.values = { ...message.trip.fields };
-      state.fieldVersions = { ...message.trip.field_versions };
-      renderAll();
+      showSnapshot(message);
       renderPresence(message);
       renderEditing(message.editing);
       for (const conflict of message.conflicts || []) showConflict(conflict);
       break;
     }
     case "trip.updated":
+      if (message.by && state.me && message.by.id !== state.me.id) state.lastBy[message.field] = message.by;
       applyFieldChange(message.field, message.value, message.version, message.version, false);
+      historyPanel.changed(message.field);
       break;
     case "presence.update":
       renderPresence(message);
@@ -355,6 +583,7 @@ function onTripMessage(message) {
       if (state.me && message.user.id === state.me.id) {
         state.role = message.role;
         renderAll();
+        keepSnapshot();
       }
       break;
     case "rate_limit_status":
@@ -385,36 +614,55 @@ function showNotMember() {
 
 let chat;
 
+function chatItem(author, text) {
+  const li = document.createElement("li");
+  const who = document.createElement("span");
+  who.className = "author";
+  who.textContent = author;
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text; // plain text, never HTML
+  li.append(who, body);
+  return li;
+}
+
 function addChatMessage(item) {
   if (state.chatSeqs.has(item.seq)) return;
   state.chatSeqs.add(item.seq);
-  const li = document.createElement("li");
+  state.chatLog = [...state.chatLog, item].sort((a, b) => a.seq - b.seq).slice(-CHAT_KEPT);
+  if (item.client_id) $(`.chat-messages li.pending[data-client-id="${item.client_id}"]`)?.remove();
+  const li = chatItem(item.author ? item.author.username : "someone", item.text);
   li.dataset.seq = String(item.seq);
-  const author = document.createElement("span");
-  author.className = "author";
-  author.textContent = item.author ? item.author.username : "someone";
-  const text = document.createElement("span");
-  text.className = "text";
-  text.textContent = item.text; // plain text, never HTML
-  li.append(author, text);
   const list = $(".chat-messages");
-  const after = [...list.children].find((other) => Number(other.dataset.seq) > item.seq);
+  const after = [...list.children].find((other) => other.classList.contains("pending") || Number(other.dataset.seq) > item.seq);
   list.insertBefore(li, after || null);
   list.scrollTop = list.scrollHeight;
 }
 
+/** A message typed but not yet posted: at the end of the list, marked as waiting. */
+function showPendingChat(entry) {
+  const li = chatItem(state.me?.username ?? "me", entry.text);
+  li.classList.add("pending");
+  li.dataset.clientId = entry.client_id;
+  const mark = document.createElement("span");
+  mark.className = "waiting";
+  mark.textContent = "waiting to be sent";
+  li.append(mark);
+  const list = $(".chat-messages");
+  list.append(li);
+  list.scrollTop = list.scrollHeight;
+}
+
 const typists = new Map();
-// Chat sends not yet acknowledged, by client_id: sent again after a reconnect (the server posts
-// a client_id once), so a message typed just before a drop is not lost.
-const unackedChat = new Map();
 
 function onChatMessage(message) {
-  if (message.type === "ack" && message.message?.client_id) {
-    unackedChat.delete(message.message.client_id);
-  }
-  if (message.type === "chat.history") message.messages.forEach(addChatMessage);
-  else if (message.type === "chat.message") addChatMessage(message.message);
-  else if (message.type === "typing.update") {
+  if (message.type === "chat.history") {
+    message.messages.forEach(addChatMessage);
+    keepSnapshot();
+  } else if (message.type === "chat.message") {
+    addChatMessage(message.message);
+    keepSnapshot();
+  } else if (message.type === "typing.update") {
     if (message.typing) typists.set(message.user.username, Date.parse(message.expires_at));
     else typists.delete(message.user.username);
     renderTyping();
@@ -430,7 +678,36 @@ function renderTyping() {
 }
 setInterval(renderTyping, 1000);
 
+// -- history -------------------------------------------------------------------------------
+
+const historyPanel = createHistoryPanel({
+  tripId: TRIP_ID,
+  panel: $(".history-panel"),
+  buttons: document.querySelectorAll(".history-button"),
+  labelFor,
+  currentValue: (field) => state.values[field] ?? null,
+  restore: restoreValue,
+  fetchJSON: async (url) => {
+    if (!auth.valid()) await auth.renew();
+    let response = await request(url, { headers: { Authorization: `Bearer ${auth.access}` } });
+    if (response.status === 401) {
+      await auth.renew();
+      response = await request(url, { headers: { Authorization: `Bearer ${auth.access}` } });
+    }
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data?.error?.message || `HTTP ${response.status}`);
+    return data;
+  },
+});
+
 // -- wiring --------------------------------------------------------------------------------
+
+const statusLine = $(".connection-status");
+
+function setOfflineStatus() {
+  statusLine.textContent = "Offline";
+  statusLine.dataset.state = "offline";
+}
 
 function connectStream(path, onMessage) {
   const connection = new WebSocketConnection({
@@ -447,8 +724,7 @@ function connectStream(path, onMessage) {
   connection.on("error", (error) => {
     if (error?.code === "AUTHORIZATION_FAILED") showNotMember();
     if (error?.code === "AUTHENTICATION_FAILED") {
-      auth
-        .renew()
+      renewWhenOnline()
         .then((token) => {
           connection.setToken(token);
           connection.reconnect();
@@ -459,38 +735,94 @@ function connectStream(path, onMessage) {
   return connection;
 }
 
+/** Show the trip as it was last seen by this user on this browser, with what waits to be sent. */
+function showKept(userId) {
+  const kept = keptSnapshot(userId);
+  if (kept) {
+    state.me = kept.me;
+    if (kept.me) $(".whoami").textContent = kept.me.username;
+    showSnapshot({ role: kept.role, trip: { version: kept.version, fields: kept.values, field_versions: kept.fieldVersions } });
+    (kept.chat || []).forEach(addChatMessage);
+    $(".workspace").hidden = false;
+  }
+  restoreOutbox();
+}
+
+/** The page and its files kept by the service worker, for a reload without network. */
+function registerServiceWorker() {
+  if (!("serviceWorker" in navigator) || !app.dataset.serviceWorker) return Promise.resolve(false);
+  return navigator.serviceWorker
+    .register(app.dataset.serviceWorker)
+    .then(() => navigator.serviceWorker.ready)
+    .then(
+      (registration) =>
+        new Promise((resolve) => {
+          // Everything this load fetched before the worker was in control: the page, its styles,
+          // scripts and the client's modules. The worker keeps only its own kinds of URL.
+          const urls = [location.pathname + location.search, ...performance.getEntriesByType("resource").map((e) => e.name)];
+          const channel = new MessageChannel();
+          channel.port1.onmessage = () => resolve(true);
+          registration.active.postMessage({ type: "tripsage.keep", urls }, [channel.port2]);
+        }),
+    )
+    .catch(() => false);
+}
+
 async function main() {
   const refused = $("[data-origin-refused]");
   if (refused) {
     // The server refuses sockets from this page's origin (the banner says why and what to
     // change): no connect loop that could only ever show "Reconnecting...".
-    const status = $(".connection-status");
-    status.textContent = "Cannot connect: this page's origin is refused";
-    status.dataset.state = "refused";
+    statusLine.textContent = "Cannot connect: this page's origin is refused";
+    statusLine.dataset.state = "refused";
     return;
   }
+  window.tripsage.offlineReady = registerServiceWorker();
+  const known = auth.knownUserId();
+  if (known != null) {
+    openOutbox(known);
+    snapshotKey = `${SNAPSHOT_PREFIX}.${known}.${TRIP_ID}`;
+    showKept(known);
+  }
+  if (isOffline()) setOfflineStatus();
+
   await signIn();
+  const userId = auth.userId();
+  if (known != null && userId !== known) {
+    // Someone else signed in in this tab (or the kept page was another user's): what is shown is
+    // the other user's. A reload starts over as this one (once: never a reload loop).
+    if (sessionStorage.getItem("tripsage.switched-to") !== userId) {
+      sessionStorage.setItem("tripsage.switched-to", userId);
+      location.reload();
+    } else {
+      showError("This page was kept for another user: reload it.");
+    }
+    return;
+  }
+  sessionStorage.removeItem("tripsage.switched-to");
+  if (!outbox) {
+    openOutbox(userId);
+    snapshotKey = `${SNAPSHOT_PREFIX}.${userId}.${TRIP_ID}`;
+    restoreOutbox();
+  }
   $("#signin")?.remove(); // the page keeps one submit button: the trip form's
   $(".workspace").hidden = false;
   trip = connectStream(`/ws/trips/${TRIP_ID}/`, onTripMessage);
   chat = connectStream(`/ws/chat/${TRIP_ID}/`, onChatMessage);
-  // After a reconnect, what was sent but never answered goes again: update_id and client_id
-  // make the server apply each once, so nothing typed before a drop is lost.
-  trip.on("reconnected", () => {
-    for (const update of optimistic.pendingUpdates.values()) trip.send(tripUpdateMessage(update));
-  });
-  chat.on("reconnected", () => {
-    for (const send of unackedChat.values()) chat.send(send);
-  });
+  // Edits and messages (kept ones included) go once each socket has caught up; the server
+  // applies each update_id / client_id once, so sending again after a drop is safe.
+  outbox.attach(trip, "trip");
+  outbox.attach(chat, "chat");
   const lifecycle = new ConnectionLifecycleManager(trip, { window });
   new ConnectionLifecycleManager(chat, { window });
-  const status = $(".connection-status");
   const showState = (value) => {
-    status.textContent = STATUS_TEXT[value] || value;
-    status.dataset.state = value;
+    if (value !== "connected" && isOffline()) return setOfflineStatus();
+    statusLine.textContent = STATUS_TEXT[value] || value;
+    statusLine.dataset.state = value;
   };
   lifecycle.on("stateChange", showState);
-  showState("connecting");
+  window.addEventListener("offline", () => showState(trip.state));
+  showState(isOffline() ? "disconnected" : "connecting");
 
   // Renew the token before it expires; the sockets take it in band (auth.refresh).
   setInterval(async () => {
@@ -499,12 +831,25 @@ async function main() {
         const token = await auth.renew();
         trip.setToken(token);
         chat.setToken(token);
-      } catch {
-        showError("Signed out: reload the page to sign in again.");
+      } catch (error) {
+        // Without network it is tried again at the next tick, and on reconnecting (4001).
+        if (!(error instanceof NetworkDown)) showError("Signed out: reload the page to sign in again.");
       }
     }
   }, 30000);
 
+  // Started offline: the sockets open when the network is back (the lifecycle managers take
+  // over from their first connection on).
+  await whenOnline();
+  if (!auth.valid()) {
+    const token = await renewWhenOnline();
+    trip.setToken(token);
+    chat.setToken(token);
+  }
+  await Promise.allSettled([trip.connect(), chat.connect()]);
+}
+
+function wireForm() {
   const form = $("#trip-form");
   for (const field of FIELDS) {
     const input = inputFor(field);
@@ -523,6 +868,12 @@ async function main() {
     event.preventDefault();
     for (const field of Object.keys(state.editing)) sendUpdate(field);
   });
+  // Leaving (a reload, a closed tab) before the typing pause is over: what was typed goes into
+  // the outbox now, so it is sent later rather than lost.
+  window.addEventListener("pagehide", () => {
+    for (const [field, editing] of Object.entries(state.editing)) if (editing.timer) sendUpdate(field);
+    if (keepTimer !== null) keepSnapshotNow();
+  });
   $(".use-mine").addEventListener("click", () => resolveConflict("mine"));
   $(".use-theirs").addEventListener("click", () => resolveConflict("theirs"));
 
@@ -531,25 +882,35 @@ async function main() {
   chatForm.chatText.addEventListener("input", () => {
     if (Date.now() - lastTyping > 3000) {
       lastTyping = Date.now();
-      chat.send({ type: "typing.start" });
+      sendLive(chat, { type: "typing.start" });
     }
   });
   const sendChat = (event) => {
     event.preventDefault();
     const text = chatForm.chatText.value.trim();
-    if (!text) return;
-    const send = { type: "chat.send", text, client_id: crypto.randomUUID() };
-    unackedChat.set(send.client_id, send);
-    chat.send(send);
-    chat.send({ type: "typing.stop" });
+    if (!text || !outbox) return;
+    showPendingChat(outbox.addMessage({ text }));
+    renderOutbox();
+    sendLive(chat, { type: "typing.stop" });
     lastTyping = 0;
     chatForm.chatText.value = "";
   };
   chatForm.addEventListener("submit", sendChat);
   $(".chat-send", chatForm).addEventListener("click", sendChat);
-
-  await Promise.allSettled([trip.connect(), chat.connect()]);
 }
 
+window.tripsage = {
+  get trip() {
+    return trip;
+  },
+  get chat() {
+    return chat;
+  },
+  get outbox() {
+    return outbox;
+  },
+  state,
+  offlineReady: Promise.resolve(false),
+};
+wireForm();
 main().catch((error) => showError(error.message));
-window.tripsage = { get trip() { return trip; }, get chat() { return chat; }, state };

@@ -1,19 +1,12 @@
 // Against a running server. Skipped unless TRIPSAGE_WS_URL (e.g. ws://127.0.0.1:8765),
 // TRIPSAGE_TOKEN (an access token) and TRIPSAGE_TRIP_ID are set. Node 20 needs its WebSocket:
-//   node --experimental-websocket --test clients/js/test/integration/
+//   node --experimental-websocket --test --test-concurrency=1 clients/js/test/integration/
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { WebSocketConnection } from "../../websocket-connection.js";
 import { OptimisticUpdateManager, tripUpdateMessage } from "../../optimistic.js";
-
-const { TRIPSAGE_WS_URL: base, TRIPSAGE_TOKEN: token, TRIPSAGE_TRIP_ID: tripId } = process.env;
-
-const skip = !(base && token && tripId)
-  ? "set TRIPSAGE_WS_URL, TRIPSAGE_TOKEN and TRIPSAGE_TRIP_ID to run against a live server"
-  : typeof globalThis.WebSocket !== "function"
-    ? "no global WebSocket: run with node --experimental-websocket"
-    : false;
+import { base, skip, token, tripId } from "./live-env.mjs";
 
 /** The next message matching `predicate` (listening starts now). */
 function next(connection, predicate, timeoutMs = 10000) {
