@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -96,14 +98,27 @@ class DaphneServer:
                 return float(value)
         return 0.0
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds. A server still running then has a
+        blocked event loop (its SIGTERM handler runs, but the reactor never gets to stop): it
+        first gets SIGABRT, on which faulthandler (PYTHONFAULTHANDLER, `start_daphne`) writes
+        every thread's stack to its log, so that the log says where it was stuck."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.process.send_signal(signal.SIGABRT)
+                try:
+                    self.process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+                warnings.warn(
+                    f"server on port {self.port} did not stop on SIGTERM within {timeout} s: "
+                    f"the stacks of its threads are at the end of {self.log_path}",
+                    stacklevel=2,
+                )
 
 
 LIFTED_RATE_LIMITS = ",".join(
@@ -122,6 +137,9 @@ def start_daphne(tmp_dir: Path, name: str, *args: str, **overrides: str) -> Daph
         DATABASE_URL=_database_url(),
         REDIS_URL=require_redis_url(),
         PYTHONUNBUFFERED="1",
+        # A server that will not stop is sent SIGABRT, and writes its threads' stacks to its
+        # log (DaphneServer.stop).
+        PYTHONFAULTHANDLER="1",
         # Every test connects from 127.0.0.1 and test users' ids repeat between tests: limits
         # are lifted unless a test sets its own (tests/realtime/test_throttling_live.py). REST's
         # too: every process counts into one per-address budget in Redis, and the REST fuzz
