@@ -16,8 +16,11 @@ export declare const ERROR_TYPES: Readonly<{
   [code in SeedErrorCode]: { description: string; recovery: string };
 }>;
 
-/** Ms, used when a RATE_LIMIT_EXCEEDED error carries no usable retry_after. */
+/** Ms (retryAfterMs), used when a RATE_LIMIT_EXCEEDED error carries no usable retry_after. */
 export declare const DEFAULT_RATE_LIMIT_RETRY_MS: 60000;
+
+/** The seed's `retry_after || 60`: seconds (retryAfter) when retry_after is missing or 0. */
+export declare const DEFAULT_RATE_LIMIT_RETRY_SECONDS: 60;
 
 export interface NormalizedError {
   code: ErrorCode;
@@ -35,11 +38,23 @@ export interface ErrorContext {
   currentUser?: unknown;
 }
 
-/** The seed's ErrorRecoveryAction. `retryAfter` is always in milliseconds. */
+/**
+ * The seed's ErrorRecoveryAction, with the seed's values, plus added fields.
+ * `retryAfter` is in the seed's units: **seconds** for RATE_LIMIT_EXCEEDED (the server's
+ * retry_after, or 60), milliseconds for NETWORK_ERROR and SERVER_ERROR backoff, 0 for
+ * AUTHENTICATION_FAILED. Use `retryAfterMs`, always milliseconds.
+ */
 export interface ErrorRecoveryAction {
   action: "retry" | "refresh_token" | "redirect_login" | "fail";
+  /** The seed's field: seconds for rate limits, ms otherwise. */
   retryAfter?: number;
   message?: string;
+  /** Added: the wait in milliseconds, present whenever retryAfter is. */
+  retryAfterMs?: number;
+  /** Added: the error's code (from an envelope, its error object or a WebSocketError). */
+  code?: ErrorCode;
+  /** Added: the error's own message, when it had one. */
+  serverMessage?: string;
 }
 
 export interface TokenStorage {
@@ -59,7 +74,7 @@ export interface ErrorHandlerOptions {
   logger?: { error?: (...args: unknown[]) => void } | null;
 }
 
-/** Maps an error to a recovery action (the seed's table). */
+/** Maps an error to a recovery action: the seed's class's answer, with fields added. */
 export declare class WebSocketErrorHandler {
   constructor(options?: ErrorHandlerOptions);
   errorCounts: Map<string, number>;
@@ -76,7 +91,7 @@ export declare class WebSocketErrorHandler {
   backoff(retryCount: number): number;
   handleAuthError(error: NormalizedError, context: ErrorContext): ErrorRecoveryAction;
   handleRateLimitError(error: NormalizedError): ErrorRecoveryAction;
-  handleRetryable(error: NormalizedError, retryCount: number, failMessage: string): ErrorRecoveryAction;
+  handleNetworkError(error: NormalizedError, context: ErrorContext, retryCount: number): ErrorRecoveryAction;
   handleServerError(error: NormalizedError, context: ErrorContext, retryCount: number): ErrorRecoveryAction;
   handleUnknownError(error: NormalizedError): ErrorRecoveryAction;
   clearStoredTokens(): void;

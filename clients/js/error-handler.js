@@ -26,18 +26,42 @@ export function normalizeError(error) {
   };
 }
 
+/** The seed's fallback for a RATE_LIMIT_EXCEEDED error without `retry_after`, in seconds. */
+export const DEFAULT_RATE_LIMIT_RETRY_SECONDS = 60;
+
+/** The server's `retry_after` (seconds, possibly fractional) when it is a number >= 0, else null. */
+function retryAfterSeconds(details) {
+  const raw = details?.retry_after;
+  if (raw == null || raw === "") return null;
+  const seconds = Number(raw);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds : null;
+}
+
 /**
  * Maps an error to a recovery action {action: "retry" | "refresh_token" | "redirect_login" |
- * "fail", retryAfter?: number, message?: string}.
+ * "fail", retryAfter?: number, message?: string}: **the seed's class's answer, field for field,
+ * units included** (clients/js/test/seed-parity.test.js holds the seed's class and compares).
+ * So `retryAfter` is in the seed's mixed units: the server's `details.retry_after` in *seconds*
+ * for RATE_LIMIT_EXCEEDED (`|| 60`, so a missing or 0 value gives 60), the backoff in
+ * *milliseconds* for NETWORK_ERROR and SERVER_ERROR, 0 for AUTHENTICATION_FAILED; and every code
+ * the seed's switch does not name (CONNECTION_FAILED, AUTHORIZATION_FAILED, MESSAGE_TOO_LARGE,
+ * INVALID_MESSAGE_FORMAT, anything else) is `{action: "fail", message: "An unexpected error
+ * occurred"}`, logged, as in the seed.
  *
- * **`retryAfter` is always in milliseconds** (the seed mixed seconds, for rate limits, with
- * milliseconds, for backoff). The server's `details.retry_after` is in seconds, possibly
- * fractional (0.2): it becomes Math.ceil(seconds * 1000); only a missing or invalid value falls
- * back to 60 s (the seed's `|| 60` also replaced a valid 0).
+ * Fields added beyond the seed's (never a changed seed field):
+ * - `retryAfterMs`: on every action that has `retryAfter`, the wait **in milliseconds**; use it
+ *   rather than `retryAfter`. For rate limits it is Math.ceil(retry_after * 1000) (a valid 0 is
+ *   0, where the seed's `|| 60` answers 60 s) or 60000; for an overloaded SERVER_ERROR (close
+ *   4013) it is never sooner than the server's `retry_after`.
+ * - `code`: the error's code; `serverMessage`: the error's own message, when it has one.
  *
- * Options: maxRetries (3), baseDelay (1000 ms), maxDelay (30000 ms), storage (default
- * globalThis.localStorage when present; tokens `auth_token` and `refresh_token` are removed on
- * AUTHENTICATION_FAILED), tokenKeys, logger (console).
+ * Also beyond the seed: `error` may be a whole error envelope ({type: "error", error: {...}}) or
+ * a WebSocketError, not only its `error` object (the seed read `error.code` of what it got).
+ *
+ * Options: maxRetries (3), baseDelay (1000 ms), maxDelay (30000 ms, caps the NETWORK_ERROR
+ * backoff as in the seed), storage (default globalThis.localStorage when present; tokens
+ * `auth_token` and `refresh_token` are removed on AUTHENTICATION_FAILED), tokenKeys, logger
+ * (console).
  */
 export class WebSocketErrorHandler {
   constructor({ maxRetries = 3, baseDelay = 1000, maxDelay = 30000, storage, tokenKeys = ["auth_token", "refresh_token"], logger } = {}) {
@@ -54,27 +78,26 @@ export class WebSocketErrorHandler {
   handleError(error, context = {}) {
     const normalized = normalizeError(error);
     const currentCount = this.errorCounts.get(normalized.code) || 0;
-
+    let action;
     switch (normalized.code) {
-      case "CONNECTION_FAILED":
-        return this.handleRetryable(normalized, currentCount, "Could not connect");
       case "AUTHENTICATION_FAILED":
-        return this.handleAuthError(normalized, context);
-      case "AUTHORIZATION_FAILED":
-        return { action: "fail", message: normalized.message || "Insufficient permissions" };
+        action = this.handleAuthError(normalized, context);
+        break;
       case "RATE_LIMIT_EXCEEDED":
-        return this.handleRateLimitError(normalized, context);
-      case "MESSAGE_TOO_LARGE":
-        return { action: "fail", message: normalized.message || "Message exceeds size limit" };
-      case "INVALID_MESSAGE_FORMAT":
-        return { action: "fail", message: normalized.message || "Malformed message" };
+        action = this.handleRateLimitError(normalized, context);
+        break;
       case "NETWORK_ERROR":
-        return this.handleRetryable(normalized, currentCount, "Network connection failed");
+        action = this.handleNetworkError(normalized, context, currentCount);
+        break;
       case "SERVER_ERROR":
-        return this.handleServerError(normalized, context, currentCount);
+        action = this.handleServerError(normalized, context, currentCount);
+        break;
       default:
-        return this.handleUnknownError(normalized, context);
+        action = this.handleUnknownError(normalized, context);
     }
+    action.code = normalized.code;
+    if (error != null && (error.message || error.error?.message)) action.serverMessage = normalized.message;
+    return action;
   }
 
   /** Forget the retry counts (one code, or all), e.g. after a successful (re)connection. */
@@ -89,33 +112,36 @@ export class WebSocketErrorHandler {
 
   handleAuthError(error, context) {
     this.clearStoredTokens();
-    if (context.canRefreshToken) return { action: "refresh_token", retryAfter: 0 };
-    return { action: "redirect_login", retryAfter: 0 };
+    if (context.canRefreshToken) return { action: "refresh_token", retryAfter: 0, retryAfterMs: 0 };
+    return { action: "redirect_login", retryAfter: 0, retryAfterMs: 0 };
   }
 
   handleRateLimitError(error) {
-    const seconds = Number(error.details?.retry_after);
-    const valid = error.details?.retry_after != null && Number.isFinite(seconds) && seconds >= 0;
-    const retryAfter = valid ? Math.ceil(seconds * 1000) : DEFAULT_RATE_LIMIT_RETRY_MS;
-    return { action: "retry", retryAfter };
+    const seconds = retryAfterSeconds(error.details);
+    return {
+      action: "retry",
+      retryAfter: seconds || DEFAULT_RATE_LIMIT_RETRY_SECONDS, // the seed's `retry_after || 60`, seconds
+      retryAfterMs: seconds === null ? DEFAULT_RATE_LIMIT_RETRY_MS : Math.ceil(seconds * 1000),
+    };
   }
 
-  handleRetryable(error, retryCount, failMessage) {
+  handleNetworkError(error, context, retryCount) {
     if (retryCount < this.maxRetries) {
-      this.errorCounts.set(error.code, retryCount + 1);
-      return { action: "retry", retryAfter: this.backoff(retryCount) };
+      this.errorCounts.set("NETWORK_ERROR", retryCount + 1);
+      const retryAfter = this.backoff(retryCount);
+      return { action: "retry", retryAfter, retryAfterMs: retryAfter };
     }
-    return { action: "fail", message: failMessage };
+    return { action: "fail", message: "Network connection failed" };
   }
 
   handleServerError(error, context, retryCount) {
     if (retryCount < this.maxRetries && error.details?.retryable !== false) {
       this.errorCounts.set("SERVER_ERROR", retryCount + 1);
+      const retryAfter = this.baseDelay * 2 ** retryCount; // the seed's: not capped
       // An overloaded server (close 4013) says when to come back: never sooner than that.
-      const seconds = Number(error.details?.retry_after);
-      const hinted = error.details?.retry_after != null && Number.isFinite(seconds) && seconds > 0;
-      const backoff = this.backoff(retryCount);
-      return { action: "retry", retryAfter: hinted ? Math.max(backoff, Math.ceil(seconds * 1000)) : backoff };
+      const seconds = retryAfterSeconds(error.details);
+      const retryAfterMs = seconds ? Math.max(retryAfter, Math.ceil(seconds * 1000)) : retryAfter;
+      return { action: "retry", retryAfter, retryAfterMs };
     }
     return { action: "fail", message: "Server error occurred" };
   }

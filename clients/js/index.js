@@ -13,6 +13,7 @@ export { ConnectionLifecycleManager, createManagedConnection } from "./lifecycle
 export { DEFAULT_RATE_LIMITS, WebSocketRateLimiter } from "./rate-limiter.js";
 export {
   DEFAULT_RATE_LIMIT_RETRY_MS,
+  DEFAULT_RATE_LIMIT_RETRY_SECONDS,
   ERROR_TYPES,
   WebSocketErrorHandler,
   normalizeError,

@@ -39,8 +39,11 @@ export declare class WebSocketRateLimiter implements ConnectionRateLimiter {
   setLimit(channelType: string, limit: RateLimitInput): void;
   /** True (and the message is counted) when a message may be sent now. */
   canSendMessage(channelType: string): boolean;
-  /** Ms until canSendMessage can answer true (0: now). */
+  /** The seed's figure in ms: window − age of the oldest stored message (non-zero under the
+   * limit; 0 with none stored, once it is a window old, or for an unknown type). Not a wait. */
   getTimeUntilNextMessage(channelType: string): number;
+  /** Ms until canSendMessage can answer true (0: now): window, server block and burst. */
+  waitMs(channelType: string): number;
   /** Messages that may be sent now (Infinity for an unknown channel type). */
   getRemainingMessages(channelType: string): number;
   /** No message until `seconds` from now. */

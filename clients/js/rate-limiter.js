@@ -10,11 +10,17 @@ export const DEFAULT_RATE_LIMITS = Object.freeze({
 
 /**
  * The seed's sliding-window limiter: at most `limit` messages in any `window` ms per channel
- * type. `canSendMessage` records the message when it answers true (as in the seed).
+ * type. `canSendMessage` records the message when it answers true (as in the seed). For the
+ * seed's inputs, `canSendMessage`, `getTimeUntilNextMessage` and `getRemainingMessages` return
+ * what the seed's class returns (clients/js/test/seed-parity.test.js holds the seed's class and
+ * compares): `getTimeUntilNextMessage` is the seed's "window − time since the oldest stored
+ * message" (59,000 ms one second after a message, even under the limit; 0 once the oldest is a
+ * window old). That is not a wait: to pace sends, use `waitMs`.
  *
  * Beyond the seed:
- * - `getTimeUntilNextMessage` only looks at timestamps still inside the window (the seed took the
- *   minimum over all of them, expired ones included, and answered a wait even under the limit).
+ * - `waitMs(channelType)`: milliseconds until canSendMessage can answer true (0: now), counting
+ *   only the messages still inside the window, a server block and, with enforceBurst, the burst.
+ *   The connection paces its queue with it.
  * - `updateFromServer(channelType, message)` takes the server's `rate_limit_status` or a
  *   RATE_LIMIT_EXCEEDED error (`details.retry_after`, in seconds): canSendMessage answers false
  *   until then.
@@ -38,11 +44,11 @@ export class WebSocketRateLimiter {
     this.limits.set(channelType, { limit, window, burst: burst ?? limit });
   }
 
+  /** The stored timestamps still inside the window. The store is pruned only when a message is
+   * counted, as in the seed (whose getTimeUntilNextMessage reads the expired ones too). */
   _valid(channelType, limit, now) {
     const counts = this.messageCounts.get(channelType) || [];
-    const valid = counts.filter((timestamp) => now - timestamp < limit.window);
-    if (valid.length !== counts.length) this.messageCounts.set(channelType, valid);
-    return valid;
+    return counts.filter((timestamp) => now - timestamp < limit.window);
   }
 
   _bucket(channelType, limit, now) {
@@ -86,8 +92,23 @@ export class WebSocketRateLimiter {
     return true;
   }
 
-  /** Milliseconds until canSendMessage can answer true (0: now). */
+  /**
+   * The seed's answer, in ms: window − (now − oldest stored timestamp), or 0 with no stored
+   * message, once the oldest is a window old, or for an unknown channel type. Not a wait (it is
+   * non-zero under the limit): see waitMs.
+   */
   getTimeUntilNextMessage(channelType) {
+    const limit = this.limits.get(channelType);
+    if (!limit) return 0;
+    const counts = this.messageCounts.get(channelType) || [];
+    if (counts.length === 0) return 0;
+    const timeSinceOldest = this._now() - Math.min(...counts);
+    if (timeSinceOldest >= limit.window) return 0;
+    return limit.window - timeSinceOldest;
+  }
+
+  /** Milliseconds until canSendMessage can answer true (0: now). */
+  waitMs(channelType) {
     const now = this._now();
     const blocked = this._blockedFor(channelType, now);
     const limit = this.limits.get(channelType);

@@ -186,7 +186,10 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 /** What the connection needs of a rate limiter (a WebSocketRateLimiter). */
 export interface ConnectionRateLimiter {
   canSendMessage(channelType: string): boolean;
+  /** The seed's figure; the connection uses it only when waitMs is missing. */
   getTimeUntilNextMessage(channelType: string): number;
+  /** Ms until canSendMessage can answer true (0: now). */
+  waitMs?(channelType: string): number;
   updateFromServer(channelType: string, message: object): boolean;
 }
 

@@ -147,6 +147,13 @@ function deferred() {
   return { promise, resolve, reject, settled: false };
 }
 
+/** Ms to wait before the next counted message: a WebSocketRateLimiter's waitMs; for a limiter
+ * without it (the seed's class), its getTimeUntilNextMessage (window − age of its oldest
+ * message), which waits longer than needed but never too little. */
+function rateLimiterWait(limiter, type) {
+  return typeof limiter.waitMs === "function" ? limiter.waitMs(type) : limiter.getTimeUntilNextMessage(type);
+}
+
 /**
  * One WebSocket to a TripSage endpoint, kept alive.
  *
@@ -646,7 +653,7 @@ export class WebSocketConnection extends EventEmitter {
   _scheduleFlush() {
     if (this._flushTimer !== null || this._queue.length === 0) return;
     const type = this._rateChannel();
-    const wait = this.rateLimiter && type ? this.rateLimiter.getTimeUntilNextMessage(type) : 0;
+    const wait = this.rateLimiter && type ? rateLimiterWait(this.rateLimiter, type) : 0;
     this._flushTimer = this._setTimeout(() => {
       this._flushTimer = null;
       if (this.state === "connected") this._flushQueue();

@@ -22,10 +22,10 @@ describe("WebSocketRateLimiter", () => {
     for (let i = 0; i < 30; i++) assert.equal(limiter.canSendMessage("notifications"), true);
     assert.equal(limiter.canSendMessage("notifications"), false);
     assert.equal(limiter.getRemainingMessages("notifications"), 0);
-    assert.equal(limiter.getTimeUntilNextMessage("notifications"), 60000);
+    assert.equal(limiter.waitMs("notifications"), 60000);
     advance(59999);
     assert.equal(limiter.canSendMessage("notifications"), false);
-    assert.equal(limiter.getTimeUntilNextMessage("notifications"), 1);
+    assert.equal(limiter.waitMs("notifications"), 1);
     advance(1);
     assert.equal(limiter.canSendMessage("notifications"), true);
   });
@@ -33,28 +33,30 @@ describe("WebSocketRateLimiter", () => {
   it("unknown channel types are not limited", () => {
     const { limiter } = limiterAt();
     assert.equal(limiter.canSendMessage("other"), true);
+    assert.equal(limiter.waitMs("other"), 0);
     assert.equal(limiter.getTimeUntilNextMessage("other"), 0);
     assert.equal(limiter.getRemainingMessages("other"), Infinity);
   });
 
-  it("getTimeUntilNextMessage ignores expired timestamps (the seed's bug)", () => {
+  it("waitMs ignores expired timestamps", () => {
     const { limiter, at } = limiterAt(0);
     // One message long ago (expired), then a full window of recent ones.
     limiter.canSendMessage("notifications");
     at(100000);
     for (let i = 0; i < 30; i++) limiter.canSendMessage("notifications");
     at(110000);
-    // The seed took Math.min over all timestamps (0, expired): 110000 >= window, answered 0.
+    assert.equal(limiter.waitMs("notifications"), 50000);
+    // The seed's Math.min over the stored timestamps agrees: its send at 100000 dropped the 0.
     assert.equal(limiter.getTimeUntilNextMessage("notifications"), 50000);
     assert.equal(limiter.canSendMessage("notifications"), false);
   });
 
-  it("getTimeUntilNextMessage is 0 while under the limit", () => {
+  it("waitMs is 0 while under the limit; getTimeUntilNextMessage is the seed's window - age", () => {
     const { limiter, advance } = limiterAt(0);
     limiter.canSendMessage("chat");
     advance(10000);
-    // The seed answered 50000 here although a message could be sent at once.
-    assert.equal(limiter.getTimeUntilNextMessage("chat"), 0);
+    assert.equal(limiter.waitMs("chat"), 0);
+    assert.equal(limiter.getTimeUntilNextMessage("chat"), 50000); // the seed's figure, not a wait
   });
 
   it("a RATE_LIMIT_EXCEEDED envelope blocks for retry_after seconds", () => {
@@ -66,7 +68,7 @@ describe("WebSocketRateLimiter", () => {
     });
     assert.equal(handled, true);
     assert.equal(limiter.canSendMessage("trip_collaboration"), false);
-    assert.equal(limiter.getTimeUntilNextMessage("trip_collaboration"), 200);
+    assert.equal(limiter.waitMs("trip_collaboration"), 200);
     assert.equal(limiter.getRemainingMessages("trip_collaboration"), 0);
     advance(199);
     assert.equal(limiter.canSendMessage("trip_collaboration"), false);
@@ -77,9 +79,9 @@ describe("WebSocketRateLimiter", () => {
   it("accepts an error object, a WebSocketError-like object or bare details", () => {
     const { limiter } = limiterAt(0);
     limiter.updateFromServer("chat", { code: "RATE_LIMIT_EXCEEDED", details: { retry_after: 2 } });
-    assert.equal(limiter.getTimeUntilNextMessage("chat"), 2000);
+    assert.equal(limiter.waitMs("chat"), 2000);
     limiter.updateFromServer("agent_status", { retry_after: 3 });
-    assert.equal(limiter.getTimeUntilNextMessage("agent_status"), 3000);
+    assert.equal(limiter.waitMs("agent_status"), 3000);
     assert.equal(limiter.updateFromServer("chat", { type: "error", error: { code: "INVALID_MESSAGE_FORMAT" } }), false);
   });
 
@@ -88,7 +90,7 @@ describe("WebSocketRateLimiter", () => {
     limiter.updateFromServer("trip_collaboration", {
       type: "rate_limit_status", current_usage: 50, limit: 300, remaining: 0, burst: 50, window_seconds: 60,
     });
-    assert.equal(limiter.getTimeUntilNextMessage("trip_collaboration"), 200);
+    assert.equal(limiter.waitMs("trip_collaboration"), 200);
     advance(200);
     assert.equal(limiter.canSendMessage("trip_collaboration"), true);
     limiter.updateFromServer("chat", { type: "rate_limit_status", limit: 10, remaining: 10, burst: 5, window_seconds: 30 });
@@ -99,7 +101,7 @@ describe("WebSocketRateLimiter", () => {
     const { limiter, advance } = limiterAt(0, { enforceBurst: true });
     for (let i = 0; i < 50; i++) assert.equal(limiter.canSendMessage("trip_collaboration"), true);
     assert.equal(limiter.canSendMessage("trip_collaboration"), false);
-    assert.equal(limiter.getTimeUntilNextMessage("trip_collaboration"), 200);
+    assert.equal(limiter.waitMs("trip_collaboration"), 200);
     advance(200);
     assert.equal(limiter.canSendMessage("trip_collaboration"), true);
     assert.equal(limiter.canSendMessage("trip_collaboration"), false);

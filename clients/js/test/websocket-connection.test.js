@@ -657,6 +657,28 @@ describe("WebSocketConnection with a rate limiter", () => {
     assert.equal(connection.queuedCount, 0);
   });
 
+  it("waits a limiter's getTimeUntilNextMessage when it has no waitMs (the seed's class)", async () => {
+    const { WebSocketRateLimiter } = await import("../rate-limiter.js");
+    const { factory, clock, options } = fakeOptions();
+    // The seed's surface only: canSendMessage, getTimeUntilNextMessage (and updateFromServer).
+    const ours = new WebSocketRateLimiter({ now: clock.now, limits: { chat: { limit: 2, window: 10000 } } });
+    const seedLike = {
+      canSendMessage: (type) => ours.canSendMessage(type),
+      getTimeUntilNextMessage: (type) => ours.getTimeUntilNextMessage(type),
+      updateFromServer: () => false,
+    };
+    const connection = new WebSocketConnection({ ...options, rateLimiter: seedLike, channelType: "chat" });
+    connection.connect();
+    const ws = factory.last();
+    ws.establish({ connection_type: "chat" });
+    for (let n = 1; n <= 3; n++) connection.send({ type: "echo", data: n });
+    assert.deepEqual(ws.sent().slice(1).map((m) => m.data), [1, 2]);
+    clock.advance(9999);
+    assert.deepEqual(ws.sent().slice(1).map((m) => m.data), [1, 2]);
+    clock.advance(1);
+    assert.deepEqual(ws.sent().slice(1).map((m) => m.data), [1, 2, 3]);
+  });
+
   it("learns the server's retry_after", async () => {
     const { WebSocketRateLimiter } = await import("../rate-limiter.js");
     const { factory, clock, options } = fakeOptions();

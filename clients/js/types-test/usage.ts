@@ -15,6 +15,7 @@ import {
   ConnectionLifecycleManager,
   DEFAULT_RATE_LIMITS,
   DEFAULT_RATE_LIMIT_RETRY_MS,
+  DEFAULT_RATE_LIMIT_RETRY_SECONDS,
   ERROR_TYPES,
   OPEN,
   OfflineOutbox,
@@ -287,7 +288,7 @@ const handler = new WebSocketErrorHandler({ maxRetries: 3, storage: null });
 const context: ErrorContext = { canRefreshToken: true, connectionState: "connected" };
 connection.on("error", (error: WebSocketError) => {
   const action: ErrorRecoveryAction = handler.handleError(error, context);
-  if (action.action === "retry") setTimeout(() => void connection.reconnect(), action.retryAfter ?? DEFAULT_RATE_LIMIT_RETRY_MS);
+  if (action.action === "retry") setTimeout(() => void connection.reconnect(), action.retryAfterMs ?? DEFAULT_RATE_LIMIT_RETRY_MS);
   // @ts-expect-error: the actions are retry, refresh_token, redirect_login and fail
   if (action.action === "reconnect") void 0;
 });
@@ -296,4 +297,6 @@ const normalized = normalizeError({ type: "error", error: { code: "SERVER_ERROR"
 const limiter = new WebSocketRateLimiter({ now: () => 0, limits: DEFAULT_RATE_LIMITS });
 const chatWindow: number = DEFAULT_RATE_LIMITS.chat.window;
 if (limiter.canSendMessage("chat")) limiter.blockFor("chat", 0.5);
-void [recovery, normalized.code, chatWindow, limiter.getTimeUntilNextMessage("chat"), limiter.getRemainingMessages("chat")];
+const waitMs: number = limiter.waitMs("chat");
+const seedSeconds: 60 = DEFAULT_RATE_LIMIT_RETRY_SECONDS;
+void [recovery, normalized.code, chatWindow, limiter.getTimeUntilNextMessage("chat"), limiter.getRemainingMessages("chat"), waitMs, seedSeconds];
