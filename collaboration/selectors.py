@@ -31,6 +31,16 @@ def trip_for_member(*, trip_id: int, user: User) -> Trip:
     return trip
 
 
+def _member_trip_column(trip_id: int, user: User, column: str) -> Any:
+    """One column of the trip, read only if `user` is a member; NotFound otherwise."""
+    value = (
+        Trip.objects.filter(pk=trip_id, members__user=user).values_list(column, flat=True).first()
+    )
+    if value is None:
+        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
+    return value
+
+
 def trips_for_user(*, user: User) -> QuerySet[Trip]:
     return Trip.objects.filter(members__user=user).distinct()
 
@@ -178,13 +188,7 @@ def field_history(
 ) -> HistoryPage:
     """The trip's field changes (of `field`, or of every field), newest first: the `limit` before
     seq `before` (or the newest). NotFound for non-members."""
-    log_floor = (
-        Trip.objects.filter(pk=trip_id, members__user=user)
-        .values_list("log_floor", flat=True)
-        .first()
-    )
-    if log_floor is None:
-        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
+    log_floor = _member_trip_column(trip_id, user, "log_floor")
     changes = TripEvent.objects.filter(trip_id=trip_id, type="trip.updated")
     rows = changes.filter(field=field) if field else changes
     if before is not None:
@@ -251,13 +255,7 @@ def chat_page(
 ) -> ChatPage:
     """A page of the trip's chat for a member: the newest `limit` (or those before `before`),
     or the oldest `limit` after `after`. NotFound for non-members."""
-    seq = (
-        Trip.objects.filter(pk=trip_id, members__user=user)
-        .values_list("chat_seq", flat=True)
-        .first()
-    )
-    if seq is None:
-        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
+    seq = _member_trip_column(trip_id, user, "chat_seq")
     rows = ChatMessage.objects.filter(trip_id=trip_id).select_related("author")
     if after is not None:
         found = list(rows.filter(seq__gt=after).order_by("seq")[: limit + 1])
