@@ -26,6 +26,7 @@ MODULES = [
     "error-handler",
     "optimistic",
     "outbox",
+    "metrics",
     "react",
     "vue",
 ]
