@@ -85,15 +85,20 @@ export interface ErrorEnvelope extends ServerMessage {
   request_id: string | null;
 }
 
-/** `rate_limit_status`: the connection's message budget. */
+/** `rate_limit_status`: the connection's message budget. The seed's fields with the seed's
+ * meaning (`current_usage`: messages accepted in this fixed window; `remaining`: `limit` minus
+ * those, at least 0; `reset_at`: the window's end) and the token bucket that decides: `burst`,
+ * `burst_remaining` (what may be sent right now), `burst_reset_at` (when it is full again). */
 export interface RateLimitStatus extends ServerMessage {
   type: "rate_limit_status";
   current_usage: number;
   limit: number;
   remaining: number;
-  burst: number;
   reset_at: string;
   window_seconds: number;
+  burst: number;
+  burst_remaining: number;
+  burst_reset_at: string;
 }
 
 /** `ack`: the answer to `trip.update` and `conflict.resolve`. `merged`: a stale edit of a text

@@ -587,7 +587,8 @@ function onTripMessage(message) {
       }
       break;
     case "rate_limit_status":
-      if (message.remaining === 0) showRateLimit({ ...message, retry_after: 60 / message.limit });
+      // burst_remaining: what may be sent now (remaining is the seed's count of the minute).
+      if ((message.burst_remaining ?? message.remaining) === 0) showRateLimit({ ...message, retry_after: 60 / message.limit });
       break;
     case "error":
       if (message.error.code === "AUTHORIZATION_FAILED") showNotMember();
