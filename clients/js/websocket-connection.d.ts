@@ -217,8 +217,9 @@ export interface WebSocketConnectionOptions {
   maxReconnectDelay?: number;
   /** Messages kept while not connected (1000). */
   maxQueueSize?: number;
-  /** Resolve connect() on `connection.established` (true) or on open (false). */
-  waitForEstablished?: boolean;
+  /** Open the socket right after construction (true; a microtask later, so listeners attached
+   * at once see every event), or only on connect() (false). */
+  autoConnect?: boolean;
   /** Ms to wait for the close that follows an error envelope before establishment (1000). */
   errorCloseGrace?: number;
   /** Paces send() and the queue flush; fed by the server's rate_limit_status. */
@@ -258,8 +259,7 @@ export interface WebSocketConnectionEvents {
   error: [error: WebSocketError];
   close: [info: CloseInfo];
   reconnecting: [info: ReconnectingInfo];
-  /** null when waitForEstablished is false. */
-  reconnected: [message: ConnectionEstablished | null];
+  reconnected: [message: ConnectionEstablished];
   stateChange: [state: ConnectionState, previous: ConnectionState];
 }
 
@@ -277,7 +277,7 @@ export declare class WebSocketConnection extends EventEmitter<WebSocketConnectio
   reconnectDelay: number;
   maxReconnectDelay: number;
   maxQueueSize: number;
-  waitForEstablished: boolean;
+  autoConnect: boolean;
   errorCloseGrace: number;
   rateLimiter: ConnectionRateLimiter | null;
   channelType: string | null;
@@ -290,14 +290,20 @@ export declare class WebSocketConnection extends EventEmitter<WebSocketConnectio
   /** Messages waiting for the connection. */
   get queuedCount(): number;
   get isConnected(): boolean;
-  /** Resolves with connection.established (null with waitForEstablished: false); rejects with
-   * a WebSocketError when this attempt fails. */
-  connect(): Promise<ConnectionEstablished | null>;
-  /** Replace the socket now, resuming from lastSeq. */
-  reconnect(): Promise<ConnectionEstablished | null>;
+  /** Opens the socket if not open or opening (the same promise while opening); resolves once it
+   * is open and `{"token"}` (and `resume`, if any) has been sent; rejects with a WebSocketError
+   * when this attempt fails before that. */
+  connect(): Promise<void>;
+  /** Resolves with the connection.established of the current socket (at once when connected),
+   * or of the next one when none is opening; rejects with a WebSocketError when that socket
+   * fails before establishment (refused, closed, replaced) or on disconnect(). */
+  whenEstablished(): Promise<ConnectionEstablished>;
+  /** Replace the socket now, resuming from lastSeq; resolves as connect() does. */
+  reconnect(): Promise<void>;
   /** Close (1000 by default) and stop reconnecting; queued messages are dropped. */
   disconnect(code?: number, reason?: string): void;
-  /** JSON-encode and send, or queue until established. */
+  /** JSON-encode and send once the token is on the wire and nothing is queued; else queue until
+   * established. */
   send(message: unknown): SendResult;
   /** Drop the queued messages (returns them, parsed). */
   clearQueue(): unknown[];

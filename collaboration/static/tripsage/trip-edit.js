@@ -716,6 +716,8 @@ function connectStream(path, onMessage) {
     token: auth.access,
     reconnectAttempts: Infinity,
     heartbeatInterval: 30000,
+    // main() opens the sockets (connect()) once the network is up and the token valid.
+    autoConnect: false,
   });
   connection.on("message", onMessage);
   connection.on("established", (message) => {
