@@ -25,8 +25,17 @@ export declare const CloseCode: Readonly<{
 /** One of CloseCode's values. */
 export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
 
-/** A connection's (and the hooks' `connectionState`) state. */
-export type ConnectionState = "disconnected" | "connecting" | "connected" | "reconnecting";
+/** The connection's states, with the seed's `ConnectionState` names (a frozen object). */
+export declare const ConnectionState: Readonly<{
+  DISCONNECTED: "disconnected";
+  CONNECTING: "connecting";
+  CONNECTED: "connected";
+  RECONNECTING: "reconnecting";
+}>;
+
+/** A connection's (and the hooks' `connectionState`) state: one of ConnectionState's values,
+ * `"disconnected" | "connecting" | "connected" | "reconnecting"`. */
+export type ConnectionState = (typeof ConnectionState)[keyof typeof ConnectionState];
 
 /** The server's connection types (the rate limiter's channel types). */
 export type ConnectionType = "trip_collaboration" | "chat" | "agent_status" | "notifications";

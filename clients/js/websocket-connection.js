@@ -7,6 +7,15 @@ export const OPEN = 1;
 export const CLOSING = 2;
 export const CLOSED = 3;
 
+/** The connection's states, with the seed's `ConnectionState` names: what `state` holds and
+ * `stateChange` (the connection's and the lifecycle manager's) emits. */
+export const ConnectionState = Object.freeze({
+  DISCONNECTED: "disconnected",
+  CONNECTING: "connecting",
+  CONNECTED: "connected",
+  RECONNECTING: "reconnecting",
+});
+
 /** Close codes the server uses (docs/protocol.md, "Close codes"). */
 export const CloseCode = Object.freeze({
   NORMAL: 1000,

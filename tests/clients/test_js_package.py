@@ -3,20 +3,18 @@ examples (`tsc`), and `npm pack` ships the modules and their declarations and no
 
 The devDependencies (TypeScript, @types/react, vue) are installed with `npm ci` into
 clients/js/node_modules when they are missing or older than package-lock.json (.ci/run installs
-them beforehand; docs/client.md, "Type declarations"): the `dev_dependencies` fixture,
-tests/clients/conftest.py."""
+them beforehand; docs/client.md, "Type declarations"): the fixture is in conftest.py."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from django.apps import apps
 from django.contrib.staticfiles import finders
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = ROOT / "clients" / "js"
+from tests.clients.npm import PACKAGE, npm, run
+
 MODULES = [
     "index",
     "websocket-connection",
@@ -30,24 +28,18 @@ MODULES = [
 ]
 
 
-def _run(args: list[str], *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, cwd=PACKAGE, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
 def test_the_declarations_type_check_against_the_seeds_examples(dev_dependencies: Path) -> None:
     # types-test/usage.ts also holds @ts-expect-error lines: a declaration that grows too loose
     # to reject them fails this as surely as one that rejects the seed's usage.
     tsc = dev_dependencies / ".bin" / "tsc"
-    result = _run([str(tsc), "--noEmit", "-p", str(PACKAGE)])
+    result = run([str(tsc), "--noEmit", "-p", str(PACKAGE)])
     assert result.returncode == 0, result.stdout + result.stderr
     usage = (PACKAGE / "types-test" / "usage.ts").read_text()
     assert "@ts-expect-error" in usage and 'from "@tripsage/realtime-client"' in usage
 
 
-def test_npm_pack_ships_every_module_with_its_declarations_and_no_tests(npm: str) -> None:
-    result = _run([npm, "pack", "--dry-run", "--json"], timeout=120)
+def test_npm_pack_ships_every_module_with_its_declarations_and_no_tests() -> None:
+    result = run([npm(), "pack", "--dry-run", "--json"], timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     (tarball,) = json.loads(result.stdout)
     files = {entry["path"] for entry in tarball["files"]}

@@ -33,7 +33,7 @@ import {
   useWebSocketConnection as useWebSocketConnectionOverGlobalVue,
   type ConflictResolver,
   type ConnectionEstablished,
-  type ConnectionState,
+  ConnectionState, // a value (the frozen names) and the type of its values
   type ErrorContext,
   type ErrorRecoveryAction,
   type OptimisticUpdate,
@@ -124,6 +124,11 @@ void connectAndSend;
 // @ts-expect-error: the states are disconnected, connecting, connected and reconnecting
 const badState: ConnectionState = "open";
 void badState;
+const named: ConnectionState = ConnectionState.RECONNECTING;
+const isUp = (state: ConnectionState): boolean => state === ConnectionState.CONNECTED;
+void [named, isUp(connection.state)];
+// @ts-expect-error: ConnectionState is frozen
+ConnectionState.CONNECTED = "open";
 
 // -- The lifecycle manager ----------------------------------------------------------------------
 
