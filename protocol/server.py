@@ -85,9 +85,11 @@ class RateLimitStatusReport(Reply):
     current_usage: Count
     limit: Count
     remaining: Count
-    burst: Count
     reset_at: Instant
     window_seconds: Count
+    burst: Count
+    burst_remaining: Count
+    burst_reset_at: Instant
 
 
 class ServerPing(ServerMessage):

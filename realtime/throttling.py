@@ -2,7 +2,10 @@
 
 - Messages: one token bucket per user and connection type. It holds `burst` messages and refills
   at `per_minute` per `window` seconds; a message takes one token or is refused. A user's sockets
-  (on any process) share the bucket.
+  (on any process) share the bucket. Beside it, a counter of the messages accepted in the current
+  fixed window (aligned on multiples of `window` since the epoch: whole minutes), in the same
+  script: the seed's `current_usage` and `remaining` (`limit - current_usage`). It reports; the
+  bucket decides.
 - New connections: one bucket per client IP holding REALTIME_CONNECTS_PER_MINUTE_PER_IP, refilled
   at that many per minute.
 - Concurrent sockets: one sorted set per user of connection ids, each with a lease the holding
@@ -54,12 +57,26 @@ class Rate:
         return self.per_minute / self.window
 
 
+def window_start(rate: Rate, now: float) -> float:
+    """The start of the fixed window `now` falls in."""
+    return math.floor(now / rate.window) * rate.window
+
+
+def _utc(timestamp: float) -> str:
+    return (
+        datetime.fromtimestamp(math.ceil(timestamp), UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
     tokens: float  # left in the bucket after this decision
     rate: Rate
     now: float
+    used: int = 0  # messages accepted in the current fixed window, this one included
 
     @property
     def remaining(self) -> int:
@@ -88,18 +105,19 @@ class Decision:
         }
 
     def status_fields(self) -> dict[str, Any]:
-        """The seed's `rate_limit_status` fields: `remaining` is what may be sent now and
-        `current_usage` the part of the burst in use (docs/decisions.md)."""
-        remaining = self.remaining
+        """The seed's `rate_limit_status` fields with the seed's meaning (`current_usage`: the
+        messages of this window; `remaining`: `limit` minus those, never below 0; `reset_at`:
+        the window's end), and the bucket's: `burst`, `burst_remaining` (what may be sent right
+        now) and `burst_reset_at` (when the bucket is full again). docs/decisions.md."""
         return {
-            "current_usage": self.rate.burst - remaining,
+            "current_usage": self.used,
             "limit": self.rate.per_minute,
-            "remaining": remaining,
-            "burst": self.rate.burst,
-            "reset_at": datetime.fromtimestamp(math.ceil(self.reset_at), UTC)
-            .isoformat(timespec="seconds")
-            .replace("+00:00", "Z"),
+            "remaining": max(0, self.rate.per_minute - self.used),
+            "reset_at": _utc(window_start(self.rate, self.now) + self.rate.window),
             "window_seconds": int(self.rate.window),
+            "burst": self.rate.burst,
+            "burst_remaining": self.remaining,
+            "burst_reset_at": _utc(self.reset_at),
         }
 
 
@@ -109,24 +127,35 @@ class Decision:
 class MemoryBuckets:
     def __init__(self) -> None:
         self.state: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self.windows: dict[str, tuple[float, int]] = {}  # key -> (window start, used)
 
     def take(self, key: str, rate: Rate, now: float, cost: int = 1) -> Decision:
         tokens, at = self.state.get(key, (float(rate.burst), now))
         if now > at:
             tokens, at = min(float(rate.burst), tokens + (now - at) * rate.per_second), now
         allowed = tokens >= cost - 1e-6  # float noise: 0.9999999 tokens is one token
+        start = window_start(rate, now)
+        counted_in, used = self.windows.get(key, (start, 0))
+        if counted_in != start:
+            used = 0
         if allowed and cost:
             tokens = max(0.0, tokens - cost)
+            used += cost
+            self.windows[key] = (start, used)
         if cost:
             self.state[key] = (tokens, at)
             if len(self.state) > 100_000:  # full buckets carry no information: forget them
                 self._prune(rate, now)
-        return Decision(allowed, tokens, rate, now)
+        return Decision(allowed, tokens, rate, now, used)
 
     def _prune(self, rate: Rate, now: float) -> None:
         for key, (tokens, at) in list(self.state.items()):
             if tokens + (now - at) * rate.per_second >= rate.burst:
                 del self.state[key]
+        start = window_start(rate, now)
+        for key, (counted_in, _) in list(self.windows.items()):
+            if counted_in != start:
+                del self.windows[key]
 
 
 class MemorySlots:
@@ -150,7 +179,8 @@ class MemorySlots:
 
 # -- Redis ----------------------------------------------------------------------------------
 
-# KEYS[1] bucket; ARGV capacity, tokens per second, now, cost. Returns {allowed, tokens}.
+# KEYS[1] bucket, KEYS[2] the counter of the current window; ARGV capacity, tokens per second,
+# now, cost, the window's end. Returns {allowed, tokens, messages accepted in the window}.
 _BUCKET = """
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
@@ -172,11 +202,18 @@ if tokens >= cost - 1e-6 then  -- float noise: 0.9999999 tokens is one token
   allowed = 1
   tokens = math.max(0, tokens - cost)
 end
+local used = 0
+if allowed == 1 and cost > 0 then
+  used = redis.call('INCRBY', KEYS[2], cost)
+  redis.call('PEXPIRE', KEYS[2], math.ceil((tonumber(ARGV[5]) - now) * 1000) + 1000)
+else
+  used = tonumber(redis.call('GET', KEYS[2]) or '0')
+end
 if cost > 0 then
   redis.call('HSET', KEYS[1], 't', string.format('%.6f', tokens), 'at', string.format('%.6f', at))
   redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
 end
-return {allowed, string.format('%.6f', tokens)}
+return {allowed, string.format('%.6f', tokens), used}
 """
 
 # KEYS[1] the user's slots; ARGV now, lease seconds, limit, connection. Returns {allowed, held}.
@@ -306,18 +343,21 @@ class Throttle:
         several turns of a busy event loop, bench S7)."""
         now = self.clock()
         if self._use_redis():
-            keys, args = [self.prefix + key], [rate.burst, rate.per_second, now, cost]
+            start = window_start(rate, now)
+            # The window's key names its start: a new window starts from nothing.
+            keys = [self.prefix + key, f"{self.prefix}{key}:w{int(start)}"]
+            args = [rate.burst, rate.per_second, now, cost, start + rate.window]
             try:
                 if batched:
-                    allowed, tokens = await self._script(self._bucket, keys, args)
+                    allowed, tokens, used = await self._script(self._bucket, keys, args)
                 else:
                     assert self.client is not None  # _use_redis
-                    allowed, tokens = await self._bucket(keys, args, client=self.client)
+                    allowed, tokens, used = await self._bucket(keys, args, client=self.client)
             except _REDIS_ERRORS as error:
                 self._redis_failed(error, "a rate-limit check")
             else:
                 self._redis_ok()
-                return Decision(bool(allowed), float(tokens), rate, now)
+                return Decision(bool(allowed), float(tokens), rate, now, int(used))
         return self.buckets.take(key, rate, now, cost)
 
     async def message(

@@ -1,7 +1,8 @@
 """The README's test command: finds Redis (REDIS_URL, then 127.0.0.1:6379, then a private
 redis-server), then runs pytest with whatever arguments it was given; with none (the whole suite)
-it first runs the browser client's unit tests with Node. The client's live tests, type check and
-`npm pack` check are pytest tests (tests/browser/test_js_client.py, tests/clients/)."""
+it first runs the browser client's unit tests with Node. The client's live tests, type check,
+`npm pack` check and the seed's Jest tests are pytest tests (tests/browser/test_js_client.py,
+tests/clients/)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ export {
   CLOSING,
   CLOSED,
   CloseCode,
+  ConnectionState,
   EventEmitter,
   WebSocketError,
   WebSocketConnection,

@@ -88,5 +88,7 @@ export function createManagedConnection(options, handlers) {
   connection.on("error", (error) => handlers.onError(error));
   connection.on("established", () => handlers.onConnect());
   connection.on("close", (event) => handlers.onDisconnect(event));
+  // The hooks call connect() in this same turn: it opens the socket (autoConnect then has
+  // nothing left to do), and the lifecycle manager sees the first stateChange.
   return { connection, lifecycle };
 }

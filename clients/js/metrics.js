@@ -215,7 +215,8 @@ export class WebSocketMetricsCollector {
    * - averageLatency / peakLatency: the round trips of the connection's own heartbeat pings.
    * - reconnectAttempts: 0 for the connection's first socket; for a later one, the attempts it
    *   took (at least 1). connectionDrops: 1 on a socket that closed without `disconnect()`.
-   * Track before `connect()` to count every frame; an already open socket is counted from now.
+   * Track right after constructing the connection (its socket opens in a microtask at the
+   * earliest) to count every frame; an already open socket is counted from now.
    * Returns a function that stops tracking (records stay).
    */
   track(connection) {

@@ -107,7 +107,8 @@ export declare class OfflineOutbox extends EventEmitter<OfflineOutboxEvents> {
   /** Storage changed in another tab: count again and send what is new. */
   refresh(): void;
   /** Send the stream's entries whenever the connection is established and caught up (after its
-   * resume's answer, or its snapshot). Attach before connect(). Returns a detach function. */
+   * resume's answer, or its snapshot). Attach before it is established: in the turn that
+   * constructs it, or before connect() with autoConnect: false. Returns a detach function. */
   attach(connection: WebSocketConnection, stream: OutboxStream): () => void;
   detach(stream: OutboxStream): void;
   handleMessage(message: ServerMessage | null | undefined, stream?: OutboxStream | null): OutboxEntry | undefined;

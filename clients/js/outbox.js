@@ -175,7 +175,9 @@ export class OfflineOutbox extends EventEmitter {
   // -- sending ------------------------------------------------------------------------------
 
   /** Send `stream`'s entries over `connection` whenever it is established and caught up.
-   * Attach before connect(), so that the first catch-up is seen. Returns a detach function. */
+   * Attach before the connection is established, so that the first catch-up is seen: in the
+   * turn that constructs it, or before connect() with autoConnect: false. Returns a detach
+   * function. */
   attach(connection, stream) {
     if (!(stream in STREAM_KIND)) throw new TypeError('attach(connection, "trip" | "chat")');
     this.detach(stream);
@@ -183,7 +185,7 @@ export class OfflineOutbox extends EventEmitter {
     this._streams.set(stream, state);
     state.offs.push(
       connection.on("established", () => {
-        // The connection sends its `resume` (when it knows a seq) before this event.
+        // The connection sent its `resume` (when it knows a seq) with the token, before this event.
         state.ready = false;
         state.sentIds.clear();
         state.awaitResume = connection.lastSeq !== null && connection.lastSeq !== undefined;

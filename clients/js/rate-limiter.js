@@ -149,9 +149,10 @@ export class WebSocketRateLimiter {
 
   /**
    * Learn from the server. Accepts:
-   * - `rate_limit_status` {limit, window_seconds, burst, remaining}: adopts the server's limit,
-   *   window and burst; with `remaining` 0, blocks until one message's worth has refilled;
-   *   with enforceBurst, the bucket follows `remaining`.
+   * - `rate_limit_status` {limit, window_seconds, burst, burst_remaining, remaining}: adopts the
+   *   server's limit, window and burst; with `burst_remaining` (or, without it, `remaining`) 0,
+   *   blocks until one message's worth has refilled; with enforceBurst, the bucket follows it.
+   *   `remaining` is the seed's `limit - current_usage` of the window, which only reports.
    * - an error envelope (or its `error`, or a WebSocketError) RATE_LIMIT_EXCEEDED: blocks for
    *   `details.retry_after` seconds.
    * - a bare details object {retry_after}.
@@ -167,9 +168,12 @@ export class WebSocketRateLimiter {
       const burst = Number.isFinite(message.burst) && message.burst > 0 ? message.burst : current?.burst ?? limit;
       this.setLimit(channelType, { limit, window, burst });
       const now = this._now();
-      if (Number.isFinite(message.remaining)) {
-        if (this.enforceBurst) this._buckets.set(channelType, { tokens: Math.max(0, message.remaining), at: now });
-        if (message.remaining <= 0) this.blockFor(channelType, window / limit / 1000);
+      // What may be sent right now: the server's bucket (burst_remaining); a server without it
+      // (or the seed's format) says it with remaining.
+      const sendable = Number.isFinite(message.burst_remaining) ? message.burst_remaining : message.remaining;
+      if (Number.isFinite(sendable)) {
+        if (this.enforceBurst) this._buckets.set(channelType, { tokens: Math.max(0, sendable), at: now });
+        if (sendable <= 0) this.blockFor(channelType, window / limit / 1000);
       }
       return true;
     }

@@ -25,8 +25,17 @@ export declare const CloseCode: Readonly<{
 /** One of CloseCode's values. */
 export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
 
-/** A connection's (and the hooks' `connectionState`) state. */
-export type ConnectionState = "disconnected" | "connecting" | "connected" | "reconnecting";
+/** The connection's states, with the seed's `ConnectionState` names (a frozen object). */
+export declare const ConnectionState: Readonly<{
+  DISCONNECTED: "disconnected";
+  CONNECTING: "connecting";
+  CONNECTED: "connected";
+  RECONNECTING: "reconnecting";
+}>;
+
+/** A connection's (and the hooks' `connectionState`) state: one of ConnectionState's values,
+ * `"disconnected" | "connecting" | "connected" | "reconnecting"`. */
+export type ConnectionState = (typeof ConnectionState)[keyof typeof ConnectionState];
 
 /** The server's connection types (the rate limiter's channel types). */
 export type ConnectionType = "trip_collaboration" | "chat" | "agent_status" | "notifications";
@@ -85,15 +94,20 @@ export interface ErrorEnvelope extends ServerMessage {
   request_id: string | null;
 }
 
-/** `rate_limit_status`: the connection's message budget. */
+/** `rate_limit_status`: the connection's message budget. The seed's fields with the seed's
+ * meaning (`current_usage`: messages accepted in this fixed window; `remaining`: `limit` minus
+ * those, at least 0; `reset_at`: the window's end) and the token bucket that decides: `burst`,
+ * `burst_remaining` (what may be sent right now), `burst_reset_at` (when it is full again). */
 export interface RateLimitStatus extends ServerMessage {
   type: "rate_limit_status";
   current_usage: number;
   limit: number;
   remaining: number;
-  burst: number;
   reset_at: string;
   window_seconds: number;
+  burst: number;
+  burst_remaining: number;
+  burst_reset_at: string;
 }
 
 /** `ack`: the answer to `trip.update` and `conflict.resolve`. `merged`: a stale edit of a text
@@ -212,8 +226,9 @@ export interface WebSocketConnectionOptions {
   maxReconnectDelay?: number;
   /** Messages kept while not connected (1000). */
   maxQueueSize?: number;
-  /** Resolve connect() on `connection.established` (true) or on open (false). */
-  waitForEstablished?: boolean;
+  /** Open the socket right after construction (true; a microtask later, so listeners attached
+   * at once see every event), or only on connect() (false). */
+  autoConnect?: boolean;
   /** Ms to wait for the close that follows an error envelope before establishment (1000). */
   errorCloseGrace?: number;
   /** Paces send() and the queue flush; fed by the server's rate_limit_status. */
@@ -253,8 +268,7 @@ export interface WebSocketConnectionEvents {
   error: [error: WebSocketError];
   close: [info: CloseInfo];
   reconnecting: [info: ReconnectingInfo];
-  /** null when waitForEstablished is false. */
-  reconnected: [message: ConnectionEstablished | null];
+  reconnected: [message: ConnectionEstablished];
   stateChange: [state: ConnectionState, previous: ConnectionState];
   /** The text of every frame written to the socket (the token, pings and pongs included). */
   frameSent: [text: string];
@@ -276,7 +290,7 @@ export declare class WebSocketConnection extends EventEmitter<WebSocketConnectio
   reconnectDelay: number;
   maxReconnectDelay: number;
   maxQueueSize: number;
-  waitForEstablished: boolean;
+  autoConnect: boolean;
   errorCloseGrace: number;
   rateLimiter: ConnectionRateLimiter | null;
   channelType: string | null;
@@ -289,14 +303,20 @@ export declare class WebSocketConnection extends EventEmitter<WebSocketConnectio
   /** Messages waiting for the connection. */
   get queuedCount(): number;
   get isConnected(): boolean;
-  /** Resolves with connection.established (null with waitForEstablished: false); rejects with
-   * a WebSocketError when this attempt fails. */
-  connect(): Promise<ConnectionEstablished | null>;
-  /** Replace the socket now, resuming from lastSeq. */
-  reconnect(): Promise<ConnectionEstablished | null>;
+  /** Opens the socket if not open or opening (the same promise while opening); resolves once it
+   * is open and `{"token"}` (and `resume`, if any) has been sent; rejects with a WebSocketError
+   * when this attempt fails before that. */
+  connect(): Promise<void>;
+  /** Resolves with the connection.established of the current socket (at once when connected),
+   * or of the next one when none is opening; rejects with a WebSocketError when that socket
+   * fails before establishment (refused, closed, replaced) or on disconnect(). */
+  whenEstablished(): Promise<ConnectionEstablished>;
+  /** Replace the socket now, resuming from lastSeq; resolves as connect() does. */
+  reconnect(): Promise<void>;
   /** Close (1000 by default) and stop reconnecting; queued messages are dropped. */
   disconnect(code?: number, reason?: string): void;
-  /** JSON-encode and send, or queue until established. */
+  /** JSON-encode and send once the token is on the wire and nothing is queued; else queue until
+   * established. */
   send(message: unknown): SendResult;
   /** Drop the queued messages (returns them, parsed). */
   clearQueue(): unknown[];

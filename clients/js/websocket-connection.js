@@ -7,6 +7,15 @@ export const OPEN = 1;
 export const CLOSING = 2;
 export const CLOSED = 3;
 
+/** The connection's states, with the seed's `ConnectionState` names: what `state` holds and
+ * `stateChange` (the connection's and the lifecycle manager's) emits. */
+export const ConnectionState = Object.freeze({
+  DISCONNECTED: "disconnected",
+  CONNECTING: "connecting",
+  CONNECTED: "connected",
+  RECONNECTING: "reconnecting",
+});
+
 /** Close codes the server uses (docs/protocol.md, "Close codes"). */
 export const CloseCode = Object.freeze({
   NORMAL: 1000,
@@ -161,12 +170,19 @@ function rateLimiterWait(limiter, type) {
  * heartbeatInterval (ms, 30000; 0 disables the client's pings), heartbeatTimeout (ms of silence
  * after which the socket is considered dead and replaced; default 2 * heartbeatInterval + 10000;
  * 0 disables), reconnectDelay (base backoff, 1000 ms), maxReconnectDelay (30000 ms),
- * maxQueueSize (1000), waitForEstablished (true), errorCloseGrace (ms to wait for the close that
- * follows an error envelope before establishment, 1000), rateLimiter (a WebSocketRateLimiter:
+ * maxQueueSize (1000), autoConnect (true: the constructor opens the socket, see below),
+ * errorCloseGrace (ms to wait for the close that follows an error envelope before
+ * establishment, 1000), rateLimiter (a WebSocketRateLimiter:
  * send() and the queue flush are paced by it, and the server's rate_limit_status and
  * RATE_LIMIT_EXCEEDED feed it), channelType (its key; default: the connection_type of
  * connection.established), WebSocket (constructor, default globalThis.WebSocket), random,
  * setTimeout, clearTimeout, now (injectable for tests).
+ *
+ * Opening: with autoConnect (the default) the socket opens right after the constructor returns
+ * (in a microtask, so listeners attached at once see every event); connect() before then opens
+ * it at once, and connect() while it is opening returns the same promise. The first frame is
+ * `{"token": ...}`, then `resume` (when a seq is known); connect() resolves once both are on the
+ * wire, and whenEstablished() once the server has answered with connection.established.
  *
  * Reconnecting: attempt n waits random() * min(maxReconnectDelay, reconnectDelay * 2^(n-1))
  * ("full jitter"), and at least the server's hint when it refused the socket: after 4029,
@@ -193,7 +209,7 @@ export class WebSocketConnection extends EventEmitter {
     this.reconnectDelay = options.reconnectDelay ?? 1000;
     this.maxReconnectDelay = options.maxReconnectDelay ?? 30000;
     this.maxQueueSize = options.maxQueueSize ?? 1000;
-    this.waitForEstablished = options.waitForEstablished ?? true;
+    this.autoConnect = options.autoConnect ?? true;
     this.errorCloseGrace = options.errorCloseGrace ?? 1000;
     this.rateLimiter = options.rateLimiter ?? null;
     this.channelType = options.channelType ?? null;
@@ -218,6 +234,18 @@ export class WebSocketConnection extends EventEmitter {
     this._reconnectTimer = null;
     this._heartbeatTimer = null;
     this._flushTimer = null;
+    this._nextEstablished = null; // whenEstablished() of a socket not opened yet
+    this._autoConnectPending = false;
+    if (this.autoConnect) {
+      // Once the constructor's caller has attached its listeners (they see the first
+      // stateChange): a promise, not a timer, so fake timers in tests do not hold it back.
+      this._autoConnectPending = true;
+      Promise.resolve().then(() => {
+        if (!this._autoConnectPending) return;
+        this._autoConnectPending = false;
+        this.connect();
+      });
+    }
   }
 
   // -- public API ---------------------------------------------------------------------------
@@ -242,23 +270,41 @@ export class WebSocketConnection extends EventEmitter {
   }
 
   /**
-   * Open the socket (if not open or opening), send `{"token": ...}` first, and resolve with the
-   * `connection.established` message (with `waitForEstablished: false`: on open, with null).
-   * Rejects with a WebSocketError (`code`, `details`, `closeCode`) when this attempt fails;
-   * automatic reconnection may still follow (watch `reconnecting`/`reconnected`).
+   * Open the socket (if not open or opening) and resolve (with nothing) once it is open and
+   * `{"token": ...}` (and a `resume`, if any) has been sent. Rejects with a WebSocketError
+   * (`code`, `details`, `closeCode`) when this attempt fails before that; automatic
+   * reconnection may still follow (watch `reconnecting`/`reconnected`). Whether the server
+   * accepted the token: whenEstablished(), or the `established` and `error` events.
    */
   connect() {
-    if (this.state === "connected") return Promise.resolve(this.established);
+    this._autoConnectPending = false;
+    if (this.state === "connected") return Promise.resolve();
     this._stopped = null;
     this._paused = false;
-    if (this._socket && !this._socket.deferred.settled) return this._socket.deferred.promise;
+    if (this._socket && !this._socket.deferred.settled) return this._socket.opened.promise;
     this._clearReconnectTimer();
     const mode = this.state === "reconnecting" ? "reconnecting" : "connecting";
     return this._openSocket(mode);
   }
 
-  /** Replace the socket now (closing the current one), resuming from `lastSeq`. */
+  /**
+   * Resolves with the `connection.established` message of the current socket (at once when
+   * connected), or of the next one when none is opening. Rejects with a WebSocketError when
+   * that socket fails before the server established it (refused: 4001, 4003, 4013, 4029...;
+   * closed; replaced by reconnect()), or on disconnect().
+   */
+  whenEstablished() {
+    if (this.state === "connected" && this.established) return Promise.resolve(this.established);
+    const socket = this._socket;
+    if (socket && !socket.deferred.settled) return socket.deferred.promise;
+    this._nextEstablished ??= deferred();
+    return this._nextEstablished.promise;
+  }
+
+  /** Replace the socket now (closing the current one), resuming from `lastSeq`. Returns what
+   * connect() returns for the new socket. */
   reconnect() {
+    this._autoConnectPending = false;
     this._stopped = null;
     this._paused = false;
     this._resetAttempts();
@@ -270,6 +316,7 @@ export class WebSocketConnection extends EventEmitter {
 
   /** Close with 1000 and stop reconnecting. Queued messages are dropped. */
   disconnect(code = CloseCode.NORMAL, reason = "client disconnect") {
+    this._autoConnectPending = false;
     this._stopped = "manual";
     this._paused = false;
     this._clearReconnectTimer();
@@ -280,19 +327,27 @@ export class WebSocketConnection extends EventEmitter {
     if (socket && !socket.deferred.settled) {
       this._settle(socket, "reject", new WebSocketError("Disconnected before the connection was established", { code: "CONNECTION_CLOSED", closeCode: code }));
     }
+    if (this._nextEstablished) {
+      this._nextEstablished.reject(new WebSocketError("Disconnected before the connection was established", { code: "CONNECTION_CLOSED", closeCode: code }));
+      this._nextEstablished = null;
+    }
     this._setState("disconnected");
     if (ws) this.emit("close", { code, reason, wasClean: true, error: null });
   }
 
   /**
-   * Send a message (JSON-encoded). While the connection is not established it is queued (at
-   * most maxQueueSize) and sent, in order, right after the next `connection.established` (and
-   * after the `resume`). Returns "sent", "queued" or "dropped" (queue full; an `error` event
-   * with code QUEUE_FULL is emitted).
+   * Send a message (JSON-encoded). Once the socket is open and the token is on the wire, it
+   * goes straight to the socket ("sent"). Before that (no socket, opening, between sockets),
+   * and while older messages wait, it is queued (at most maxQueueSize) and sent, in order,
+   * right after the next `connection.established` (after the token and the `resume`). Returns
+   * "sent", "queued" or "dropped" (queue full; an `error` event with code QUEUE_FULL).
    */
   send(message) {
     const text = JSON.stringify(message);
-    if (this.state === "connected" && this._socketOpen() && this._queue.length === 0 && this._mayCount()) {
+    const socket = this._socket;
+    // A socket can say it is open before its open event has come: the token goes first.
+    if (socket && !socket.tokenSent && socket.ws === this._ws && this._socketOpen()) this._handleOpen(socket);
+    if (socket?.tokenSent && socket.ws === this._ws && this._socketOpen() && this._queue.length === 0 && this._mayCount()) {
       this._ws.send(text);
       this.emit("frameSent", text);
       return "sent";
@@ -356,7 +411,9 @@ export class WebSocketConnection extends EventEmitter {
 
   _openSocket(mode) {
     const Ctor = this._WebSocket ?? globalThis.WebSocket;
-    const socket = { ws: null, deferred: deferred(), established: false, errorReported: false, envelopeError: null, pendingError: null, graceTimer: null, sentToken: null, reconnect: mode === "reconnecting" };
+    // deferred: whenEstablished() (connection.established); opened: connect() (token sent).
+    const socket = { ws: null, deferred: this._nextEstablished ?? deferred(), opened: deferred(), tokenSent: false, established: false, errorReported: false, envelopeError: null, pendingError: null, graceTimer: null, sentToken: null, reconnect: mode === "reconnecting" };
+    this._nextEstablished = null;
     if (this._ws) this._detach(this._ws, 4000, "replaced");
     this._socket = socket;
     this._setState(mode);
@@ -365,7 +422,7 @@ export class WebSocketConnection extends EventEmitter {
       this._failAttempt(socket, error);
       this._stopped = "terminal";
       this._setState("disconnected");
-      return socket.deferred.promise;
+      return socket.opened.promise;
     }
     let ws;
     try {
@@ -376,7 +433,7 @@ export class WebSocketConnection extends EventEmitter {
       this._failAttempt(socket, error);
       this._stopped = "terminal";
       this._setState("disconnected");
-      return socket.deferred.promise;
+      return socket.opened.promise;
     }
     socket.ws = ws;
     this._ws = ws;
@@ -392,16 +449,29 @@ export class WebSocketConnection extends EventEmitter {
     ws.onclose = (event) => {
       if (this._ws === ws) this._handleClose(socket, event ?? {});
     };
-    return socket.deferred.promise;
+    return socket.opened.promise;
   }
 
+  /** The socket is open (its open event, or send() saw readyState OPEN first): the token, then
+   * the resume, then connect() resolves. The queue waits for connection.established. */
   _handleOpen(socket) {
+    if (socket.tokenSent || socket.deferred.settled) return;
+    socket.tokenSent = true;
     this._lastHeard = this._now();
     this.emit("open");
     // First message, exactly as the seed's client sends it.
     this._sendRaw({ token: this.token });
     socket.sentToken = this.token;
-    if (!this.waitForEstablished) this._handleEstablished(socket, null);
+    if (this._lastSeq !== null) {
+      // Before anything else, so no message of ours precedes it. The server handles frames one
+      // at a time, after it has answered the token: the resume is read once established.
+      this._mayCount(); // the server counts it; it goes first all the same
+      this._sendRaw({ type: "resume", last_seq: this._lastSeq });
+    }
+    if (!socket.opened.settled) {
+      socket.opened.settled = true;
+      socket.opened.resolve();
+    }
   }
 
   _handleMessage(socket, event) {
@@ -446,16 +516,9 @@ export class WebSocketConnection extends EventEmitter {
   }
 
   _handleEstablished(socket, message) {
-    if (socket.established) {
-      // waitForEstablished: false: "connected" already on open; now the server confirmed it.
-      if (message) {
-        this.established = message;
-        this.emit("established", message);
-      }
-      return;
-    }
+    if (socket.established) return; // the server sends it once per socket
     socket.established = true;
-    if (message) this.established = message;
+    this.established = message;
     const isReconnect = this._everEstablished;
     this._everEstablished = true;
     this._resetAttempts();
@@ -466,13 +529,9 @@ export class WebSocketConnection extends EventEmitter {
       this._sendRaw({ type: "auth.refresh", token: this.token });
       socket.sentToken = this.token;
     }
-    if (this._lastSeq !== null) {
-      this._mayCount(); // the server counts it; it goes first all the same
-      this._sendRaw({ type: "resume", last_seq: this._lastSeq });
-    }
     this._flushQueue();
     this._settle(socket, "resolve", message);
-    if (message) this.emit("established", message);
+    this.emit("established", message);
     if (isReconnect) this.emit("reconnected", message);
   }
 
@@ -615,6 +674,11 @@ export class WebSocketConnection extends EventEmitter {
       socket.graceTimer = null;
     }
     socket.deferred[how](value);
+    if (!socket.opened.settled) {
+      // Failed (or established, which cannot come first) before the token went out.
+      socket.opened.settled = true;
+      socket.opened[how](how === "resolve" ? undefined : value);
+    }
   }
 
   // -- helpers ------------------------------------------------------------------------------

@@ -3,21 +3,18 @@ examples (`tsc`), and `npm pack` ships the modules and their declarations and no
 
 The devDependencies (TypeScript, @types/react, vue) are installed with `npm ci` into
 clients/js/node_modules when they are missing or older than package-lock.json (.ci/run installs
-them beforehand; docs/client.md, "Type declarations")."""
+them beforehand; docs/client.md, "Type declarations"): the fixture is in conftest.py."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
 from django.apps import apps
 from django.contrib.staticfiles import finders
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = ROOT / "clients" / "js"
+from tests.clients.npm import PACKAGE, npm, run
+
 MODULES = [
     "index",
     "websocket-connection",
@@ -32,51 +29,18 @@ MODULES = [
 ]
 
 
-def _npm() -> str:
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.fail(
-            "The client's package checks need Node.js 20 or newer and npm (Debian: apt-get "
-            "install nodejs npm).",
-            pytrace=False,
-        )
-    return npm
-
-
-def _run(args: list[str], *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, cwd=PACKAGE, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-@pytest.fixture(scope="module")
-def dev_dependencies() -> Path:
-    """clients/js/node_modules as package-lock.json pins it (npm ci when missing or stale)."""
-    npm = _npm()
-    installed = PACKAGE / "node_modules" / ".package-lock.json"
-    lock = PACKAGE / "package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        result = _run([npm, "ci", "--no-audit", "--no-fund"])
-        assert result.returncode == 0, (
-            "npm ci in clients/js failed (it needs the npm registry or a warm npm cache):\n"
-            + result.stdout
-            + result.stderr
-        )
-    return PACKAGE / "node_modules"
-
-
 def test_the_declarations_type_check_against_the_seeds_examples(dev_dependencies: Path) -> None:
     # types-test/usage.ts also holds @ts-expect-error lines: a declaration that grows too loose
     # to reject them fails this as surely as one that rejects the seed's usage.
     tsc = dev_dependencies / ".bin" / "tsc"
-    result = _run([str(tsc), "--noEmit", "-p", str(PACKAGE)])
+    result = run([str(tsc), "--noEmit", "-p", str(PACKAGE)])
     assert result.returncode == 0, result.stdout + result.stderr
     usage = (PACKAGE / "types-test" / "usage.ts").read_text()
     assert "@ts-expect-error" in usage and 'from "@tripsage/realtime-client"' in usage
 
 
 def test_npm_pack_ships_every_module_with_its_declarations_and_no_tests() -> None:
-    result = _run([_npm(), "pack", "--dry-run", "--json"], timeout=120)
+    result = run([npm(), "pack", "--dry-run", "--json"], timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     (tarball,) = json.loads(result.stdout)
     files = {entry["path"] for entry in tarball["files"]}

@@ -93,17 +93,50 @@ async def test_other_users_and_connection_types_are_untouched(limiter):
 
 
 async def test_status_fields_follow_the_seed_format(limiter):
-    throttle, _ = limiter
+    """The seed's fields with the seed's meaning: `current_usage` is the messages counted in this
+    minute's window, `remaining` = `limit` - `current_usage`, `reset_at` the window's end. The
+    bucket (what may be sent right now) is in the added `burst`, `burst_remaining` and
+    `burst_reset_at` (docs/protocol.md, "Rate limits")."""
+    throttle, clock = limiter  # the clock starts on a minute: 2027-01-15T08:00:00Z
     for _ in range(5):
+        await throttle.message(7, "chat")
+    clock.advance(30)
+    for _ in range(3):
         await throttle.message(7, "chat")
     status = (await throttle.message(7, "chat", 0)).status_fields()
     assert status["limit"] == 120 and status["window_seconds"] == 60
-    assert status["remaining"] == 15 and status["current_usage"] == 5
-    assert status["burst"] == 20
-    # Five missing tokens at two per second: full again 2.5 s from now (rounded up).
-    assert status["reset_at"] == "2027-01-15T08:00:03Z"
+    assert status["current_usage"] == 8 and status["remaining"] == 112
+    assert status["reset_at"] == "2027-01-15T08:01:00Z"
+    # The bucket refilled in 30 s (two per second) and three were taken since.
+    assert status["burst"] == 20 and status["burst_remaining"] == 17
+    # Three missing tokens at two per second: full again 1.5 s from now (rounded up).
+    assert status["burst_reset_at"] == "2027-01-15T08:00:32Z"
     # Looking does not take.
-    assert (await throttle.message(7, "chat", 0)).remaining == 15
+    again = (await throttle.message(7, "chat", 0)).status_fields()
+    assert again["current_usage"] == 8 and again["burst_remaining"] == 17
+
+    # A new window starts from nothing.
+    clock.advance(30)
+    status = (await throttle.message(7, "chat", 0)).status_fields()
+    assert status["current_usage"] == 0 and status["remaining"] == 120
+    assert status["reset_at"] == "2027-01-15T08:02:00Z"
+
+
+async def test_refused_messages_are_not_usage_and_remaining_never_goes_below_zero(limiter):
+    throttle, clock = limiter
+    decisions = [await throttle.message(8, "notifications") for _ in range(7)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
+    status = decisions[-1].status_fields()
+    assert status["current_usage"] == 5 and status["remaining"] == 25
+    assert status["burst_remaining"] == 0
+    # The bucket lets one more through every 2 s: over the minute, usage reaches the limit
+    # (5 + 27 = 32 accepted > 30 per minute in one fixed window) and `remaining` stays 0.
+    for _ in range(27):
+        clock.advance(2)
+        assert (await throttle.message(8, "notifications")).allowed
+    clock.advance(1.5)  # 55.5 s: still the first window
+    status = (await throttle.message(8, "notifications", 0)).status_fields()
+    assert status["current_usage"] == 32 and status["remaining"] == 0
 
 
 async def test_connection_slots_are_per_user_and_freed_on_release(limiter, settings):

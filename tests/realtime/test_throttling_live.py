@@ -63,7 +63,8 @@ async def test_over_the_limit_is_refused_and_the_socket_stays_open(limited_pair,
     assert established["limits"]["messages_per_minute"] == 60
     assert established["limits"]["message_burst"] == 5
     status = ws.rate_limit
-    assert status["limit"] == 60 and status["remaining"] == 5 and status["window_seconds"] == 60
+    assert status["limit"] == 60 and status["window_seconds"] == 60
+    assert status["burst_remaining"] == 5 and status["burst"] == 5
 
     answers = []
     for n in range(6):
@@ -92,18 +93,28 @@ async def test_a_status_goes_out_when_the_budget_runs_low_and_on_request(limited
     a, _ = limited_pair
     _, bob, _, path = crew
     ws, _ = await connect(a.ws_url, path, factories.access_token(bob))
+    opening = ws.rate_limit
+    assert opening["current_usage"] == 0 and opening["remaining"] == 60
     for n in range(3):
         await echo(ws, n)
         await recv_until(ws, is_answer(n))
     await send_json(ws, {"type": "rate_limit_status", "id": "s-1"})  # counts: the fourth
     asked = await recv_until(ws, lambda m: m.get("request_id") == "s-1")
     assert asked["type"] == "rate_limit_status"
-    assert asked["remaining"] == 1 and asked["current_usage"] == 4 and asked["limit"] == 60
+    # The seed's meaning: four of this minute's 60 used, 56 remaining (fewer used if the minute
+    # turned meanwhile: reset_at says which); the bucket (burst 5) has one left.
+    same_minute = asked["reset_at"] == opening["reset_at"]
+    assert asked["limit"] == 60 and asked["current_usage"] + asked["remaining"] == 60
+    assert asked["current_usage"] == 4 if same_minute else 1 <= asked["current_usage"] < 4
+    assert asked["burst_remaining"] == 1
     assert set(asked) >= {"current_usage", "limit", "remaining", "reset_at", "window_seconds"}
     # The fifth leaves nothing: under 20 % of the burst, the server says so unasked, once.
     await echo(ws, 4)
     low = await recv_type(ws, "rate_limit_status")
-    assert low["remaining"] == 0 and low["current_usage"] == 5 and "request_id" not in low
+    assert low["burst_remaining"] == 0 and "request_id" not in low
+    assert low["current_usage"] + low["remaining"] == 60
+    if low["reset_at"] == opening["reset_at"]:
+        assert low["current_usage"] == 5
     await ws.close()
 
 

@@ -97,6 +97,24 @@ describe("WebSocketRateLimiter", () => {
     assert.deepEqual(limiter.limits.get("chat"), { limit: 10, window: 30000, burst: 5 });
   });
 
+  it("rate_limit_status: what may be sent now is burst_remaining; the window's remaining only reports", () => {
+    const { limiter, advance } = limiterAt(0, { enforceBurst: true });
+    // The window's 300 are used but the bucket still holds 12: not blocked, 12 may go now.
+    limiter.updateFromServer("trip_collaboration", {
+      type: "rate_limit_status", current_usage: 300, limit: 300, remaining: 0, burst: 50, burst_remaining: 12, window_seconds: 60,
+    });
+    assert.equal(limiter.waitMs("trip_collaboration"), 0);
+    for (let i = 0; i < 12; i++) assert.equal(limiter.canSendMessage("trip_collaboration"), true);
+    assert.equal(limiter.canSendMessage("trip_collaboration"), false);
+    // The window has room but the bucket is empty: wait for one message's refill.
+    limiter.updateFromServer("trip_collaboration", {
+      type: "rate_limit_status", current_usage: 50, limit: 300, remaining: 250, burst: 50, burst_remaining: 0, window_seconds: 60,
+    });
+    assert.equal(limiter.waitMs("trip_collaboration"), 200);
+    advance(200);
+    assert.equal(limiter.canSendMessage("trip_collaboration"), true);
+  });
+
   it("enforceBurst models the server's token bucket", () => {
     const { limiter, advance } = limiterAt(0, { enforceBurst: true });
     for (let i = 0; i < 50; i++) assert.equal(limiter.canSendMessage("trip_collaboration"), true);

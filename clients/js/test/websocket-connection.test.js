@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import { WebSocketConnection, WebSocketError, EventEmitter } from "../websocket-connection.js";
 import { fakeOptions } from "./helpers.js";
 
-// The seed's Jest cases ("Unit Testing Collaboration Features"), ported to node:test.
+// The seed's Jest cases ("Unit Testing Collaboration Features"), ported to node:test (the seed's
+// own file runs in Jest: test/seed-jest/seed.test.ts).
 describe("WebSocketConnection (the seed's cases)", () => {
   let connection;
   let mockWebSocket;
@@ -35,8 +36,6 @@ describe("WebSocketConnection (the seed's cases)", () => {
       setTimeout: clock.setTimeout,
       clearTimeout: clock.clearTimeout,
       now: clock.now,
-      // The seed's test resolves on open alone.
-      waitForEstablished: false,
     });
   });
 
@@ -59,21 +58,14 @@ describe("WebSocketConnection (the seed's cases)", () => {
     await assert.rejects(connectPromise, /Connection failed/);
   });
 
-  it("should send messages when connected", async () => {
-    // The seed's test sent without connecting: here the socket is opened first.
-    const connectPromise = connection.connect();
-    mockWebSocket.onopen();
-    await connectPromise;
-
+  it("should send messages when connected", () => {
+    // The constructor opened the socket; it says OPEN before its open event: the token goes first.
     connection.send({ type: "test", data: "hello" });
     const sent = mockWebSocket.send.mock.calls.map((c) => c.arguments[0]);
-    assert.equal(sent.at(-1), JSON.stringify({ type: "test", data: "hello" }));
+    assert.deepEqual(sent, [JSON.stringify({ token: "test-token" }), JSON.stringify({ type: "test", data: "hello" })]);
   });
 
-  it("should handle reconnection on close", async () => {
-    connection.connect();
-    mockWebSocket.onopen();
-
+  it("should handle reconnection on close", () => {
     // Simulate unexpected close
     mockWebSocket.onclose({ code: 1006 });
 
@@ -92,35 +84,136 @@ describe("WebSocketConnection", () => {
     ({ factory, clock, options } = fakeOptions());
   });
 
-  it("waits for connection.established by default and resolves with it", async () => {
+  /** Whether `promise` has settled once pending callbacks have run: "resolved", "rejected" or "pending". */
+  async function settled(promise) {
+    let result = "pending";
+    promise.then(
+      () => (result = "resolved"),
+      () => (result = "rejected"),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    return result;
+  }
+
+  it("connect() resolves once the socket is open and the token sent; whenEstablished() on connection.established", async () => {
     const connection = new WebSocketConnection(options);
     const states = [];
     connection.on("stateChange", (state) => states.push(state));
-    let settled = false;
-    const promise = connection.connect().then((m) => {
-      settled = true;
-      return m;
-    });
+    const connected = connection.connect();
+    const established = connection.whenEstablished();
     const ws = factory.last();
+    assert.equal(await settled(connected), "pending");
     ws.open();
-    await Promise.resolve();
-    assert.equal(settled, false);
-    assert.equal(connection.state, "connecting");
+    assert.equal(await connected, undefined);
     assert.deepEqual(ws.sent(), [{ token: "test-token" }]);
+    assert.equal(await settled(established), "pending");
+    assert.equal(connection.state, "connecting");
     ws.receive({ type: "connection.established", connection_id: "c1" });
-    const established = await promise;
-    assert.equal(established.connection_id, "c1");
+    assert.equal((await established).connection_id, "c1");
     assert.equal(connection.state, "connected");
     assert.deepEqual(states, ["connecting", "connected"]);
+    // Connected: both answer at once, and no socket is added.
+    assert.equal(await connection.connect(), undefined);
+    assert.equal((await connection.whenEstablished()).connection_id, "c1");
+    assert.equal(factory.sockets.length, 1);
   });
 
-  it("rejects with the server's error envelope and close code, and does not reconnect after 4001", async () => {
+  it("the constructor opens the socket once listeners had their chance; autoConnect: false does not", async () => {
+    const connection = new WebSocketConnection(options);
+    const states = [];
+    connection.on("stateChange", (state) => states.push(state));
+    assert.equal(factory.sockets.length, 0);
+    await Promise.resolve();
+    assert.equal(factory.sockets.length, 1);
+    assert.equal(factory.last().url, "ws://test.com");
+    assert.deepEqual(states, ["connecting"]); // seen by a listener attached after `new`
+
+    const manual = new WebSocketConnection({ ...options, autoConnect: false });
+    await settled(Promise.resolve());
+    assert.equal(factory.sockets.length, 1);
+    assert.equal(manual.state, "disconnected");
+    manual.connect();
+    assert.equal(factory.sockets.length, 2);
+  });
+
+  it("connect() while opening returns the same promise and opens no second socket", async () => {
+    const connection = new WebSocketConnection(options);
+    const first = connection.connect(); // before the constructor's turn: opens now
+    assert.equal(factory.sockets.length, 1);
+    await Promise.resolve();
+    assert.equal(connection.connect(), first);
+    assert.equal(factory.sockets.length, 1);
+    factory.last().open();
+    await first;
+    assert.equal(await settled(connection.connect()), "resolved"); // token on the wire, not established yet
+    assert.equal(factory.sockets.length, 1);
+  });
+
+  it("disconnect() before the constructor's turn: no socket is opened", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.disconnect();
+    await settled(Promise.resolve());
+    assert.equal(factory.sockets.length, 0);
+    assert.equal(connection.state, "disconnected");
+  });
+
+  it("connect() rejects when the socket fails before it opens", async () => {
+    const connection = new WebSocketConnection(options);
+    const connected = connection.connect();
+    const established = connection.whenEstablished();
+    factory.last().fail(new Error("Connection failed"));
+    await assert.rejects(connected, (e) => e instanceof WebSocketError && e.code === "CONNECTION_FAILED" && /Connection failed/.test(e.message));
+    await assert.rejects(established, (e) => e.code === "CONNECTION_FAILED");
+  });
+
+  it("whenEstablished() waits for the next socket when none is opening, and rejects on disconnect()", async () => {
+    const connection = new WebSocketConnection({ ...options, autoConnect: false });
+    const waiting = connection.whenEstablished();
+    connection.connect();
+    factory.last().establish({ connection_id: "c9" });
+    assert.equal((await waiting).connection_id, "c9");
+
+    const later = new WebSocketConnection({ ...options, autoConnect: false });
+    const never = later.whenEstablished();
+    later.disconnect();
+    await assert.rejects(never, (e) => e.code === "CONNECTION_CLOSED");
+    assert.equal(factory.sockets.length, 1);
+  });
+
+  it("after the token, send() writes straight to the socket; the queue keeps its order", async () => {
+    const connection = new WebSocketConnection(options);
+    assert.equal(connection.send({ type: "echo", data: 1 }), "queued"); // no socket yet
+    await Promise.resolve();
+    const ws = factory.last();
+    assert.equal(connection.send({ type: "echo", data: 2 }), "queued"); // opening
+    ws.open();
+    // Older messages wait for the server's answer: a new one queues behind them.
+    assert.equal(connection.send({ type: "echo", data: 3 }), "queued");
+    assert.deepEqual(ws.sent(), [{ token: "test-token" }]);
+    ws.receive({ type: "connection.established" });
+    assert.equal(connection.send({ type: "echo", data: 4 }), "sent");
+    assert.deepEqual(ws.sent().map((m) => m.data ?? m.token), ["test-token", 1, 2, 3, 4]);
+  });
+
+  it("with nothing queued, a message sent once connect() resolved goes out before connection.established", async () => {
+    const connection = new WebSocketConnection(options);
+    const connected = connection.connect();
+    factory.last().open();
+    await connected;
+    assert.equal(connection.state, "connecting");
+    assert.equal(connection.send({ type: "echo", data: "now" }), "sent");
+    assert.deepEqual(factory.last().sent(), [{ token: "test-token" }, { type: "echo", data: "now" }]);
+  });
+
+  it("whenEstablished() rejects with the server's error envelope and close code; no reconnect after 4001", async () => {
     const connection = new WebSocketConnection(options);
     const errors = [];
     connection.on("error", (e) => errors.push(e));
-    const promise = connection.connect();
+    const connected = connection.connect();
+    const promise = connection.whenEstablished();
     const ws = factory.last();
     ws.open();
+    await connected; // the token is on the wire: connect() is done, the server has not answered
     ws.receive({
       type: "error",
       request_id: null,
@@ -141,9 +234,10 @@ describe("WebSocketConnection", () => {
     assert.equal(connection.state, "disconnected");
   });
 
-  it("rejects on an error envelope even if no close follows (after the grace period)", async () => {
+  it("whenEstablished() rejects on an error envelope even if no close follows (after the grace period)", async () => {
     const connection = new WebSocketConnection(options);
-    const promise = connection.connect();
+    connection.connect();
+    const promise = connection.whenEstablished();
     const ws = factory.last();
     ws.open();
     ws.receive({ type: "error", request_id: null, error: { code: "AUTHORIZATION_FAILED", message: "You are not a member of this trip.", details: { trip_id: 9 } } });
@@ -238,7 +332,8 @@ describe("WebSocketConnection", () => {
     const errors = [];
     connection.on("reconnecting", (info) => reconnecting.push(info));
     connection.on("error", (e) => errors.push(e));
-    const first = connection.connect();
+    connection.connect();
+    const first = connection.whenEstablished();
     refuseOverloaded(factory.last(), 2);
     await assert.rejects(first, (e) => e.code === "SERVER_ERROR" && e.closeCode === 4013 && e.details.retry_after === 2);
     // backoff 0.5 * 1000 = 500; hint 2 s * 1000 * (1 + 0.75) = 3500: the larger
@@ -353,7 +448,7 @@ describe("WebSocketConnection", () => {
     assert.equal(connection.state, "reconnecting");
   });
 
-  it("sends resume with the last seq after reconnecting, then the queued messages in order", async () => {
+  it("sends resume with the last seq right after the token, then the queued messages on connection.established", async () => {
     const connection = new WebSocketConnection(options);
     const reconnected = [];
     connection.on("reconnected", (m) => reconnected.push(m));
@@ -377,7 +472,9 @@ describe("WebSocketConnection", () => {
     const second = factory.last();
     assert.notEqual(second, first);
     second.open();
-    assert.deepEqual(second.sent(), [{ token: "test-token" }]); // nothing before the server accepts
+    // The resume goes with the token; the queue waits for the server to accept the token.
+    assert.deepEqual(second.sent(), [{ token: "test-token" }, { type: "resume", last_seq: 13 }]);
+    assert.equal(connection.send({ type: "trip.update", n: 4 }), "queued"); // behind the others
     second.receive({ type: "connection.established", connection_id: "c2" });
     assert.deepEqual(second.sent(), [
       { token: "test-token" },
@@ -385,10 +482,42 @@ describe("WebSocketConnection", () => {
       { type: "trip.update", n: 1 },
       { type: "trip.update", n: 2 },
       { type: "trip.update", n: 3 },
+      { type: "trip.update", n: 4 },
     ]);
     assert.equal(connection.queuedCount, 0);
     assert.equal(reconnected.length, 1);
     assert.equal(connection.state, "connected");
+  });
+
+  it("on a reconnect, a message sent once connect() resolved follows the token and the resume", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.connect();
+    factory.last().establish();
+    factory.last().receive({ type: "trip.updated", seq: 7 });
+    const opened = connection.reconnect();
+    const ws = factory.last();
+    ws.open();
+    await opened;
+    assert.equal(connection.send({ type: "echo", data: "after" }), "sent");
+    ws.receive({ type: "connection.established" });
+    assert.deepEqual(ws.sent(), [{ token: "test-token" }, { type: "resume", last_seq: 7 }, { type: "echo", data: "after" }]);
+  });
+
+  it("a socket that says OPEN before its open event gets the token and the resume before a message, once", async () => {
+    const connection = new WebSocketConnection(options);
+    const opens = [];
+    connection.on("open", () => opens.push(true));
+    connection.connect();
+    factory.last().establish();
+    factory.last().receive({ type: "trip.updated", seq: 3 });
+    factory.last().serverClose(1006);
+    clock.advance(1000);
+    const ws = factory.last();
+    ws.readyState = 1; // open, its event not dispatched yet
+    assert.equal(connection.send({ type: "echo", data: "x" }), "sent");
+    ws.onopen({ type: "open" }); // the event, late: nothing is sent twice
+    assert.deepEqual(ws.sent(), [{ token: "test-token" }, { type: "resume", last_seq: 3 }, { type: "echo", data: "x" }]);
+    assert.equal(opens.length, 2);
   });
 
   it("does not send resume on a stream without seq", async () => {

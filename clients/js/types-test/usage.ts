@@ -33,7 +33,7 @@ import {
   useWebSocketConnection as useWebSocketConnectionOverGlobalVue,
   type ConflictResolver,
   type ConnectionEstablished,
-  type ConnectionState,
+  ConnectionState, // a value (the frozen names) and the type of its values
   type ErrorContext,
   type ErrorRecoveryAction,
   type OptimisticUpdate,
@@ -60,7 +60,7 @@ const options: WebSocketConnectionOptions = {
   reconnectDelay: 1000,
   maxReconnectDelay: 30000,
   maxQueueSize: 1000,
-  waitForEstablished: true,
+  autoConnect: true,
   errorCloseGrace: 1000,
   rateLimiter: new WebSocketRateLimiter({ enforceBurst: true }),
   channelType: "trip_collaboration",
@@ -94,7 +94,7 @@ connection.on("close", ({ code, reason, wasClean, error }) => {
   if (code === CloseCode.AUTHENTICATION_FAILED) void [reason, wasClean, error?.code];
 });
 connection.on("reconnecting", ({ attempt, delay, code }) => void [attempt + delay + code]);
-connection.on("reconnected", (message) => void message?.connection_id);
+connection.on("reconnected", (message) => void message.connection_id);
 const offState = connection.on("stateChange", (state, previous) => {
   const now: ConnectionState = state;
   void [now, previous];
@@ -106,8 +106,9 @@ connection.on("connected", () => undefined);
 connection.on("close", (code: number, reason: string) => void [code, reason]);
 
 async function connectAndSend(): Promise<void> {
-  const established: ConnectionEstablished | null = await connection.connect();
-  void established?.token_expires_at;
+  const opened: void = await connection.connect();
+  const established: ConnectionEstablished = await connection.whenEstablished();
+  void [opened, established.token_expires_at];
   const result: SendResult = connection.send({ type: "chat.message", id: "1", content: "hi" });
   // @ts-expect-error: send answers "sent" | "queued" | "dropped"
   const wrong: boolean = connection.send({ type: "ping" });
@@ -123,6 +124,11 @@ void connectAndSend;
 // @ts-expect-error: the states are disconnected, connecting, connected and reconnecting
 const badState: ConnectionState = "open";
 void badState;
+const named: ConnectionState = ConnectionState.RECONNECTING;
+const isUp = (state: ConnectionState): boolean => state === ConnectionState.CONNECTED;
+void [named, isUp(connection.state)];
+// @ts-expect-error: ConnectionState is frozen
+ConnectionState.CONNECTED = "open";
 
 // -- The lifecycle manager ----------------------------------------------------------------------
 

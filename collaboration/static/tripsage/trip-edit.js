@@ -587,7 +587,8 @@ function onTripMessage(message) {
       }
       break;
     case "rate_limit_status":
-      if (message.remaining === 0) showRateLimit({ ...message, retry_after: 60 / message.limit });
+      // burst_remaining: what may be sent now (remaining is the seed's count of the minute).
+      if ((message.burst_remaining ?? message.remaining) === 0) showRateLimit({ ...message, retry_after: 60 / message.limit });
       break;
     case "error":
       if (message.error.code === "AUTHORIZATION_FAILED") showNotMember();
@@ -715,6 +716,8 @@ function connectStream(path, onMessage) {
     token: auth.access,
     reconnectAttempts: Infinity,
     heartbeatInterval: 30000,
+    // main() opens the sockets (connect()) once the network is up and the token valid.
+    autoConnect: false,
   });
   metrics.track(connection); // before its socket opens: every frame is counted
   connection.on("message", onMessage);

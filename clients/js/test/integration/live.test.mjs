@@ -32,7 +32,8 @@ test("live: connect, snapshot, trip.update of notes answered by ack, resume afte
   try {
     const snapshotPromise = next(connection, (m) => m.type === "trip.snapshot");
     const rateStatusPromise = next(connection, (m) => m.type === "rate_limit_status");
-    const established = await connection.connect();
+    await connection.connect();
+    const established = await connection.whenEstablished();
     assert.equal(established.type, "connection.established");
     assert.equal(established.connection_type, "trip_collaboration");
     assert.equal(connection.state, "connected");
@@ -97,13 +98,68 @@ test("live: a bad token is refused with AUTHENTICATION_FAILED and 4001, without 
   const url = `${base.replace(/\/+$/, "")}/ws/trips/${tripId}/`;
   const connection = new WebSocketConnection({ url, token: "not-a-jwt", reconnectAttempts: 3 });
   try {
-    await assert.rejects(connection.connect(), (error) => {
+    await connection.connect(); // the socket opened and the token went out
+    await assert.rejects(connection.whenEstablished(), (error) => {
       assert.equal(error.code, "AUTHENTICATION_FAILED");
       assert.equal(error.details.reason, "malformed");
       assert.equal(error.closeCode, 4001);
       return true;
     });
     assert.equal(connection.state, "disconnected");
+  } finally {
+    connection.disconnect();
+  }
+});
+
+test("live: the token and the resume go first; a message sent once connect() resolved is answered after them", { skip, timeout: 60000 }, async () => {
+  const url = `${base.replace(/\/+$/, "")}/ws/trips/${tripId}/`;
+  const frames = []; // what the client wrote, in order
+  class RecordingWebSocket extends WebSocket {
+    send(data) {
+      frames.push(JSON.parse(data));
+      super.send(data);
+    }
+  }
+  const connection = new WebSocketConnection({ url, token, reconnectAttempts: 2, WebSocket: RecordingWebSocket });
+  const received = [];
+  connection.on("message", (m) => received.push(m));
+  const errors = [];
+  connection.on("error", (error) => errors.push(error));
+  try {
+    const snapshot = next(connection, (m) => m.type === "trip.snapshot");
+    await connection.connect();
+    // The token is on the wire and the server has not answered yet: straight to the socket.
+    assert.equal(connection.state, "connecting");
+    assert.equal(connection.send({ type: "echo", id: "early", data: "before established" }), "sent");
+    const early = await next(connection, (m) => m.request_id === "early");
+    assert.equal(early.type, "echo", JSON.stringify(early));
+    await snapshot;
+    const order = received.map((m) => m.type);
+    assert.ok(order.indexOf("connection.established") < order.indexOf("trip.snapshot"), order.join());
+    assert.ok(order.indexOf("trip.snapshot") < received.indexOf(early), order.join());
+    assert.deepEqual(frames.map((f) => f.type ?? "token").filter((t) => t !== "pong"), ["token", "echo"]);
+    const lastSeq = connection.lastSeq;
+    assert.equal(typeof lastSeq, "number");
+
+    // A new socket: the resume goes right after the token, before the server has answered it,
+    // and a message sent once connect() resolved follows it.
+    frames.length = 0;
+    received.length = 0;
+    const resumed = next(connection, (m) => m.type === "resume.complete" || m.type === "resync.required");
+    const answered = next(connection, (m) => m.request_id === "after-resume");
+    await connection.reconnect();
+    assert.equal(connection.state, "reconnecting");
+    assert.equal(connection.send({ type: "echo", id: "after-resume", data: "x" }), "sent");
+    assert.deepEqual(frames, [{ token }, { type: "resume", last_seq: lastSeq }, { type: "echo", id: "after-resume", data: "x" }]);
+    const complete = await resumed;
+    assert.equal(complete.type, "resume.complete", JSON.stringify(complete));
+    assert.equal(complete.last_seq, lastSeq);
+    const echo = await answered;
+    assert.equal(echo.type, "echo", JSON.stringify(echo));
+    assert.ok(received.indexOf(complete) < received.indexOf(echo));
+    assert.equal(received[0].type, "connection.established");
+    assert.equal(connection.state, "connected");
+    assert.deepEqual(errors.map((e) => e.code), []);
   } finally {
     connection.disconnect();
   }

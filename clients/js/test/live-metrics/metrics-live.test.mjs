@@ -101,7 +101,7 @@ test("live: the collector's figures are the server's for the same socket", { ski
   try {
     const snapshot = next(connection, (m) => m.type === "trip.snapshot");
     await connection.connect();
-    const established = connection.established ?? (await next(connection, (m) => m.type === "connection.established"));
+    const established = await connection.whenEstablished();
     const first = established.connection_id;
     await snapshot;
 
