@@ -1,5 +1,5 @@
 """Reads for the metrics surfaces: the seed's GlobalMetrics across every live process, figures
-by connection type, and history from the snapshots."""
+by connection type, history from the snapshots, and one socket's ConnectionMetrics."""
 
 from __future__ import annotations
 
@@ -151,6 +151,48 @@ def _history(
             }
         )
     return points
+
+
+def _epoch_ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+def _ms(latency: float | None) -> float | None:
+    return None if latency is None else round(latency, 2)
+
+
+def connection_metrics(*, connection_id: str) -> dict[str, Any] | None:
+    """One socket's figures under the seed's ConnectionMetrics names, from its side (its
+    `messagesSent` are the frames the server sent), as of its row's last write (`updatedAt`:
+    the holding process's flush, every METRICS_LIVE_REFRESH_SECONDS at most), and what the row
+    adds: who, where, and how the socket ended. None for no such socket."""
+    row = ConnectionSession.objects.filter(connection_id=connection_id).first()
+    if row is None:
+        return None
+    return {
+        "connectionId": row.connection_id,
+        "userId": None if row.user_id is None else str(row.user_id),
+        "connectionType": row.connection_type,
+        "connectedAt": _epoch_ms(row.connected_at),
+        "lastActivity": _epoch_ms(row.last_activity),
+        "messagesSent": row.messages_sent,
+        "messagesReceived": row.messages_received,
+        "bytesSent": row.bytes_sent,
+        "bytesReceived": row.bytes_received,
+        "errors": row.errors,
+        "reconnectAttempts": row.reconnect_attempts,
+        "averageLatency": _ms(row.average_latency_ms),
+        "peakLatency": _ms(row.peak_latency_ms),
+        "connectionDrops": row.connection_drops,
+        "username": row.username,
+        "tripId": row.trip_id,
+        "process": row.process,
+        "open": row.ended_at is None,
+        "updatedAt": _epoch_ms(row.last_seen),
+        "endedAt": _epoch_ms(row.ended_at),
+        "closeCode": row.close_code,
+        "endReason": row.end_reason,
+    }
 
 
 def disconnects_requested(*, since: datetime) -> list[str]:

@@ -25,7 +25,7 @@ from events.batch import Batcher
 from metrics import instruments
 from protocol import AuthFailureReason, CloseCode, ErrorCode
 from protocol.origins import refusal_advice, socket_origin_allowed
-from realtime.flow import SEND_ON_CLOSED
+from realtime.flow import SEND_ON_CLOSED, utf8_size
 from realtime.throttling import throttle
 
 if TYPE_CHECKING:
@@ -183,6 +183,27 @@ class AuthContext:
     request_id: str | None  # the `id` of the client's auth message, answered by the consumer
 
 
+class HandshakeTally:
+    """The frames of one handshake (the token, and any refused before it), counted as
+    realtime.flow counts a socket's: the consumer's metrics start from them. In the scope as
+    `handshake`, which the consumer drops once it has read it (nothing per socket kept)."""
+
+    __slots__ = ("bytes_in", "bytes_out", "errors", "frames_in", "frames_out")
+
+    def __init__(self) -> None:
+        self.frames_in = self.bytes_in = self.frames_out = self.bytes_out = self.errors = 0
+
+    def received(self, message: dict[str, Any]) -> None:
+        text = message.get("text")
+        self.frames_in += 1
+        self.bytes_in += utf8_size(text) if text is not None else len(message.get("bytes") or b"")
+
+    def error_sent(self, frame: dict[str, Any]) -> None:
+        self.frames_out += 1
+        self.bytes_out += utf8_size(frame["text"])
+        self.errors += 1
+
+
 class OriginRefusalLog:
     """A WARNING for a refused origin, once per origin per `interval` seconds: the browser sees
     only a failed handshake and daphne logs only WSREJECT, so this says which origin and what
@@ -317,7 +338,8 @@ class JWTAuthMiddleware:
             )
             return None
 
-        result = await self._await_auth(receive, send)
+        tally = HandshakeTally()
+        result = await self._await_auth(receive, send, tally)
         if result is None:
             return None
         verified, request_id = result
@@ -371,9 +393,12 @@ class JWTAuthMiddleware:
             scope,
             user=user,
             auth=AuthContext(connection_id=connection_id, token=verified, request_id=request_id),
+            handshake=tally,
         )
 
-    async def _await_auth(self, receive: Any, send: Any) -> tuple[VerifiedToken, str | None] | None:
+    async def _await_auth(
+        self, receive: Any, send: Any, tally: HandshakeTally
+    ) -> tuple[VerifiedToken, str | None] | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.REALTIME_AUTH_TIMEOUT_SECONDS
         while True:
@@ -390,6 +415,7 @@ class JWTAuthMiddleware:
                 return None
             if message["type"] != "websocket.receive":
                 continue
+            tally.received(message)
             request_id = None
             try:
                 data = protocol.parse_json(
@@ -406,7 +432,9 @@ class JWTAuthMiddleware:
                 ):
                     await self._refuse(send, error.envelope())
                     return None
-                await send(_text_frame(error.envelope()))
+                frame = _text_frame(error.envelope())
+                await send(frame)
+                tally.error_sent(frame)
                 continue
             try:
                 verified = verify_access_token(auth.token)  # the signature: no I/O

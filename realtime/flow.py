@@ -39,6 +39,12 @@ def _send_on_closed_errors() -> tuple[type[BaseException], ...]:
 SEND_ON_CLOSED = _send_on_closed_errors()
 
 
+def utf8_size(text: str) -> int:
+    """The bytes a text frame carries (UTF-8), which a client counts too. `isascii` answers
+    from the string's header, so the common frame costs no encoding."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 class SocketState:
     """Per-socket counters in one slotted object: thousands of idle sockets each carry one,
     so they stay out of the consumer's attribute dict. Flow control, heartbeat and rate-limit
@@ -151,17 +157,20 @@ class FlowControlledConsumer(SingleTaskConsumer, AsyncWebsocketConsumer):
         the consumer: True when it went straight to the socket (framed once per process by
         realtime.direct), else the send to await."""
         text = event["text"]
-        if self._count_out(text):
+        size = event.get("size")
+        if size is None:  # once per process: the event dict is shared by its local members
+            size = event["size"] = utf8_size(text)
+        if self._count_out(text, size):
             return self._send_then_control(text)
         if self._write_direct(text, event_frame(event) if self._direct_write is not None else None):
             return True
         return self._send_frame(text)
 
-    def _count_out(self, text: str) -> bool:
-        """Count one frame out; True when flow control must follow it with a ping (or, past
-        REALTIME_MAX_UNACKED_BYTES, with the 4009 close)."""
+    def _count_out(self, text: str, size: int | None = None) -> bool:
+        """Count one frame out (`size`: its UTF-8 bytes, if known); True when flow control must
+        follow it with a ping (or, past REALTIME_MAX_UNACKED_BYTES, with the 4009 close)."""
         io = self.io
-        io.bytes_out += len(text)
+        io.bytes_out += utf8_size(text) if size is None else size
         io.messages_out += 1
         return (
             io.bytes_out - io.bytes_acked > settings.REALTIME_MAX_UNACKED_BYTES
@@ -212,7 +221,9 @@ class FlowControlledConsumer(SingleTaskConsumer, AsyncWebsocketConsumer):
             return
         self.closing = True  # first: no send below may start another close
         self.closed_as = code
-        await self._send_frame(protocol.encode(envelope))
+        text = protocol.encode(envelope)
+        self._count_out(text)  # the socket's last frame counts like any other (no ping follows)
+        await self._send_frame(text)
         await self.close(code=int(code))
 
     # -- heartbeat ------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from django.utils import timezone
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
@@ -35,6 +36,7 @@ from agents import services as agent_services
 from collaboration.models import Conflict, Notification
 from collaboration.services import chat as chat_services
 from collaboration.services import trips as trip_services
+from metrics.models import ConnectionSession
 from tests import factories
 from tests.conftest import DaphneServer
 
@@ -60,7 +62,7 @@ class World:
     """The bearer's token, and ids that exist, by path parameter name."""
 
     token: str
-    ids: dict[str, list[int]]
+    ids: dict[str, list[Any]]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,8 @@ def fuzz_server(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
 @pytest.fixture
 def world(transactional_db: None, fuzz_server: DaphneServer) -> World:
     """Alice (staff, for /api/metrics/ and run status) owns two trips, with an open conflict, a
-    chat message, notifications and an agent run; dave's trip is one she is not a member of."""
+    chat message, notifications and an agent run; dave's trip is one she is not a member of; a
+    socket of hers has its metrics row."""
     alice, bob, carol, trip = factories.make_crew()
     alice.is_staff = True
     alice.save(update_fields=["is_staff"])
@@ -86,6 +89,11 @@ def world(transactional_db: None, fuzz_server: DaphneServer) -> World:
         )  # fmt: skip
     chat_services.chat_post(trip_id=trip.pk, author=bob, text="hi @alice")
     run = agent_services.agent_run_create(owner=alice, agent="planner", trip_id=trip.pk)
+    now = timezone.now()
+    session = ConnectionSession.objects.create(
+        connection_id=protocol.new_id(), user=alice, username="alice", connection_type="chat",
+        process="fuzz:1", connected_at=now, last_activity=now, last_seen=now,
+    )  # fmt: skip
     return World(
         token=factories.access_token(alice, lifetime_seconds=3600),
         ids={
@@ -96,6 +104,7 @@ def world(transactional_db: None, fuzz_server: DaphneServer) -> World:
                 Notification.objects.filter(recipient=alice).values_list("pk", flat=True)
             ),
             "run_id": [run.pk],
+            "connection_id": [session.connection_id],
         },
     )
 

@@ -116,6 +116,11 @@ urlpatterns = [
         name="notifications-read-all",
     ),
     path("api/metrics/", metrics_apis.MetricsApi.as_view(), name="metrics-api"),
+    path(
+        "api/metrics/connections/<str:connection_id>/",
+        metrics_apis.ConnectionMetricsApi.as_view(),
+        name="connection-metrics-api",
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # API documentation, from drf-spectacular-sidecar's static files (no CDN), and the login
     # of DRF's browsable API (its pages link to it).

@@ -5,5 +5,6 @@ export * from "./rate-limiter.js";
 export * from "./error-handler.js";
 export * from "./optimistic.js";
 export * from "./outbox.js";
+export * from "./metrics.js";
 export * from "./react.js";
 export * from "./vue.js";

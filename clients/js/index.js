@@ -21,5 +21,6 @@ export {
 } from "./error-handler.js";
 export { OptimisticUpdateManager, newUpdateId, tripUpdateMessage } from "./optimistic.js";
 export { OUTBOX_STORAGE_PREFIX, OfflineOutbox, memoryStorage, outboxMessage } from "./outbox.js";
+export { WebSocketMetricsCollector, frameByteLength, utf8ByteLength } from "./metrics.js";
 export { createUseWebSocket, useWebSocket } from "./react.js";
 export { createUseWebSocketConnection, useWebSocketConnection } from "./vue.js";

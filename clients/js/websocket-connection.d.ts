@@ -270,6 +270,10 @@ export interface WebSocketConnectionEvents {
   reconnecting: [info: ReconnectingInfo];
   reconnected: [message: ConnectionEstablished];
   stateChange: [state: ConnectionState, previous: ConnectionState];
+  /** The text of every frame written to the socket (the token, pings and pongs included). */
+  frameSent: [text: string];
+  /** Every frame's data as the socket delivered it, before it is parsed. */
+  frameReceived: [data: unknown];
 }
 
 export type SendResult = "sent" | "queued" | "dropped";

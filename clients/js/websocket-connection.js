@@ -192,7 +192,9 @@ function rateLimiterWait(limiter, type) {
  *
  * Events: open, message (every parsed server message), established (connection.established),
  * error (WebSocketError), close ({code, reason, wasClean, error}), reconnecting ({attempt, delay,
- * code}), reconnected (connection.established), stateChange (state, previous).
+ * code}), reconnected (connection.established), stateChange (state, previous), frameSent (the
+ * text of every frame written to the socket) and frameReceived (every frame's data, before it
+ * is parsed): what a WebSocketMetricsCollector counts.
  */
 export class WebSocketConnection extends EventEmitter {
   constructor(options = {}) {
@@ -347,6 +349,7 @@ export class WebSocketConnection extends EventEmitter {
     if (socket && !socket.tokenSent && socket.ws === this._ws && this._socketOpen()) this._handleOpen(socket);
     if (socket?.tokenSent && socket.ws === this._ws && this._socketOpen() && this._queue.length === 0 && this._mayCount()) {
       this._ws.send(text);
+      this.emit("frameSent", text);
       return "sent";
     }
     if (this._queue.length >= this.maxQueueSize) {
@@ -472,6 +475,7 @@ export class WebSocketConnection extends EventEmitter {
   }
 
   _handleMessage(socket, event) {
+    this.emit("frameReceived", event?.data);
     let message;
     try {
       message = JSON.parse(typeof event?.data === "string" ? event.data : String(event?.data));
@@ -686,7 +690,9 @@ export class WebSocketConnection extends EventEmitter {
 
   _sendRaw(message) {
     if (!this._socketOpen()) return false;
-    this._ws.send(JSON.stringify(message));
+    const text = JSON.stringify(message);
+    this._ws.send(text);
+    this.emit("frameSent", text);
     return true;
   }
 
@@ -699,6 +705,7 @@ export class WebSocketConnection extends EventEmitter {
       }
       const text = this._queue[0];
       this._ws.send(text);
+      this.emit("frameSent", text);
       this._queue.shift();
     }
   }

@@ -27,10 +27,11 @@ from metrics import instruments
 from metrics.collector import collector
 from protocol import AuthFailureReason, ClientMessage, CloseCode, ErrorCode, ProtocolError
 from realtime.admission import RateLimitedConsumer
-from realtime.auth import AuthContext, AuthFailure
+from realtime.auth import AuthContext, AuthFailure, HandshakeTally
 from realtime.connect_gate import socket_opened
 from realtime.connections import connections
 from realtime.convergence import stream_check
+from realtime.flow import utf8_size
 from realtime.throttling import message_rate
 from realtime.timers import ticker
 from realtime.token_refresh import TokenRefreshConsumer
@@ -191,6 +192,14 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
         self.token_expires_at = auth.token.expires_at
         self.start_flow()
         self._joined: list[str] = []
+        # The handshake's frames (the token, and any refused before it) crossed this socket
+        # too: a client counting its frames counts them (docs/metrics.md).
+        handshake = cast("HandshakeTally | None", self.scope.get("handshake"))
+        if handshake is not None:
+            io = self.io
+            io.messages_in, io.bytes_in = handshake.frames_in, handshake.bytes_in
+            io.messages_out, io.bytes_out = handshake.frames_out, handshake.bytes_out
+            io.errors = handshake.errors
 
         try:
             await self._open()
@@ -339,8 +348,8 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
         io.last_heard = time.monotonic()
         io.last_activity = time.time()
         io.messages_in += 1
-        frame = message.get("text") or message.get("bytes") or ""
-        io.bytes_in += len(frame)
+        text = message.get("text")
+        io.bytes_in += utf8_size(text) if text is not None else len(message.get("bytes") or b"")
         if self.closing:
             return
         request_id = None

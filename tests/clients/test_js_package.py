@@ -23,6 +23,7 @@ MODULES = [
     "error-handler",
     "optimistic",
     "outbox",
+    "metrics",
     "react",
     "vue",
 ]

@@ -66,12 +66,12 @@ async def test_counters_are_written_in_batches_and_shown_to_staff(metered, crew)
 
     def flushed():
         row = ConnectionSession.objects.filter(connection_id=cid).first()
-        return row if row and row.messages_received >= 5 else None
+        return row if row and row.messages_received >= 6 else None
 
     row = await eventually(flushed)
     assert row.username == "alice" and row.connection_type == "trip_collaboration"
     assert row.trip_id == trip.pk and row.ended_at is None
-    assert row.messages_received == 5  # the echoes (the auth message is the middleware's)
+    assert row.messages_received == 6  # the token frame and the five echoes
     assert row.messages_sent >= 5 + 3 and row.bytes_sent > 500 and row.bytes_received > 500
     assert row.errors == 0
 
@@ -106,7 +106,7 @@ async def test_counters_are_written_in_batches_and_shown_to_staff(metered, crew)
 
     row = await eventually(ended)
     assert row.close_code == 1000 and row.end_reason == "client_closed"
-    assert row.messages_received == 5
+    assert row.messages_received == 6
     await chat_ws.close()
 
 

@@ -6,7 +6,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
-const MODULES = ["websocket-connection", "lifecycle", "rate-limiter", "error-handler", "optimistic", "outbox", "react", "vue"];
+const MODULES = ["websocket-connection", "lifecycle", "rate-limiter", "error-handler", "optimistic", "outbox", "metrics", "react", "vue"];
 const root = new URL("../", import.meta.url);
 const read = (name) => readFileSync(new URL(name, root), "utf8");
 

@@ -306,3 +306,23 @@ if (limiter.canSendMessage("chat")) limiter.blockFor("chat", 0.5);
 const waitMs: number = limiter.waitMs("chat");
 const seedSeconds: 60 = DEFAULT_RATE_LIMIT_RETRY_SECONDS;
 void [recovery, normalized.code, chatWindow, limiter.getTimeUntilNextMessage("chat"), limiter.getRemainingMessages("chat"), waitMs, seedSeconds];
+
+// -- Performance Monitoring: the seed's WebSocketMetricsCollector, fed by a connection ----------
+// (imported here, through the package's subpath, to keep this block apart from the others)
+import { WebSocketMetricsCollector as MetricsCollector, type ConnectionMetrics, type GlobalMetrics } from "@tripsage/realtime-client/metrics";
+
+const collector = new MetricsCollector();
+collector.recordConnectionEstablished("c1", "u1", "trip_collaboration");
+collector.recordMessageSent("c1", 120, 35);
+collector.recordMessageReceived("c1", 480);
+collector.recordError("c1", new Error("x"));
+collector.recordConnectionDropped("c1");
+collector.cleanupInactiveConnections(3600000);
+const perSocket: ConnectionMetrics | undefined = collector.getConnectionMetrics("c1");
+const global: GlobalMetrics = collector.getGlobalMetrics();
+const byType: Map<string | null, number> = collector.getConnectionsByType();
+const untrack: () => void = collector.track(connection);
+const tracked = collector.getTrackedMetrics(connection);
+// @ts-expect-error: a message's size is a number of bytes
+collector.recordMessageSent("c1", "hello");
+void [perSocket?.averageLatency, global.activeConnections, byType, untrack, tracked?.connectionId, collector.getTrackedTotals(connection)?.reconnectAttempts];

@@ -12,7 +12,7 @@ import { createHistoryPanel } from "./trip-history.js";
 
 const app = document.getElementById("app");
 const client = await import(app.dataset.client);
-const { WebSocketConnection, ConnectionLifecycleManager, OptimisticUpdateManager, OfflineOutbox } = client;
+const { WebSocketConnection, ConnectionLifecycleManager, OptimisticUpdateManager, OfflineOutbox, WebSocketMetricsCollector } = client;
 
 const TRIP_ID = Number(app.dataset.tripId);
 const TYPING_PAUSE_MS = 400;
@@ -719,6 +719,7 @@ function connectStream(path, onMessage) {
     // main() opens the sockets (connect()) once the network is up and the token valid.
     autoConnect: false,
   });
+  metrics.track(connection); // before its socket opens: every frame is counted
   connection.on("message", onMessage);
   connection.on("established", (message) => {
     state.me = message.user;
@@ -915,5 +916,32 @@ window.tripsage = {
   state,
   offlineReady: Promise.resolve(false),
 };
+
+// -- connection metrics (docs/client.md, "Metrics") ----------------------------------------------
+// Each socket's figures as the client counts them (the server's for the same socket are at
+// /api/metrics/connections/<connection_id>/), shown in the "Connection" details.
+
+const metrics = new WebSocketMetricsCollector();
+window.tripsage.metrics = metrics;
+
+function showMetrics() {
+  for (const [name, connection] of [["trip", trip], ["chat", chat]]) {
+    const row = document.querySelector(`.connection-metrics tr[data-socket="${name}"]`);
+    const current = connection ? metrics.getTrackedMetrics(connection) : undefined;
+    const totals = connection ? metrics.getTrackedTotals(connection) : undefined;
+    if (!row || !current) continue;
+    const ms = (value) => `${value < 10 ? value.toFixed(1) : Math.round(value)} ms`;
+    // Measured by the client's heartbeat pings (every 30 s): none before the first pong.
+    const latency = current.peakLatency > 0 ? `${ms(current.averageLatency)} (peak ${ms(current.peakLatency)})` : "–";
+    $(".metric-latency", row).textContent = latency;
+    $(".metric-sent", row).textContent = String(current.messagesSent);
+    $(".metric-received", row).textContent = String(current.messagesReceived);
+    $(".metric-reconnects", row).textContent = String(totals.reconnectAttempts);
+    row.dataset.connectionId = current.connectionId;
+  }
+}
+setInterval(showMetrics, 1000);
+$(".connection-details").addEventListener("toggle", showMetrics);
+
 wireForm();
 main().catch((error) => showError(error.message));
