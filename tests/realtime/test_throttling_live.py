@@ -80,6 +80,7 @@ async def test_over_the_limit_is_refused_and_the_socket_stays_open(limited_pair,
     details = refused["error"]["details"]
     assert details["limit"] == 60 and details["remaining"] == 0
     assert details["window_seconds"] == 60 and 0 < details["retry_after"] <= 1
+    assert details["limit_type"] == "message"
 
     # Heartbeats do not count, and the socket is still open.
     for n in range(10):
