@@ -1,6 +1,7 @@
 """No enumeration on sockets (issue 20 item 2, docs/decisions.md "No enumeration"): a signed-in
 non-member connecting to a trip's socket, or to the socket of a trip id that does not exist,
-gets the same close code and the same error envelope. Real daphne, real sockets."""
+gets the same close code and the same error envelope; a message naming someone else's object
+gets the answer of one that does not exist. Real daphne, real sockets."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
+from agents.models import AgentRun
+from collaboration.services.notifications import notify
 from realtime.routing import websocket_urlpatterns
 from tests import factories
-from tests.wsclient import closed_with, open_socket, send_json
+from tests.wsclient import closed_with, connect, open_socket, recv_until, send_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,13 +32,13 @@ def test_every_socket_route_with_an_id_is_checked():
     assert with_parameters == set(TRIP_ROUTES)
 
 
-def _seen(message: dict[str, Any], trip_id: int) -> dict[str, Any]:
-    """The message less its own `id` and `timestamp`, with the trip id the caller sent (which
-    the error's details echo) as a placeholder."""
+def _seen(message: dict[str, Any], target: int, name: str = "trip_id") -> dict[str, Any]:
+    """The message less its own `id` and `timestamp`, with the id the caller sent (which the
+    error's details echo) as a placeholder."""
     seen = {k: v for k, v in message.items() if k not in ("id", "timestamp")}
     details = seen.get("error", {}).get("details", {})
-    if details.get("trip_id") == trip_id:
-        details["trip_id"] = "<trip_id>"
+    if details.get(name) == target:
+        details[name] = f"<{name}>"
     return seen
 
 
@@ -59,3 +62,40 @@ async def test_a_non_member_is_refused_alike_whether_the_trip_exists_or_not(live
     code, messages = answers[0]
     assert code == 4003
     assert messages[-1]["error"]["code"] == "AUTHORIZATION_FAILED"
+
+
+@sync_to_async
+def _someone_elses() -> tuple[int, int, str]:
+    """Dave's agent run and notification, and a token for a stranger to them."""
+    dave = factories.make_user("dave")
+    run = AgentRun.objects.create(owner=dave, agent="planner")
+    notification = notify(recipient=dave, kind="mention", title="hi")
+    return run.pk, notification.pk, factories.access_token(factories.make_user("stranger"))
+
+
+async def test_socket_messages_naming_someone_elses_object_answer_as_for_a_missing_one(live):
+    """The body fields that name an object on the sockets without a trip: `agent.cancel`'s
+    `run_id`, `notification.read`'s `ids`."""
+    run_id, notification_id, token = await _someone_elses()
+    calls = {
+        "/ws/agent-status/": (
+            lambda target: {"type": "agent.cancel", "run_id": target},
+            run_id,
+            "run_id",
+        ),
+        "/ws/notifications/": (
+            lambda target: {"type": "notification.read", "ids": [target]},
+            notification_id,
+            "ids",
+        ),
+    }
+    for path, (message, existing, name) in calls.items():
+        ws, _ = await connect(live.ws_url, path, token)
+        answers = []
+        for n, target in enumerate((existing, MISSING)):
+            await send_json(ws, {**message(target), "id": f"r-{n}"})
+            answer = await recv_until(ws, lambda m, n=n: m.get("request_id") == f"r-{n}")
+            answers.append(_seen({**answer, "request_id": None}, target, name))
+        await ws.close()
+        assert answers[0] == answers[1], path
+        assert answers[0]["type"] in ("error", "ack"), path
