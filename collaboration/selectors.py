@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 
 from collaboration import payloads
-from collaboration.errors import NotFound
+from collaboration.errors import NotAllowed, NotFound
 from collaboration.models import ChatMessage, Conflict, Notification, Trip, TripEvent, TripMember
 
 
@@ -29,6 +29,20 @@ def trip_for_member(*, trip_id: int, user: User) -> Trip:
     if trip is None:
         raise NotFound("You are not a member of this trip.", trip_id=trip_id)
     return trip
+
+
+def trip_for_owner(*, trip_id: int, user: User) -> Trip:
+    """The trip if `user` owns it: NotFound for a non-member (the answer of a trip that does not
+    exist), NotAllowed for a member who is not an owner. Endpoints that name a user or an object
+    check this before looking the target up, so only an owner learns whether it exists."""
+    membership = (
+        TripMember.objects.filter(trip_id=trip_id, user=user).select_related("trip").first()
+    )
+    if membership is None:
+        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
+    if membership.role != TripMember.Role.OWNER:
+        raise NotAllowed("Only an owner can manage the members of this trip.")
+    return membership.trip
 
 
 def _member_trip_column(trip_id: int, user: User, column: str) -> Any:

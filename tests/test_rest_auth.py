@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.hashers import get_hasher
 from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
 
@@ -40,6 +41,35 @@ def test_wrong_password_gets_authentication_failed_envelope(client, alice):
     assert body["type"] == "error"
     assert body["error"]["code"] == "AUTHENTICATION_FAILED"
     assert {"id", "timestamp"} <= set(body)
+
+
+def test_login_answers_alike_for_an_unknown_user_a_wrong_password_and_an_inactive_user(
+    client, alice, monkeypatch
+):
+    """No enumeration (docs/decisions.md): the same answer, and the same work (the password
+    hasher runs once in each case: Django's ModelBackend hashes for an unknown user too, and
+    simplejwt's TokenObtainPairView goes through it), so timing tells no more than the body."""
+    factories.make_user("gone", is_active=False)
+    hasher = type(get_hasher())
+    runs = []
+    encode = hasher.encode
+    monkeypatch.setattr(
+        hasher, "encode", lambda self, *a, **k: runs.append(1) or encode(self, *a, **k)
+    )
+    answers = {}
+    for username, password in (
+        ("alice", "nope"),
+        ("nobody-here", "nope"),
+        ("gone", factories.PASSWORD),
+    ):
+        runs.clear()
+        response = client.post(
+            "/api/auth/token/", {"username": username, "password": password}, format="json"
+        )
+        body = {k: v for k, v in response.json().items() if k not in ("id", "timestamp")}
+        answers[username] = (response.status_code, body, len(runs))
+    assert answers["alice"] == answers["nobody-here"] == answers["gone"]
+    assert answers["alice"][0] == 401 and answers["alice"][2] == 1
 
 
 def test_missing_fields_get_invalid_message_format_naming_them(client):

@@ -35,9 +35,11 @@ class TripMembersApi(APIView):
         serializer = MemberSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         actor = request_user(request)
-        user = _user(serializer.validated_data["username"])
         try:
-            selectors.trip_for_member(trip_id=trip_id, user=actor)
+            # Rights first, then the username: only an owner learns whether it exists (No
+            # enumeration, docs/decisions.md).
+            selectors.trip_for_owner(trip_id=trip_id, user=actor)
+            user = _user(serializer.validated_data["username"])
             member = members.trip_member_set(
                 trip_id=trip_id,
                 actor=actor,
@@ -53,9 +55,14 @@ class TripMemberApi(APIView):
     @extend_schema(responses=None, summary="Remove a member (owner), or leave")
     def delete(self, request: Request, trip_id: int, user_id: int) -> Response:
         actor = request_user(request)
-        user = selectors.user_with_id(user_id=user_id)
         try:
-            selectors.trip_for_member(trip_id=trip_id, user=actor)
+            # Rights first, then the user id: to anyone but an owner (or the member leaving),
+            # an id that exists and one that does not get the same answer.
+            if user_id == actor.pk:
+                selectors.trip_for_member(trip_id=trip_id, user=actor)
+            else:
+                selectors.trip_for_owner(trip_id=trip_id, user=actor)
+            user = selectors.user_with_id(user_id=user_id)
             if user is None:
                 raise NotFound("No such member.", user_id=user_id)
             members.trip_member_remove(trip_id=trip_id, actor=actor, user=user)

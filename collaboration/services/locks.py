@@ -18,7 +18,8 @@ def lock_trip(trip_id: int) -> Trip:
     try:
         return Trip.objects.select_for_update().get(pk=trip_id)
     except Trip.DoesNotExist:
-        raise NotFound("No such trip.", trip_id=trip_id) from None
+        # The answer of a non-member (member_role): trip ids are not probed.
+        raise NotFound("You are not a member of this trip.", trip_id=trip_id) from None
 
 
 def member_role(trip: Trip, user: User) -> str:
@@ -36,7 +37,8 @@ def lock_for_edit(trip_id: int, actor: User) -> tuple[Trip, str]:
         raise TransactionManagementError("An edit must lock its trip inside a transaction.")
     trip = sql.trip_for_edit(trip_id, actor.pk)
     if trip is None:
-        raise NotFound("No such trip.", trip_id=trip_id)
+        # The answer of a non-member, below: trip ids are not probed.
+        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
     # The raw query's extra column: an attribute of this instance that Trip does not declare.
     role: str | None = vars(trip)["actor_role"]
     if role is None:
