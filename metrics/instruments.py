@@ -71,8 +71,9 @@ SLOW_CONSUMER_CLOSES = Counter(
 )
 RATE_LIMIT_REFUSALS = Counter(
     "tripsage_rate_limit_refusals_total",
-    "Refused by a limit: messages, new connections per address, concurrent sockets per user, "
-    "connects while the process has too many sockets opening (limit `overloaded`).",
+    "Refused by a limit: messages, auth.refresh, new connections per address, concurrent "
+    "sockets per user, connects while the process has too many sockets opening "
+    "(limit `overloaded`).",
     ["connection_type", "limit"],
 )
 RATE_LIMITER_FALLBACKS = Counter(

@@ -81,6 +81,17 @@ class ConnectionLimits(WireObject):
     message_burst: int
 
 
+class RefreshBucket(WireObject):
+    """`rate_limit_status`'s `auth_refresh`: the user's auth.refresh bucket. `remaining`: refreshes
+    that may be sent now; `reset_at`: when the bucket is full again."""
+
+    limit: Count
+    burst: Count
+    remaining: Count
+    window_seconds: Count
+    reset_at: Instant
+
+
 class TripFields(WireObject):
     name: str
     destination: str

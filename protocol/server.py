@@ -29,6 +29,7 @@ from protocol.objects import (
     HexId,
     Instant,
     Notification,
+    RefreshBucket,
     RequestId,
     Timestamp,
     TripRole,
@@ -90,6 +91,7 @@ class RateLimitStatusReport(Reply):
     burst: Count
     burst_remaining: Count
     burst_reset_at: Instant
+    auth_refresh: RefreshBucket
 
 
 class ServerPing(ServerMessage):

@@ -4,6 +4,11 @@ A message costs one from the budget the user's sockets of one connection type sh
 process. Over it the client gets RATE_LIMIT_EXCEEDED and the message is not processed; far over
 it for a whole window, the socket is closed for flooding (4029). `rate_limit_status` says where
 the budget stands: on connect, on request, and once as it falls under 20 %.
+
+`auth.refresh` costs nothing from that budget; it has a bucket of its own per user
+(realtime.throttling, REALTIME_REFRESH_*). Over it the refresh is refused the same way (details
+`limit_type: "auth.refresh"`) before its token is looked at, and refused refreshes past the same
+flood factor close the socket with 4029.
 """
 
 from __future__ import annotations
@@ -40,55 +45,92 @@ class RateLimitedConsumer(FlowControlledConsumer):
             else:
                 io.low_notified = False
             return True
-        instruments.RATE_LIMIT_REFUSALS.labels(self.connection_type, "message").inc()
+        await self.refuse(decision, request_id, "message")
+        return False
+
+    async def admit_refresh(self, request_id: str | None) -> bool:
+        """Take one refresh from the user's auth.refresh bucket. False: refused (the client was
+        told, or the socket closed for flooding) and the refresh is not to be processed."""
+        decision = await throttle().refresh(self.user.pk)
+        if decision.allowed:
+            return True
+        await self.refuse(decision, request_id, "auth.refresh")
+        return False
+
+    async def refuse(self, decision: Decision, request_id: str | None, limit_type: str) -> None:
+        """RATE_LIMIT_EXCEEDED for a refused message or refresh; the socket closed with 4029 when
+        this socket's refusals of that kind within one window pass REALTIME_FLOOD_FACTOR times
+        the per-minute limit."""
+        instruments.RATE_LIMIT_REFUSALS.labels(self.connection_type, limit_type).inc()
+        io = self.io
         now = time.monotonic()
-        if now - io.refusals_since >= decision.rate.window:
-            io.refusals, io.refusals_since = 0, now
-        io.refusals += 1
-        details = decision.refusal_details()
-        if io.refusals > settings.REALTIME_FLOOD_FACTOR * decision.rate.per_minute:
+        refusals = io.refusals if limit_type == "message" else io.refresh_refusals
+        if now - refusals[1] >= decision.rate.window:
+            refusals = (0, now)
+        refusals = (refusals[0] + 1, refusals[1])
+        if limit_type == "message":
+            io.refusals = refusals
+        else:
+            io.refresh_refusals = refusals
+        details = decision.refusal_details(limit_type)
+        if refusals[0] > settings.REALTIME_FLOOD_FACTOR * decision.rate.per_minute:
             await self.close_with(
                 protocol.error_message(
                     ErrorCode.RATE_LIMIT_EXCEEDED,
                     "Closed for flooding: far more messages than the rate limit allows.",
-                    details={**details, "reason": "flood", "refused": io.refusals},
+                    details={**details, "reason": "flood", "refused": refusals[0]},
                     request_id=request_id,
                 ),
                 CloseCode.RATE_LIMITED,
             )
-            return False
+            return
         await self.send_error(
             ProtocolError(
                 ErrorCode.RATE_LIMIT_EXCEEDED,
-                "Message rate limit exceeded",
+                "Message rate limit exceeded"
+                if limit_type == "message"
+                else "Token refresh rate limit exceeded",
                 details=details,
                 request_id=request_id,
             )
         )
-        return False
 
     async def send_budget(
-        self, request_id: str | None = None, decision: Awaitable[Decision] | None = None
+        self,
+        request_id: str | None = None,
+        decisions: Awaitable[tuple[Decision, Decision]] | None = None,
     ) -> None:
-        """Where the user's message budget stands now, without spending any of it (`decision`:
-        that look, started earlier)."""
-        if decision is None:
-            decision = throttle().message(self.user.pk, self.connection_type, 0)
-        await self.send_rate_limit_status(await decision, request_id)
+        """Where the user's message budget and refresh bucket stand now, without spending any
+        of either (`decisions`: those looks, started earlier)."""
+        if decisions is None:
+            decisions = self._look(batched=False)
+        budget, refresh = await decisions
+        await self.send_rate_limit_status(budget, request_id, refresh)
 
-    def look_at_budget(self) -> asyncio.Task[Decision]:
-        """The budget's look for the opening `rate_limit_status`, started now, in the pipeline
-        of the other connects' checks, to overlap the connection type's own reads."""
-        return asyncio.get_running_loop().create_task(
-            throttle().message(self.user.pk, self.connection_type, 0, batched=True)
+    def look_at_budget(self) -> asyncio.Task[tuple[Decision, Decision]]:
+        """The looks for the opening `rate_limit_status`, started now, in the pipeline of the
+        other connects' checks, to overlap the connection type's own reads."""
+        return asyncio.get_running_loop().create_task(self._look(batched=True))
+
+    async def _look(self, *, batched: bool) -> tuple[Decision, Decision]:
+        limiter = throttle()
+        budget, refresh = await asyncio.gather(
+            limiter.message(self.user.pk, self.connection_type, 0, batched=batched),
+            limiter.refresh(self.user.pk, 0, batched=batched),
         )
+        return budget, refresh
 
     async def send_rate_limit_status(
-        self, decision: Decision, request_id: str | None = None
+        self, decision: Decision, request_id: str | None = None, refresh: Decision | None = None
     ) -> None:
+        if refresh is None:
+            refresh = await throttle().refresh(self.user.pk, 0)
         await self.send_event(
             protocol.server_message(
-                "rate_limit_status", request_id=request_id, **decision.status_fields()
+                "rate_limit_status",
+                request_id=request_id,
+                **decision.status_fields(),
+                auth_refresh=refresh.bucket_fields(),
             )
         )
 

@@ -70,8 +70,8 @@ class SocketState:
         "next_ping",
         "pings",
         "reconnects",
+        "refresh_refusals",
         "refusals",
-        "refusals_since",
     )
 
     def __init__(self, now: float) -> None:
@@ -83,8 +83,8 @@ class SocketState:
         self.bytes_at_last_ping = 0
         self.pings: dict[str, tuple[float, int]] | None = None  # id -> (sent at, bytes_out)
         self.low_notified = False  # a rate_limit_status went out as the budget fell under 20 %
-        self.refusals = 0  # messages refused by the rate limit since refusals_since
-        self.refusals_since = now
+        # (refused by the rate limit, since): messages, and auth.refresh (realtime.admission)
+        self.refusals = self.refresh_refusals = (0, now)
         self.connected_at = self.last_activity = time.time()  # wall clock, for the metrics
         self.messages_in = self.messages_out = self.bytes_in = self.errors = 0
         self.latency_sum = self.latency_peak = 0.0

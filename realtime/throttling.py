@@ -6,6 +6,9 @@
   fixed window (aligned on multiples of `window` since the epoch: whole minutes), in the same
   script: the seed's `current_usage` and `remaining` (`limit - current_usage`). It reports; the
   bucket decides.
+- `auth.refresh`: one bucket per user (all connection types, all sockets) holding
+  REALTIME_REFRESH_BURST, refilled at REALTIME_REFRESH_PER_MINUTE per minute. A refused refresh is
+  not looked at (no token check, no database query).
 - New connections: one bucket per client IP holding REALTIME_CONNECTS_PER_MINUTE_PER_IP, refilled
   at that many per minute.
 - Concurrent sockets: one sorted set per user of connection ids, each with a lease the holding
@@ -94,14 +97,29 @@ class Decision:
         """When the bucket is full again."""
         return self.now + max(0.0, self.rate.burst - self.tokens) / self.rate.per_second
 
-    def refusal_details(self) -> dict[str, Any]:
-        """The seed's RATE_LIMIT_EXCEEDED details, plus the burst."""
-        return {
+    def refusal_details(self, limit_type: str | None = None) -> dict[str, Any]:
+        """The seed's RATE_LIMIT_EXCEEDED details, plus the burst (and which budget refused:
+        `limit_type`, when given)."""
+        details: dict[str, Any] = {
             "limit": self.rate.per_minute,
             "remaining": 0,
             "retry_after": max(self.retry_after, 0.001),
             "window_seconds": int(self.rate.window),
             "burst": self.rate.burst,
+        }
+        if limit_type is not None:
+            details["limit_type"] = limit_type
+        return details
+
+    def bucket_fields(self) -> dict[str, Any]:
+        """A bucket's own figures (`rate_limit_status.auth_refresh`): `remaining`, what may be
+        taken right now; `reset_at`, when the bucket is full again."""
+        return {
+            "limit": self.rate.per_minute,
+            "burst": self.rate.burst,
+            "remaining": self.remaining,
+            "window_seconds": int(self.rate.window),
+            "reset_at": _utc(self.reset_at),
         }
 
     def status_fields(self) -> dict[str, Any]:
@@ -366,6 +384,10 @@ class Throttle:
         rate = message_rate(connection_type)
         return await self.take(f"msg:{connection_type}:{user_id}", rate, cost, batched=batched)
 
+    async def refresh(self, user_id: Any, cost: int = 1, *, batched: bool = False) -> Decision:
+        """One `auth.refresh` of the user's, on any socket (cost 0: look)."""
+        return await self.take(f"refresh:{user_id}", refresh_rate(), cost, batched=batched)
+
     async def connect(self, ip: str) -> Decision:
         per_minute = settings.REALTIME_CONNECTS_PER_MINUTE_PER_IP
         return await self.take(f"ip:{ip}", Rate(per_minute, per_minute), batched=True)
@@ -454,6 +476,10 @@ class Throttle:
 def message_rate(connection_type: str) -> Rate:
     per_minute, burst, window = settings.REALTIME_RATE_LIMITS[str(connection_type)]
     return Rate(per_minute, burst, window)
+
+
+def refresh_rate() -> Rate:
+    return Rate(settings.REALTIME_REFRESH_PER_MINUTE, settings.REALTIME_REFRESH_BURST)
 
 
 throttle = per_loop(Throttle)

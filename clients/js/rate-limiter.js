@@ -154,7 +154,7 @@ export class WebSocketRateLimiter {
    *   blocks until one message's worth has refilled; with enforceBurst, the bucket follows it.
    *   `remaining` is the seed's `limit - current_usage` of the window, which only reports.
    * - an error envelope (or its `error`, or a WebSocketError) RATE_LIMIT_EXCEEDED: blocks for
-   *   `details.retry_after` seconds.
+   *   `details.retry_after` seconds (not for the refresh bucket's, `limit_type` "auth.refresh").
    * - a bare details object {retry_after}.
    * Returns true when the message was a rate-limit message.
    */
@@ -181,6 +181,8 @@ export class WebSocketRateLimiter {
     const code = error?.code;
     const details = error?.details ?? (code === undefined ? message : undefined);
     if (code !== undefined && code !== "RATE_LIMIT_EXCEEDED") return false;
+    // The auth.refresh bucket's refusal: the connection retries the refresh; messages flow on.
+    if (details?.limit_type === "auth.refresh") return true;
     const retryAfter = Number(details?.retry_after);
     if (!Number.isFinite(retryAfter) || retryAfter <= 0) return code === "RATE_LIMIT_EXCEEDED";
     this.blockFor(channelType, retryAfter);

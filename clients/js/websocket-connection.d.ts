@@ -108,6 +108,19 @@ export interface RateLimitStatus extends ServerMessage {
   burst: number;
   burst_remaining: number;
   burst_reset_at: string;
+  /** The user's `auth.refresh` bucket, apart from the message budget (docs/protocol.md). */
+  auth_refresh: RefreshBucket;
+}
+
+/** `rate_limit_status.auth_refresh`: `remaining` refreshes may be sent now; `reset_at`, when the
+ * bucket is full again. Over it a refresh is refused with RATE_LIMIT_EXCEEDED, `details.limit_type`
+ * "auth.refresh"; the connection sends it again after `retry_after`. */
+export interface RefreshBucket {
+  limit: number;
+  burst: number;
+  remaining: number;
+  window_seconds: number;
+  reset_at: string;
 }
 
 /** `ack`: the answer to `trip.update` and `conflict.resolve`. `merged`: a stale edit of a text

@@ -212,6 +212,7 @@ export class WebSocketConnection extends EventEmitter {
     this.autoConnect = options.autoConnect ?? true;
     this.errorCloseGrace = options.errorCloseGrace ?? 1000;
     this.rateLimiter = options.rateLimiter ?? null;
+    this._refreshes = 0; // auth.refresh ids
     this.channelType = options.channelType ?? null;
 
     this._WebSocket = options.WebSocket ?? null;
@@ -373,9 +374,34 @@ export class WebSocketConnection extends EventEmitter {
   setToken(token) {
     this.token = token;
     if (this.state === "connected" && this._socket?.established && this._socketOpen()) {
-      this._sendRaw({ type: "auth.refresh", token });
-      this._socket.sentToken = token;
+      this._sendRefresh(this._socket, token);
     }
+  }
+
+  /** `auth.refresh` with an id, so that a refusal (RATE_LIMIT_EXCEEDED, `limit_type`
+   * "auth.refresh") is known for one: the connection sends the current token again after the
+   * refusal's `retry_after` (docs/protocol.md, "Rate limits"). */
+  _sendRefresh(socket, token) {
+    if (socket.refreshTimer !== null) {
+      this._clearTimeout(socket.refreshTimer);
+      socket.refreshTimer = null;
+    }
+    this._refreshes += 1;
+    socket.refreshId = `auth-refresh-${this._refreshes}`;
+    socket.sentToken = token;
+    this._sendRaw({ type: "auth.refresh", id: socket.refreshId, token });
+  }
+
+  _refreshRefused(socket, details) {
+    const seconds = Number(details?.retry_after);
+    const wait = Number.isFinite(seconds) && seconds > 0 ? Math.ceil(seconds * 1000) : 60000; // the seed's `|| 60`
+    if (socket.refreshTimer !== null) this._clearTimeout(socket.refreshTimer);
+    socket.refreshTimer = this._setTimeout(() => {
+      socket.refreshTimer = null;
+      if (this._socket === socket && socket.established && this._socketOpen() && this.token != null) {
+        this._sendRefresh(socket, this.token);
+      }
+    }, wait);
   }
 
   /** The browser went offline: drop the socket and wait for goOnline() (no backoff timers
@@ -412,7 +438,7 @@ export class WebSocketConnection extends EventEmitter {
   _openSocket(mode) {
     const Ctor = this._WebSocket ?? globalThis.WebSocket;
     // deferred: whenEstablished() (connection.established); opened: connect() (token sent).
-    const socket = { ws: null, deferred: this._nextEstablished ?? deferred(), opened: deferred(), tokenSent: false, established: false, errorReported: false, envelopeError: null, pendingError: null, graceTimer: null, sentToken: null, reconnect: mode === "reconnecting" };
+    const socket = { ws: null, deferred: this._nextEstablished ?? deferred(), opened: deferred(), tokenSent: false, established: false, errorReported: false, envelopeError: null, pendingError: null, graceTimer: null, sentToken: null, refreshId: null, refreshTimer: null, reconnect: mode === "reconnecting" };
     this._nextEstablished = null;
     if (this._ws) this._detach(this._ws, 4000, "replaced");
     this._socket = socket;
@@ -500,6 +526,9 @@ export class WebSocketConnection extends EventEmitter {
     } else if (message.type === "error") {
       const error = WebSocketError.fromEnvelope(message);
       socket.envelopeError = error;
+      if (message.request_id != null && message.request_id === socket.refreshId && message.error?.code === "RATE_LIMIT_EXCEEDED") {
+        this._refreshRefused(socket, message.error.details);
+      }
       if (!socket.established && !socket.deferred.settled) {
         // The server follows a refusal with a close: reject then, with its code.
         socket.pendingError = error;
@@ -525,10 +554,7 @@ export class WebSocketConnection extends EventEmitter {
     this._stopped = null;
     this._setState("connected");
     this._startHeartbeat();
-    if (socket.sentToken !== this.token && this.token != null) {
-      this._sendRaw({ type: "auth.refresh", token: this.token });
-      socket.sentToken = this.token;
-    }
+    if (socket.sentToken !== this.token && this.token != null) this._sendRefresh(socket, this.token);
     this._flushQueue();
     this._settle(socket, "resolve", message);
     this.emit("established", message);

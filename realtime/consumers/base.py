@@ -264,7 +264,7 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
         )
         socket_opened(self.scope)  # admission control counts it as opening no more
         # Where this user's message budget stands, before the connection type's own opening.
-        await self.send_budget(decision=budget)
+        await self.send_budget(decisions=budget)
         ticker().add(self)
         await self.on_connected()
         if self.stream_column is not None:
@@ -362,6 +362,8 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
             counted = not (isinstance(kind, str) and kind in protocol.UNTHROTTLED_TYPES)
             if counted and not await self.admit(request_id):
                 return
+            if kind == "auth.refresh" and not await self.admit_refresh(request_id):
+                return  # refused before its token is looked at
             parsed = protocol.validate(data, self._registry)
             instruments.MESSAGES_RECEIVED.labels(self.connection_type, parsed.type).inc()
             if parsed.type == "resume":

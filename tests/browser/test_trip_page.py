@@ -152,6 +152,44 @@ def test_a_rate_limited_user_sees_the_limit(daphne_factory, open_page, crew):
     expect(page.locator(".connection-status")).to_have_text("Connected")
 
 
+def test_a_refused_token_refresh_is_sent_again_without_a_notice(daphne_factory, open_page, crew):
+    """The refresh bucket holds one: of the page's two sockets taking a new token at once, one
+    is refused; its connection sends the token again after retry_after, and the user is shown
+    nothing (their messages were never held back)."""
+    server = daphne_factory(
+        "browser-refresh-limited",
+        REALTIME_ALLOWED_ORIGINS="*",
+        REALTIME_REFRESH_BURST="1",
+        REALTIME_REFRESH_PER_MINUTE="60",
+    )
+    _, _, _, trip = crew
+    page = open_page(server, trip.pk, "alice")
+    page.wait_for_function("() => window.tripsage.chat.state === 'connected'")
+    page.evaluate(
+        """() => {
+            window.seen = [];
+            const { trip, chat } = window.tripsage;
+            for (const connection of [trip, chat]) {
+                connection.on("message", (m) => {
+                    if (m.type === "auth.refreshed") window.seen.push("refreshed");
+                    if (m.type === "error") {
+                        window.seen.push(m.error.details?.limit_type ?? m.error.code);
+                    }
+                });
+            }
+            trip.setToken(trip.token);
+            chat.setToken(chat.token);
+        }"""
+    )
+    page.wait_for_function(
+        "() => window.seen.filter((s) => s === 'refreshed').length === 2", timeout=15000
+    )
+    assert sorted(page.evaluate("window.seen")) == ["auth.refresh", "refreshed", "refreshed"]
+    # At once, not expect()'s waiting: a notice shown for the refusal stays up 4 s.
+    assert page.locator(".rate-limit-notice").is_hidden()
+    expect(page.locator(".connection-status")).to_have_text("Connected")
+
+
 def test_a_page_whose_origin_the_server_refuses_says_so_instead_of_reconnecting(
     daphne_factory, browser, crew
 ):

@@ -61,6 +61,36 @@ async def test_burst_plus_one_is_refused(limiter):
     }
 
 
+async def test_refreshes_have_their_own_bucket_per_user(limiter, settings):
+    settings.REALTIME_REFRESH_PER_MINUTE, settings.REALTIME_REFRESH_BURST = 6, 3
+    throttle, clock = limiter
+    assert [(await throttle.refresh(1)).allowed for _ in range(4)] == [True] * 3 + [False]
+    refused = await throttle.refresh(1)
+    # 6 per minute: one every 10 s.
+    assert refused.refusal_details("auth.refresh") == {
+        "limit": 6,
+        "remaining": 0,
+        "retry_after": 10.0,
+        "window_seconds": 60,
+        "burst": 3,
+        "limit_type": "auth.refresh",
+    }
+    # Apart from the message budget and from other users; a look takes nothing.
+    assert (await throttle.message(1, "chat")).allowed
+    assert (await throttle.refresh(2)).allowed
+    look = await throttle.refresh(1, 0)
+    assert look.bucket_fields() == {
+        "limit": 6,
+        "burst": 3,
+        "remaining": 0,
+        "window_seconds": 60,
+        "reset_at": "2027-01-15T08:00:30Z",
+    }
+    clock.advance(10)
+    assert (await throttle.refresh(1)).allowed
+    assert not (await throttle.refresh(1)).allowed
+
+
 async def test_the_budget_refills_at_the_per_minute_rate(limiter):
     throttle, clock = limiter
     for _ in range(5):

@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
+from websockets.exceptions import ConnectionClosed
 
 from tests import factories
 from tests.conftest import require_redis_url
@@ -20,8 +21,11 @@ from tests.wsclient import closed_with, connect, open_socket, recv_type, recv_un
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # 60 per minute (one per second) with a burst of 5; closed after 60 refusals in a window.
+# auth.refresh: 60 per minute with a burst of 3.
 LIMITED = {
     "REALTIME_RATE_LIMITS": "trip_collaboration=60/5",
+    "REALTIME_REFRESH_PER_MINUTE": "60",
+    "REALTIME_REFRESH_BURST": "3",
     "REALTIME_FLOOD_FACTOR": "1",
     "REALTIME_MAX_CONNECTIONS_PER_USER": "2",
 }
@@ -76,6 +80,7 @@ async def test_over_the_limit_is_refused_and_the_socket_stays_open(limited_pair,
     details = refused["error"]["details"]
     assert details["limit"] == 60 and details["remaining"] == 0
     assert details["window_seconds"] == 60 and 0 < details["retry_after"] <= 1
+    assert details["limit_type"] == "message"
 
     # Heartbeats do not count, and the socket is still open.
     for n in range(10):
@@ -174,6 +179,70 @@ async def test_a_flood_at_ten_times_the_limit_is_closed_and_others_are_served(li
     assert len(refusals) > 60  # refused 60 times within the window first
     await echo(other, 2000)
     assert (await recv_until(other, is_answer(2000)))["type"] == "echo"
+    await other.close()
+
+
+async def refresh(ws, n: int, token: str) -> dict:
+    await send_json(ws, {"type": "auth.refresh", "id": f"r-{n}", "token": token})
+    return await recv_until(ws, lambda m: m.get("request_id") == f"r-{n}")
+
+
+async def test_refreshes_have_a_small_bucket_of_their_own(limited_pair, crew):
+    a, _ = limited_pair
+    alice, bob, _, path = crew
+    ws, _ = await connect(a.ws_url, path, factories.access_token(alice))
+    assert ws.rate_limit["auth_refresh"]["limit"] == 60
+    assert ws.rate_limit["auth_refresh"]["burst"] == 3
+    assert ws.rate_limit["auth_refresh"]["remaining"] == 3
+    assert ws.rate_limit["auth_refresh"]["window_seconds"] == 60
+
+    answers = [(await refresh(ws, n, factories.access_token(alice)))["type"] for n in range(3)]
+    assert answers == ["auth.refreshed"] * 3
+    refused = await refresh(ws, 3, factories.access_token(alice))
+    assert refused["type"] == "error" and refused["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+    details = refused["error"]["details"]
+    assert details["limit_type"] == "auth.refresh"
+    assert details["limit"] == 60 and details["remaining"] == 0 and details["burst"] == 3
+    assert details["window_seconds"] == 60 and 0 < details["retry_after"] <= 1
+    # A refused refresh is not looked at: another user's token (which would close the socket)
+    # and a forged one are refused the same way, and the socket stays open.
+    for n, token in ((4, factories.access_token(bob)), (5, "not-a-token")):
+        answer = await refresh(ws, n, token)
+        assert answer["error"]["code"] == "RATE_LIMIT_EXCEEDED", answer
+    await send_json(ws, {"type": "ping", "id": "p-1"})
+    assert (await recv_until(ws, lambda m: m.get("request_id") == "p-1"))["type"] == "pong"
+    # The message budget is untouched (the status request is its only message); the refresh
+    # bucket is empty.
+    await send_json(ws, {"type": "rate_limit_status", "id": "s-1"})
+    status = await recv_until(ws, lambda m: m.get("request_id") == "s-1")
+    assert status["burst_remaining"] == 4
+    assert status["auth_refresh"]["remaining"] == 0
+
+    await asyncio.sleep(details["retry_after"])
+    assert (await refresh(ws, 6, factories.access_token(alice)))["type"] == "auth.refreshed"
+    await ws.close()
+
+
+async def test_a_refresh_flood_is_closed(limited_pair, crew):
+    a, _ = limited_pair
+    alice, bob, _, path = crew
+    flooder, _ = await connect(a.ws_url, path, factories.access_token(alice))
+    other, _ = await connect(a.ws_url, path, factories.access_token(bob))
+    token = factories.access_token(alice)
+    for n in range(1000):
+        try:
+            await send_json(flooder, {"type": "auth.refresh", "id": f"r-{n}", "token": token})
+        except ConnectionClosed:  # closed under the flood
+            break
+    code, messages = await closed_with(flooder, timeout=30)
+    assert code == 4029
+    last = messages[-1]["error"]
+    assert last["code"] == "RATE_LIMIT_EXCEEDED" and last["details"]["reason"] == "flood"
+    assert last["details"]["limit_type"] == "auth.refresh"
+    accepted = [m for m in messages if m["type"] == "auth.refreshed"]
+    assert 3 <= len(accepted) < 20, len(accepted)  # the burst and what refilled, not 1,000
+    # Another user's refreshes are served.
+    assert (await refresh(other, 0, factories.access_token(bob)))["type"] == "auth.refreshed"
     await other.close()
 
 

@@ -444,7 +444,7 @@ REALTIME_MAX_MESSAGE_BYTES = {
 
 # --- Throttling (realtime.throttling; docs/configuration.md). Messages: a token bucket per user and
 # connection type holding <burst> messages, refilled at <per minute> per 60 s (the seed's table).
-# Heartbeats, pongs and auth messages are not counted.
+# Heartbeats, pongs and auth.refresh are not counted (auth.refresh has its own bucket, below).
 REALTIME_RATE_LIMITS = env_rate_limits(
     "REALTIME_RATE_LIMITS",
     {
@@ -459,6 +459,13 @@ REALTIME_RATE_LIMITS = env_rate_limits(
 REALTIME_FLOOD_FACTOR = env_float("REALTIME_FLOOD_FACTOR", 1.0)
 # Sockets one user may hold at once, on all processes together (tabs x connection types).
 REALTIME_MAX_CONNECTIONS_PER_USER = env_int("REALTIME_MAX_CONNECTIONS_PER_USER", 20)
+# auth.refresh: a bucket per user (all sockets, all processes) holding REALTIME_REFRESH_BURST,
+# refilled at REALTIME_REFRESH_PER_MINUTE per minute; apart from the message budget. A client
+# refreshes each socket once per token lifetime (15 min), and a page hands a new token to all its
+# sockets at once: the burst lets every socket a user may hold take one; the refill, a second
+# token (a retry, a switch of tab) within the minute. A flood is refused with no token check.
+REALTIME_REFRESH_BURST = env_int("REALTIME_REFRESH_BURST", REALTIME_MAX_CONNECTIONS_PER_USER)
+REALTIME_REFRESH_PER_MINUTE = env_int("REALTIME_REFRESH_PER_MINUTE", 20)
 # New sockets per minute from one client address (a bucket of that size); behind a proxy, the
 # address it vouches for (TRUSTED_PROXIES). Load tests from one address raise it.
 REALTIME_CONNECTS_PER_MINUTE_PER_IP = env_int("REALTIME_CONNECTS_PER_MINUTE_PER_IP", 120)

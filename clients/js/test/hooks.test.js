@@ -61,7 +61,7 @@ describe("useWebSocket (React)", () => {
 
     react.setProps({ ...options, token: "new-token" });
     assert.equal(factory.sockets.length, 1);
-    assert.deepEqual(factory.last().sent().at(-1), { type: "auth.refresh", token: "new-token" });
+    assert.deepEqual(factory.last().sent().at(-1), { type: "auth.refresh", id: "auth-refresh-1", token: "new-token" });
 
     react.setProps({ ...options, token: "new-token", url: "ws://test.com/ws/trips/2/" });
     assert.equal(factory.sockets.length, 2);
@@ -143,7 +143,7 @@ describe("useWebSocketConnection (Vue)", () => {
 
     opts.token = "t2";
     vue.flush();
-    assert.deepEqual(factory.last().sent().at(-1), { type: "auth.refresh", token: "t2" });
+    assert.deepEqual(factory.last().sent().at(-1), { type: "auth.refresh", id: "auth-refresh-1", token: "t2" });
     assert.equal(factory.sockets.length, 1);
 
     opts.url = "ws://test.com/ws/trips/2/";

@@ -651,11 +651,53 @@ describe("WebSocketConnection", () => {
     const ws = factory.last();
     ws.establish();
     connection.setToken("new-token");
-    assert.deepEqual(ws.sent().at(-1), { type: "auth.refresh", token: "new-token" });
+    assert.deepEqual(ws.sent().at(-1), { type: "auth.refresh", id: "auth-refresh-1", token: "new-token" });
     ws.serverClose(1006);
     clock.advance(1000);
     factory.last().open();
     assert.deepEqual(factory.last().sent(), [{ token: "new-token" }]);
+  });
+
+  it("a refused refresh (the auth.refresh bucket) is sent again, with the current token, after retry_after", async () => {
+    const connection = new WebSocketConnection(options);
+    const errors = [];
+    connection.on("error", (e) => errors.push(e));
+    connection.connect();
+    const ws = factory.last();
+    ws.establish();
+    connection.setToken("t2");
+    const refreshes = () => ws.sent().filter((m) => m.type === "auth.refresh");
+    ws.receive({
+      type: "error",
+      request_id: "auth-refresh-1",
+      error: { code: "RATE_LIMIT_EXCEEDED", message: "Token refresh rate limit exceeded", details: { limit: 20, remaining: 0, retry_after: 2.5, window_seconds: 60, burst: 20, limit_type: "auth.refresh" } },
+    });
+    assert.equal(errors.at(-1).code, "RATE_LIMIT_EXCEEDED"); // still reported
+    connection.setToken("t3"); // a newer token meanwhile: the retry sends it
+    ws.receive({ type: "error", request_id: "auth-refresh-2", error: { code: "RATE_LIMIT_EXCEEDED", message: "", details: { retry_after: 2.5, limit_type: "auth.refresh" } } });
+    clock.advance(2499);
+    assert.equal(refreshes().length, 2);
+    clock.advance(1);
+    assert.deepEqual(refreshes().at(-1), { type: "auth.refresh", id: "auth-refresh-3", token: "t3" });
+    ws.receive({ type: "auth.refreshed", request_id: "auth-refresh-3", token_expires_at: "2026-11-26T18:00:00Z" });
+    clock.advance(120000);
+    assert.equal(refreshes().length, 3);
+    // Another message's refusal is not a refresh's.
+    ws.receive({ type: "error", request_id: "m-1", error: { code: "RATE_LIMIT_EXCEEDED", message: "", details: { retry_after: 1 } } });
+    clock.advance(120000);
+    assert.equal(refreshes().length, 3);
+  });
+
+  it("a refresh refused on a socket since replaced is not sent on that socket", async () => {
+    const connection = new WebSocketConnection(options);
+    connection.connect();
+    const ws = factory.last();
+    ws.establish();
+    connection.setToken("t2");
+    ws.receive({ type: "error", request_id: "auth-refresh-1", error: { code: "RATE_LIMIT_EXCEEDED", message: "", details: { retry_after: 1, limit_type: "auth.refresh" } } });
+    ws.serverClose(1006);
+    clock.advance(1000);
+    assert.equal(ws.sent().filter((m) => m.type === "auth.refresh").length, 1);
   });
 
   it("after a 4001, setToken + connect() connects again (and resumes)", async () => {
@@ -784,6 +826,19 @@ describe("WebSocketConnection with a rate limiter", () => {
     clock.advance(1000);
     assert.deepEqual(ws.sent().slice(1).map((m) => m.data), [1, 2, 3, 4]);
     assert.equal(connection.queuedCount, 0);
+  });
+
+  it("a refused refresh does not hold back messages", async () => {
+    const { WebSocketRateLimiter } = await import("../rate-limiter.js");
+    const { factory, clock, options } = fakeOptions();
+    const limiter = new WebSocketRateLimiter({ now: clock.now });
+    const connection = new WebSocketConnection({ ...options, rateLimiter: limiter });
+    connection.connect();
+    const ws = factory.last();
+    ws.establish({ connection_type: "trip_collaboration" });
+    connection.setToken("t2");
+    ws.receive({ type: "error", request_id: "auth-refresh-1", error: { code: "RATE_LIMIT_EXCEEDED", message: "", details: { retry_after: 5, limit_type: "auth.refresh" } } });
+    assert.equal(connection.send({ type: "echo", data: 1 }), "sent");
   });
 
   it("waits a limiter's getTimeUntilNextMessage when it has no waitMs (the seed's class)", async () => {

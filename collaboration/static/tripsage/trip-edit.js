@@ -193,6 +193,9 @@ function showError(text) {
 }
 
 function showRateLimit(details) {
+  // A refused token refresh: the connection sends it again after retry_after by itself
+  // (clients/js setToken); the user's messages are not held back, so there is nothing to show.
+  if (details?.limit_type === "auth.refresh") return;
   const box = $(".rate-limit-notice");
   const seconds = Math.max(0.1, Number(details?.retry_after) || 1);
   box.textContent = `Rate limit reached: ${details?.limit ?? "?"} messages per ${details?.window_seconds ?? 60} s. Try again in ${seconds.toFixed(1)} s.`;
