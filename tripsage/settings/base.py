@@ -210,6 +210,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # The browser client (clients/js, plain ES modules) is served at /static/tripsage/js/.
 STATICFILES_DIRS = [("tripsage/js", BASE_DIR / "clients" / "js")]
+# Its development files (node_modules, type checks) are neither listed nor served
+# (tripsage.staticfinders).
+STATICFILES_FINDERS = [
+    "tripsage.staticfinders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
