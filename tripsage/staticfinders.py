@@ -8,7 +8,7 @@ a test run. collectstatic already skips them (tripsage.apps); this finder skips 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.staticfiles import finders
@@ -24,10 +24,10 @@ def _ignored(path: str) -> bool:
 
 
 class FileSystemFinder(finders.FileSystemFinder):
-    def list(self, ignore_patterns: Iterable[str] | None) -> Iterator[tuple[str, Any]]:
+    def list(self, ignore_patterns: Iterable[str] | None) -> Iterable[Any]:
         return super().list([*(ignore_patterns or ()), *IGNORED])
 
-    def find(self, path: str, find_all: bool = False, **kwargs: Any) -> Any:
+    def find(self, path: str, find_all: bool = False) -> Any:
         if _ignored(path):
             return []  # as the base class answers for a file it does not have
-        return super().find(path, find_all, **kwargs)
+        return super().find(path, True) if find_all else super().find(path)
