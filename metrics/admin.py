@@ -102,7 +102,7 @@ class LiveConnectionAdmin(_ReadOnly):
     )
     def disconnect(self, request: HttpRequest, queryset: QuerySet[LiveConnection]) -> None:
         ids = list(queryset.values_list("connection_id", flat=True))
-        services.request_disconnect(ids)
+        services.request_disconnect(ids, actor_id=request.user.pk)
         self.message_user(
             request,
             f"Asked the server processes to close {len(ids)} connection(s).",

@@ -21,8 +21,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 import protocol
+from events import security
 from metrics import instruments
 from protocol import CloseCode, ErrorCode, ProtocolError
+from realtime.auth import record_for_socket
 from realtime.flow import FlowControlledConsumer
 from realtime.throttling import Decision, throttle
 
@@ -54,6 +56,7 @@ class RateLimitedConsumer(FlowControlledConsumer):
         decision = await throttle().refresh(self.user.pk)
         if decision.allowed:
             return True
+        record_for_socket(self, security.Event.SOCKET_REFRESH_FAILED, reason="rate_limited")
         await self.refuse(decision, request_id, "auth.refresh")
         return False
 

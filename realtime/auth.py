@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from rest_framework_simplejwt import settings as simplejwt_settings
 
 import protocol
+from events import security
 from events.aio import CATCH_UP, db
 from events.batch import Batcher
 from metrics import instruments
@@ -274,11 +275,22 @@ class JWTAuthMiddleware:
         # consumer's coroutine, the send callable and what the lease's release needs.
         lease: tuple[str, str] | None = None  # (token subject, connection id) once a slot is held
         try:
-            authenticated = await self._handshake(scope, receive, send)
+            # The handshake's security records carry the client's address (and the user's id
+            # once the token is verified); only the handshake's: tasks it starts for the whole
+            # process (a batcher's, a listener's) must not inherit them.
+            with security.bind(remote_addr=_client_address(scope)):
+                authenticated = await self._handshake(scope, receive, send)
             if authenticated is None:
                 return None
             auth: AuthContext = authenticated["auth"]
             lease = (auth.token.user_id, auth.connection_id)  # the token subject's slot
+            security.record(
+                security.Event.SOCKET_AUTHENTICATED,
+                user_id=authenticated["user"].pk,
+                connection_id=auth.connection_id,
+                remote_addr=_client_address(scope),
+                path=scope.get("path"),
+            )
             # The socket is open already: consumers behind this middleware never send an
             # accept, and their sends reach the server's own send callable with no wrapper.
             app = self.app(authenticated, ReplayConnect(receive), send)
@@ -309,6 +321,12 @@ class JWTAuthMiddleware:
         if not socket_origin_allowed(origin, host):
             if origin is not None:
                 origin_refusals.refused(origin, host)
+            security.record(
+                security.Event.SOCKET_AUTH_FAILED,
+                reason="origin_not_allowed",
+                origin=origin,
+                path=scope.get("path"),
+            )
             # Before accept: the browser sees the handshake refused (HTTP 403).
             await send({"type": "websocket.close", "code": int(CloseCode.AUTHORIZATION_FAILED)})
             return None
@@ -327,8 +345,7 @@ class JWTAuthMiddleware:
 
         # Throttling, before any work for this socket: new connections per address here,
         # concurrent sockets per user once the token names the user.
-        client = scope.get("client") or ("unknown", 0)
-        decision = await throttle().connect(str(client[0]))
+        decision = await throttle().connect(_client_address(scope))
         if not decision.allowed:
             await self._refuse_rate(
                 send,
@@ -360,6 +377,7 @@ class JWTAuthMiddleware:
         try:
             if isinstance(found, BaseException):
                 raise found
+            security.bind_more(user_id=verified.user_id)
             user = active_user(found)
         except Exception as error:
             if allowed:
@@ -447,6 +465,11 @@ class JWTAuthMiddleware:
     async def _refuse(
         self, send: Any, envelope: dict[str, Any], code: CloseCode = CloseCode.AUTHENTICATION_FAILED
     ) -> None:
+        """Every refusal of a handshake after accept: the envelope, the close, a security record
+        with the envelope's reason (or its code)."""
+        error = envelope.get("error") or {}
+        reason = (error.get("details") or {}).get("reason") or error.get("code") or "refused"
+        security.record(security.Event.SOCKET_AUTH_FAILED, reason=str(reason))
         await send(_text_frame(envelope))
         await send({"type": "websocket.close", "code": int(code)})
 
@@ -463,6 +486,25 @@ class JWTAuthMiddleware:
             ErrorCode.RATE_LIMIT_EXCEEDED, message, details=details, request_id=request_id
         )
         await self._refuse(send, envelope, CloseCode.RATE_LIMITED)
+
+
+def record_for_socket(consumer: Any, event: security.Event, **fields: Any) -> None:
+    """A security record for an open socket's consumer: its user, connection id, type and
+    address, given explicitly (the code calling may run in a task of the whole process)."""
+    security.record(
+        event,
+        user_id=consumer.user.pk,
+        connection_id=consumer.auth.connection_id,
+        remote_addr=_client_address(consumer.scope),
+        connection_type=str(consumer.connection_type),
+        **fields,
+    )
+
+
+def _client_address(scope: dict[str, Any]) -> str:
+    """The client's address as tripsage.proxies resolved it ("unknown" if the server gave none)."""
+    client = scope.get("client") or ("unknown", 0)
+    return str(client[0])
 
 
 async def _close_after_fault(send: Any) -> None:

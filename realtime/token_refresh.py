@@ -13,9 +13,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 import protocol
+from events import security
 from metrics import instruments
 from protocol import AuthFailureReason, CloseCode, ErrorCode
-from realtime.auth import AuthFailure, authenticate_token_async
+from realtime.auth import AuthFailure, authenticate_token_async, record_for_socket
 from realtime.flow import FlowControlledConsumer
 from realtime.timers import ticker
 
@@ -30,6 +31,7 @@ class TokenRefreshConsumer(FlowControlledConsumer):
         try:
             user, verified = await authenticate_token_async(message.token)
         except AuthFailure as failure:
+            record_for_socket(self, security.Event.SOCKET_REFRESH_FAILED, reason=failure.reason)
             if failure.reason in (
                 AuthFailureReason.USER_INACTIVE,
                 AuthFailureReason.USER_NOT_FOUND,
@@ -44,10 +46,14 @@ class TokenRefreshConsumer(FlowControlledConsumer):
             mismatch = AuthFailure(
                 AuthFailureReason.USER_MISMATCH, "A refreshed token must belong to the same user."
             )
+            record_for_socket(
+                self, security.Event.SOCKET_REFRESH_FAILED, reason=AuthFailureReason.USER_MISMATCH
+            )
             await self.close_with(mismatch.envelope(message.id), CloseCode.AUTHENTICATION_FAILED)
             return
         self.user = user
         self.token_expires_at = verified.expires_at
+        record_for_socket(self, security.Event.SOCKET_REFRESHED)
         ticker().reschedule(self)  # a token may expire sooner than the one before it
         await self.send_event(
             protocol.server_message(

@@ -1,6 +1,8 @@
-"""REST token refresh: simplejwt's, with a deleted user refused as a 401 in the seed's envelope.
+"""REST tokens: simplejwt's views, with a deleted user refused as a 401 in the seed's envelope,
+and each sign-in and refresh, granted or refused, in the security log (events.security).
 
-Apart from realtime.rest, which DRF's settings import while rest_framework.views loads.
+Apart from realtime.rest, which DRF's settings import while rest_framework.views loads. A failed
+sign-in is recorded by realtime.signals (Django's `user_login_failed`, for every login form).
 """
 
 from __future__ import annotations
@@ -10,7 +12,22 @@ from typing import Any
 from django.contrib.auth.models import User
 from rest_framework import exceptions
 from rest_framework_simplejwt import views
-from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+from events import security
+
+
+class LoginSerializer(TokenObtainPairSerializer):
+    """simplejwt's sign-in, recorded when it succeeds."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        data = super().validate(attrs)
+        user_id = getattr(self.user, "pk", None)  # set by a sign-in that succeeded
+        security.record(security.Event.LOGIN_SUCCEEDED, user_id=user_id, method="token")
+        return data
 
 
 class RefreshSerializer(TokenRefreshSerializer):
@@ -19,11 +36,32 @@ class RefreshSerializer(TokenRefreshSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
         try:
-            return super().validate(attrs)
+            data = super().validate(attrs)
+        except TokenError:
+            security.record(security.Event.TOKEN_REFRESH_FAILED, reason="token_invalid")
+            raise
+        except exceptions.AuthenticationFailed as error:
+            reason = error.get_codes()
+            security.record(
+                security.Event.TOKEN_REFRESH_FAILED,
+                reason=reason if isinstance(reason, str) else "authentication_failed",
+            )
+            raise
         except User.DoesNotExist:
+            security.record(security.Event.TOKEN_REFRESH_FAILED, reason="user_not_found")
             raise exceptions.AuthenticationFailed(
                 "No active account found for this token.", code="user_not_found"
             ) from None
+        access: Any = data["access"]  # the encoded token, which AccessToken also takes
+        user_id = AccessToken(access).get(api_settings.USER_ID_CLAIM)
+        security.record(security.Event.TOKEN_REFRESHED, user_id=user_id)
+        return data
+
+
+class TokenObtainPairView(views.TokenObtainPairView):
+    """POST /api/auth/token/: an access and a refresh token, or 401 in the seed's envelope."""
+
+    serializer_class = LoginSerializer
 
 
 class TokenRefreshView(views.TokenRefreshView):

@@ -9,7 +9,7 @@ from drf_spectacular.views import (
     SpectacularRedocView,
     SpectacularSwaggerView,
 )
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenVerifyView
+from rest_framework_simplejwt.views import TokenVerifyView
 
 from agents import apis as agent_apis
 from collaboration import views
@@ -18,7 +18,7 @@ from metrics import access as metrics_access
 from metrics import apis as metrics_apis
 from metrics import views as metrics_views
 from realtime import online_api
-from realtime.token_views import TokenRefreshView
+from realtime.token_views import TokenObtainPairView, TokenRefreshView
 
 
 def index(request: HttpRequest) -> JsonResponse:

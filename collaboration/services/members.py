@@ -11,6 +11,7 @@ from collaboration.models import Notification, Trip, TripMember
 from collaboration.services.locks import Role, lock_trip, member_role
 from collaboration.services.log import record_event
 from collaboration.services.notifications import notify
+from events import security
 from events.broadcast import broadcast_on_commit
 from events.groups import chat_group
 
@@ -30,6 +31,14 @@ def trip_member_set(*, trip_id: int, actor: User | None, user: User, role: str) 
     member, _ = TripMember.objects.update_or_create(trip=trip, user=user, defaults={"role": role})
     if actor is None or actor.pk != user.pk:
         _notify_membership(trip, user, role, added=current is None, actor=actor)
+    _record_on_commit(
+        security.Event.MEMBER_ADDED if current is None else security.Event.MEMBER_ROLE_CHANGED,
+        trip=trip,
+        actor=actor,
+        user=user,
+        role=role,
+        previous_role=None if current is None else current.role,
+    )
     record_event(
         trip, "member.updated", actor=actor, payload={"user": payloads.user_ref(user), "role": role}
     )
@@ -49,9 +58,38 @@ def trip_member_remove(*, trip_id: int, actor: User, user: User) -> None:
     if member.role == Role.OWNER:
         _keep_an_owner(trip, user)
     member.delete()
+    _record_on_commit(
+        security.Event.MEMBER_REMOVED, trip=trip, actor=actor, user=user, previous_role=member.role
+    )
     record_event(trip, "member.removed", actor=actor, payload={"user": payloads.user_ref(user)})
     broadcast_on_commit(chat_group(trip.pk), {"type": "chat.member_removed", "user_id": user.pk})
     trip.save(update_fields=["seq", "log_floor", "updated_at"])
+
+
+def _record_on_commit(
+    event: security.Event,
+    *,
+    trip: Trip,
+    actor: User | None,
+    user: User,
+    role: str | None = None,
+    previous_role: str | None = None,
+) -> None:
+    """The security log's record of a membership change, once it is committed."""
+    user_id, trip_id = user.pk, trip.pk
+    actor_id = None if actor is None else actor.pk
+    reason = "left" if actor_id == user_id else None
+    transaction.on_commit(
+        lambda: security.record(
+            event,
+            user_id=user_id,
+            actor_id=actor_id,
+            trip_id=trip_id,
+            role=role,
+            previous_role=previous_role,
+            reason=reason,
+        )
+    )
 
 
 def _require_owner(trip: Trip, actor: User | None) -> None:

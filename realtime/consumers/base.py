@@ -22,12 +22,13 @@ from django.db import DatabaseError
 
 import protocol
 from collaboration.errors import CollaborationError, InvalidChange
+from events import security
 from events.fanout import fanout
 from metrics import instruments
 from metrics.collector import collector
 from protocol import AuthFailureReason, ClientMessage, CloseCode, ErrorCode, ProtocolError
 from realtime.admission import RateLimitedConsumer
-from realtime.auth import AuthContext, AuthFailure, HandshakeTally
+from realtime.auth import AuthContext, AuthFailure, HandshakeTally, record_for_socket
 from realtime.connect_gate import socket_opened
 from realtime.connections import connections
 from realtime.convergence import stream_check
@@ -402,6 +403,7 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
 
     async def close_by_operator(self) -> None:
         """An operator's "disconnect" (admin): say so, then close with 4010."""
+        record_for_socket(self, security.Event.SOCKET_CLOSED_BY_OPERATOR)
         await self.close_with(
             protocol.error_message(
                 ErrorCode.NETWORK_ERROR,
@@ -412,5 +414,6 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
         )
 
     async def realtime_user_revoked(self, event: dict[str, Any]) -> None:
+        record_for_socket(self, security.Event.SOCKET_REVOKED, reason="user_inactive")
         failure = AuthFailure(AuthFailureReason.USER_INACTIVE, "User account is disabled.")
         await self.close_with(failure.envelope(), CloseCode.AUTHENTICATION_FAILED)
