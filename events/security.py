@@ -50,6 +50,7 @@ class Event(StrEnum):
     MEMBER_ADDED = "member.added"
     MEMBER_ROLE_CHANGED = "member.role_changed"
     MEMBER_REMOVED = "member.removed"
+    ACCESS_DENIED = "access.denied"  # a signed-in user refused an action on a trip or object
 
 
 OUTCOME = {
@@ -57,6 +58,7 @@ OUTCOME = {
     Event.TOKEN_REFRESH_FAILED: "failure",
     Event.SOCKET_AUTH_FAILED: "failure",
     Event.SOCKET_REFRESH_FAILED: "failure",
+    Event.ACCESS_DENIED: "failure",
 }
 
 # The fields a request or a socket gives every record made while it runs (`bind`).
@@ -82,6 +84,7 @@ def record(
     connection_ids: list[str] | None = None,
     method: str | None = None,
     path: str | None = None,
+    action: str | None = None,
 ) -> None:
     """Log one security event. `user_id` is whose account it concerns (the member, for the
     member events), `actor_id` who did it where that is someone else (an owner, an operator)."""
@@ -107,6 +110,7 @@ def record(
         "connection_ids": connection_ids,
         "method": method,
         "path": _cut(path),
+        "action": _cut(action),
     }
     fields.update((key, value) for key, value in given.items() if value is not None)
     if "user_id" in fields:  # a token's subject is a string

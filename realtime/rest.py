@@ -17,6 +17,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler, set_rollback
 
 import protocol
+from events import security
 from metrics import instruments
 from protocol import ErrorCode
 
@@ -72,8 +73,23 @@ def error_envelope_exception_handler(exc: Exception, context: dict[str, Any]) ->
         details["retry_after"] = max(1, math.ceil(wait or 0))
         details.pop("reason", None)
         details["reason"] = "rate_limited"
+    if response.status_code == status.HTTP_403_FORBIDDEN:
+        _record_denied(context.get("request"), details)
     response.data = protocol.error_message(code, message, details=details)
     return response
+
+
+def _record_denied(request: Any, details: dict[str, Any]) -> None:
+    """A signed-in caller refused a right (403) in the security log. A non-member's 404 is not
+    told from a missing object's, by design (docs/decisions.md, "No enumeration")."""
+    user = getattr(request, "user", None)
+    security.record(
+        security.Event.ACCESS_DENIED,
+        user_id=user.pk if user is not None and user.is_authenticated else None,
+        remote_addr=None if request is None else request.META.get("REMOTE_ADDR"),
+        reason=str(details.get("reason") or "not_allowed"),
+        action=None if request is None else f"{request.method} {request.path}",
+    )
 
 
 # Where DRF runs the request's parsers (private: djangorestframework-stubs omit it).

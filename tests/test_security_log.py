@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FIELDS = {
     "ts", "level", "event", "outcome", "user_id", "connection_id", "remote_addr", "reason",
     "actor_id", "username", "trip_id", "role", "previous_role", "connection_type", "origin",
-    "connection_ids", "method", "path",
+    "connection_ids", "method", "path", "action",
 }  # fmt: skip
 
 
@@ -303,3 +303,57 @@ def test_every_event_is_documented():
     assert missing == []
     missing_fields = [name for name in FIELDS if f"`{name}`" not in page]
     assert missing_fields == []
+
+
+async def test_refused_rights_are_recorded_on_rest_and_on_sockets(logged_server):
+    server, path = logged_server
+    owner = await sync_to_async(factories.make_user)("owner")
+    viewer = await sync_to_async(factories.make_user)("viewer")
+    stranger = await sync_to_async(factories.make_user)("stranger")
+    trip = await sync_to_async(factories.make_trip)(owner, {viewer: "viewer"})
+    viewer_token = await sync_to_async(factories.access_token)(viewer)
+    call = sync_to_async(request)
+
+    # A viewer may not manage members: 403, recorded with the request as its action.
+    members = f"/api/trips/{trip.pk}/members/"
+    body = {"username": "stranger", "role": "viewer"}
+    assert await call(server, "POST", members, viewer_token, body) == 403
+    denied = await until(path, lambda r: r["event"] == "access.denied")
+    assert denied == {
+        **denied,
+        "outcome": "failure",
+        "user_id": viewer.pk,
+        "action": f"POST {members}",
+        "remote_addr": "127.0.0.1",
+    }
+
+    # A viewer's edit on the socket, refused: the message type is the action.
+    ws, established = await connect(server.ws_url, f"/ws/trips/{trip.pk}/", viewer_token)
+    version = ws.snapshot["trip"]["version"]
+    await send_json(
+        ws,
+        {
+            "type": "trip.update",
+            "id": "u1",
+            "update_id": "6f1c2b9e-8a55-4e0e-9a51-0c6f9f4f2a11",
+            "field": "name",
+            "value": "mine now",
+            "base_version": version,
+        },
+    )
+    error = await recv_type(ws, "error")
+    assert error["error"]["code"] == "AUTHORIZATION_FAILED"
+    edit = await until(path, lambda r: r.get("action") == "trip.update")
+    assert (edit["user_id"], edit["connection_id"]) == (viewer.pk, established["connection_id"])
+    await ws.close()
+
+    # A stranger's socket on the trip: refused at connect (4003).
+    stranger_token = await sync_to_async(factories.access_token)(stranger)
+    ws = await open_socket(server.ws_url, f"/ws/trips/{trip.pk}/")
+    await send_json(ws, {"token": stranger_token, "id": "a"})
+    code, _ = await closed_with(ws)
+    assert code == 4003
+    refused = await until(
+        path, lambda r: r["event"] == "access.denied" and r["user_id"] == stranger.pk
+    )
+    assert (refused["action"], refused["path"]) == ("connect", f"/ws/trips/{trip.pk}/")

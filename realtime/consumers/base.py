@@ -205,6 +205,13 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
         try:
             await self._open()
         except ProtocolError as error:
+            record_for_socket(
+                self,
+                security.Event.ACCESS_DENIED,
+                reason=str(error.details.get("reason") or "not_allowed"),
+                action="connect",
+                path=self.scope.get("path"),
+            )
             await self.close_with(error.envelope(), CloseCode.AUTHORIZATION_FAILED)
         except Exception:
             # A fault of ours while opening: say so (retryable) rather than drop the socket.
@@ -374,9 +381,9 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
         except ProtocolError as error:
             if error.request_id is None:
                 error.request_id = request_id
-            await self.send_error(error)
+            await self.send_refusal(error, kind)
         except CollaborationError as error:
-            await self.send_error(domain_error(error, request_id))
+            await self.send_refusal(domain_error(error, request_id), kind)
         except Exception:
             # A fault of ours: say so, keep the socket, never 1011 for one bad message.
             logger.exception("handler failed on %s connection", self.connection_type)
@@ -400,6 +407,18 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
             logger.warning("a catch-up failed, the database is unavailable: %s", error)
 
     # -- closed from outside (realtime.connections) -------------------------------------------
+
+    async def send_refusal(self, error: ProtocolError, kind: Any) -> None:
+        """A message's error envelope; a refused right (AUTHORIZATION_FAILED) is also a security
+        record, with the message's type as its action."""
+        if error.code is ErrorCode.AUTHORIZATION_FAILED:
+            record_for_socket(
+                self,
+                security.Event.ACCESS_DENIED,
+                reason=str(error.details.get("reason") or "not_allowed"),
+                action=kind if isinstance(kind, str) else None,
+            )
+        await self.send_error(error)
 
     async def close_by_operator(self) -> None:
         """An operator's "disconnect" (admin): say so, then close with 4010."""
