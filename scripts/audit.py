@@ -11,7 +11,7 @@ reason) or reported as not written down. Exit status:
 
 0  every pin audited, no advisory outside the allow-list, no stale allowance;
 1  advisories not written down, or allowances for versions no longer pinned (stale);
-2  the allow-list cannot be read;
+2  the allow-list, a requirements file or the lockfile cannot be read;
 3  part of the pins not audited: an advisory service did not answer ("not audited: ..."), and
    nothing under 1. Never reported as clean. `--not-audited-ok` (CI) exits 0 instead, after
    printing the same lines.
@@ -48,7 +48,7 @@ TIMEOUT = 10.0  # seconds, for each request to an advisory service
 
 EXIT_CLEAN = 0
 EXIT_ADVISORIES = 1
-EXIT_ALLOW_LIST = 2
+EXIT_UNREADABLE = 2
 EXIT_NOT_AUDITED = 3
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*==\s*([^\s;#]+)")
@@ -324,6 +324,7 @@ def audit_pypi(
     *,
     base_url: str,
 ) -> Audit:
+    """The Python pins' audit: pip-audit's report first, PyPI's JSON for the pins it left."""
     audit = Audit("PyPI", pins)
     by_key = {pin.key: pin for pin in pins}
     todo: dict[tuple[str, str, str], Pin] = dict(by_key)
@@ -560,10 +561,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         allowances = read_allow_list(root / args.allow_list)
     except AllowListError as error:
         print(f"audit: the allow-list cannot be read: {error}", file=sys.stderr)
-        return EXIT_ALLOW_LIST
+        return EXIT_UNREADABLE
+
+    requirement_paths = [root / name for name in args.requirements]
+    lock = Path(args.npm_project) / "package-lock.json" if args.npm_project else None
+    for path in [*requirement_paths, *([root / lock] if lock else [])]:
+        if not path.exists():
+            print(f"audit: {path.relative_to(root)} does not exist", file=sys.stderr)
+            return EXIT_UNREADABLE
 
     audits: list[Audit] = []
-    requirement_paths = [root / name for name in args.requirements if (root / name).exists()]
     if requirement_paths:
         pins, unpinned = read_requirements(requirement_paths)
         if args.pip_audit_report is not None:
@@ -571,13 +578,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             report = run_pip_audit(requirement_paths)
         audits.append(audit_pypi(pins, unpinned, report, base_url=args.pypi_url.rstrip("/")))
-    if args.npm_project:
-        lock = Path(args.npm_project) / "package-lock.json"
-        npm_pins = read_package_lock(root / lock)
+    if lock is not None:
         npm_report = run_npm_audit(root / args.npm_project, args.npm_registry)
         audits.append(
             audit_npm(
-                npm_pins, npm_report, registry=args.npm_registry, lock=root / lock, label=str(lock)
+                read_package_lock(root / lock),
+                npm_report,
+                registry=args.npm_registry,
+                lock=root / lock,
+                label=str(lock),
             )
         )
 

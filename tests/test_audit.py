@@ -522,3 +522,12 @@ def test_make_audit_runs_the_script_and_ci_runs_it_between_lint_and_the_suite():
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     audit_line = ci.index("make audit ARGS=--not-audited-ok")
     assert ci.index("make lint") < audit_line < ci.index("make test COVERAGE=1")
+
+
+def test_a_missing_lockfile_exits_2_without_auditing(project, services):
+    (project / "js" / "package-lock.json").unlink()
+    status, output = _run(project, services.url)
+    assert status == 2, output
+    assert "audit: js/package-lock.json does not exist" in output
+    assert "clean" not in output
+    assert services.requests == []  # checked before anything is asked
