@@ -142,8 +142,8 @@ def read_requirements(paths: Iterable[Path]) -> tuple[list[Pin], list[str]]:
             if line.startswith(("-r ", "--requirement ")):
                 read(path.parent / line.split(None, 1)[1])
                 continue
-            if line.startswith("-"):
-                continue
+            if line.startswith("-") and not line.startswith(("-e ", "--editable ")):
+                continue  # an option (--index-url, -c ...), not a requirement
             match = _PIN.match(line)
             if match is None:
                 unpinned.append(f"{path.name}: {line}")

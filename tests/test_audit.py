@@ -531,3 +531,13 @@ def test_a_missing_lockfile_exits_2_without_auditing(project, services):
     assert "audit: js/package-lock.json does not exist" in output
     assert "clean" not in output
     assert services.requests == []  # checked before anything is asked
+
+
+def test_a_requirement_that_pins_no_version_is_reported_not_audited(project, services):
+    _clean_pypi(services)
+    with (project / "requirements-dev.txt").open("a") as requirements:
+        requirements.write("--index-url https://example.invalid/simple\nloose-lib>=1.0\n")
+    status, output = _run(project, services.url, npm=False)
+    assert status == 3, output
+    assert "not audited: requirements-dev.txt: loose-lib>=1.0 pins no version" in output
+    assert "NOT AUDITED in part: 2 of 2 pinned packages audited" in output
