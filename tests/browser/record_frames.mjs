@@ -1,4 +1,4 @@
-// Preloaded into the Node run of the client's integration test (tests/browser/test_js_client.py):
+// Preloaded into every Node run of the client's live tests (tests/jsnode.py):
 // every text frame a WebSocket receives is appended to TRIPSAGE_FRAME_LOG as one JSON line
 // ({url, data}), so that the Python test checks each against protocol.server's schemas.
 import { appendFileSync } from "node:fs";

@@ -21,7 +21,7 @@ import { pathToFileURL } from "node:url";
 import { JSDOM } from "jsdom";
 
 import { ConnectionState } from "../../index.js";
-import { base, skip, token, tripId } from "../integration/live-env.mjs";
+import { skip, token, tripId, tripUrl } from "../live-env.mjs";
 import {
   FIX_1,
   FIX_2,
@@ -135,7 +135,6 @@ const BAD_TOKEN = "not-a-valid-token";
 const WAIT_MS = 20000; // for one expected change; a test fails by not seeing it, never by its time
 const tripIds = (process.env.TRIPSAGE_TRIP_IDS || tripId || "").split(",").filter(Boolean);
 let nextTrip = 0;
-const tripUrl = (id) => `${(base ?? "").replace(/\/+$/, "")}/ws/trips/${id}/`;
 const STATES = new Set(Object.values(ConnectionState));
 
 /** Every WebSocket opened in this process, with the code it closed with (null while open). */

@@ -6,26 +6,10 @@ import assert from "node:assert/strict";
 
 import { WebSocketConnection } from "../../websocket-connection.js";
 import { OptimisticUpdateManager, tripUpdateMessage } from "../../optimistic.js";
-import { base, skip, token, tripId } from "./live-env.mjs";
-
-/** The next message matching `predicate` (listening starts now). */
-function next(connection, predicate, timeoutMs = 10000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`timed out waiting for a message (${predicate})`));
-    }, timeoutMs);
-    const off = connection.on("message", (message) => {
-      if (!predicate(message)) return;
-      clearTimeout(timer);
-      off();
-      resolve(message);
-    });
-  });
-}
+import { next, skip, token, tripId, tripUrl } from "../live-env.mjs";
 
 test("live: connect, snapshot, trip.update of notes answered by ack, resume after reconnect", { skip, timeout: 60000 }, async () => {
-  const url = `${base.replace(/\/+$/, "")}/ws/trips/${tripId}/`;
+  const url = tripUrl();
   const connection = new WebSocketConnection({ url, token, reconnectAttempts: 2 });
   const errors = [];
   connection.on("error", (error) => errors.push(error));
@@ -95,7 +79,7 @@ test("live: connect, snapshot, trip.update of notes answered by ack, resume afte
 });
 
 test("live: a bad token is refused with AUTHENTICATION_FAILED and 4001, without reconnecting", { skip, timeout: 30000 }, async () => {
-  const url = `${base.replace(/\/+$/, "")}/ws/trips/${tripId}/`;
+  const url = tripUrl();
   const connection = new WebSocketConnection({ url, token: "not-a-jwt", reconnectAttempts: 3 });
   try {
     await connection.connect(); // the socket opened and the token went out
@@ -112,7 +96,7 @@ test("live: a bad token is refused with AUTHENTICATION_FAILED and 4001, without 
 });
 
 test("live: the token and the resume go first; a message sent once connect() resolved is answered after them", { skip, timeout: 60000 }, async () => {
-  const url = `${base.replace(/\/+$/, "")}/ws/trips/${tripId}/`;
+  const url = tripUrl();
   const frames = []; // what the client wrote, in order
   class RecordingWebSocket extends WebSocket {
     send(data) {
@@ -166,7 +150,7 @@ test("live: the token and the resume go first; a message sent once connect() res
 });
 
 test("live: the server's flow-control pings are answered (1.2 MB of echoes, no 4009)", { skip, timeout: 60000 }, async () => {
-  const url = `${base.replace(/\/+$/, "")}/ws/trips/${tripId}/`;
+  const url = tripUrl();
   const connection = new WebSocketConnection({ url, token, reconnectAttempts: 0 });
   const closes = [];
   let pings = 0;

@@ -7,28 +7,11 @@ import assert from "node:assert/strict";
 
 import { WebSocketConnection } from "../../websocket-connection.js";
 import { OfflineOutbox, memoryStorage } from "../../outbox.js";
-import { base, skip, token, tripId } from "./live-env.mjs";
-
-/** Resolves with the first `event` of `emitter` whose argument matches `predicate`. */
-function when(emitter, event, predicate = () => true, timeoutMs = 10000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`timed out waiting for ${event}`));
-    }, timeoutMs);
-    const off = emitter.on(event, (value) => {
-      if (!predicate(value)) return;
-      clearTimeout(timer);
-      off();
-      resolve(value);
-    });
-  });
-}
+import { skip, socketUrl, token, tripId, tripUrl, when } from "../live-env.mjs";
 
 test("live: edits and chat messages kept while disconnected are sent after the catch-up, once", { skip, timeout: 60000 }, async () => {
-  const root = base.replace(/\/+$/, "");
-  const trip = new WebSocketConnection({ url: `${root}/ws/trips/${tripId}/`, token, reconnectAttempts: 3 });
-  const chat = new WebSocketConnection({ url: `${root}/ws/chat/${tripId}/`, token, reconnectAttempts: 3 });
+  const trip = new WebSocketConnection({ url: tripUrl(), token, reconnectAttempts: 3 });
+  const chat = new WebSocketConnection({ url: socketUrl(`/ws/chat/${tripId}/`), token, reconnectAttempts: 3 });
   const storage = memoryStorage();
   const outbox = new OfflineOutbox({ userId: "live", tripId, storage });
   outbox.attach(trip, "trip");

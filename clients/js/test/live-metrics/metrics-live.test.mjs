@@ -9,19 +9,10 @@ import assert from "node:assert/strict";
 
 import { WebSocketConnection } from "../../websocket-connection.js";
 import { WebSocketMetricsCollector } from "../../metrics.js";
+import { httpUrl, next, skipWithout, token, tripUrl } from "../live-env.mjs";
 
-const {
-  TRIPSAGE_WS_URL: base,
-  TRIPSAGE_HTTP_URL: http,
-  TRIPSAGE_TOKEN: token,
-  TRIPSAGE_STAFF_TOKEN: staffToken,
-  TRIPSAGE_TRIP_ID: tripId,
-} = process.env;
-const skip = !(base && http && token && staffToken && tripId)
-  ? "set TRIPSAGE_WS_URL, TRIPSAGE_HTTP_URL, TRIPSAGE_TOKEN, TRIPSAGE_STAFF_TOKEN and TRIPSAGE_TRIP_ID"
-  : typeof globalThis.WebSocket !== "function"
-    ? "no global WebSocket: run with node --experimental-websocket"
-    : false;
+const staffToken = process.env.TRIPSAGE_STAFF_TOKEN;
+const skip = skipWithout("TRIPSAGE_HTTP_URL", "TRIPSAGE_STAFF_TOKEN");
 
 const TEXT = "Grüße aus Zürich ✈ 東京 🧳"; // 1 to 4 UTF-8 bytes a character
 // What a heartbeat in flight can change between the two reads: a ping and its pong each way.
@@ -30,24 +21,8 @@ const HEARTBEAT_BYTES = 400;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The next message matching `predicate` (listening starts now). */
-function next(connection, predicate, timeoutMs = 10000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`timed out waiting for a message (${predicate})`));
-    }, timeoutMs);
-    const off = connection.on("message", (message) => {
-      if (!predicate(message)) return;
-      clearTimeout(timer);
-      off();
-      resolve(message);
-    });
-  });
-}
-
 async function serverFigures(connectionId) {
-  const response = await fetch(`${http.replace(/\/+$/, "")}/api/metrics/connections/${connectionId}/`, {
+  const response = await fetch(httpUrl(`/api/metrics/connections/${connectionId}/`), {
     headers: { Authorization: `Bearer ${staffToken}`, Accept: "application/json" },
   });
   if (response.status === 404) return null; // not flushed yet
@@ -94,7 +69,7 @@ async function agreement(collector, connectionId, { until = () => true, exact = 
 }
 
 test("live: the collector's figures are the server's for the same socket", { skip, timeout: 90000 }, async () => {
-  const url = `${base.replace(/\/+$/, "")}/ws/trips/${tripId}/`;
+  const url = tripUrl();
   const collector = new WebSocketMetricsCollector();
   const connection = new WebSocketConnection({ url, token, reconnectAttempts: 2, heartbeatInterval: 1000 });
   collector.track(connection);
