@@ -361,6 +361,7 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
         if self.closing:
             return
         request_id = None
+        kind: Any = None  # the message type, once the frame parsed
         try:
             data = protocol.parse_json(
                 message.get("text"), message.get("bytes"), max_bytes=self.max_message_bytes
