@@ -1,178 +1,40 @@
-"""JWT verification and the WebSocket auth middleware: the token comes in the first message."""
+"""The WebSocket auth middleware: the token comes in the first message.
+
+It checks the origin, accepts, and verifies the token (realtime.tokens) before the consumer
+runs; the refused-origin log and the security records of an open socket live here too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 from urllib.parse import parse_qs
 
-import jwt
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
-from rest_framework_simplejwt import settings as simplejwt_settings
 
 import protocol
 from events import security
-from events.aio import CATCH_UP, db
-from events.batch import Batcher
 from metrics import instruments
 from protocol import AuthFailureReason, CloseCode, ErrorCode
 from protocol.origins import refusal_advice, socket_origin_allowed
-from realtime.flow import SEND_ON_CLOSED, utf8_size
+from realtime.flow import SEND_ON_CLOSED, HandshakeTally
 from realtime.throttling import throttle
-
-if TYPE_CHECKING:
-    from django.db.models import Field
+from realtime.tokens import (
+    AuthFailure,
+    VerifiedToken,
+    active_user,
+    user_batcher,
+    verify_access_token,
+)
 
 logger = logging.getLogger(__name__)
 
 # Query-string parameters that look like credentials; a socket carrying one is refused.
 _CREDENTIAL_PARAMS = {"token", "access", "access_token", "jwt", "auth", "authorization"}
-
-
-class AuthFailure(Exception):
-    """A token or user that must not open (or keep) a socket. Never carries the token itself."""
-
-    def __init__(
-        self, reason: AuthFailureReason, message: str, *, expires_at: datetime | None = None
-    ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.expires_at = expires_at
-
-    def envelope(self, request_id: str | None = None) -> dict[str, Any]:
-        return protocol.auth_error(
-            self.reason, self.message, expires_at=self.expires_at, request_id=request_id
-        ).envelope()
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedToken:
-    user_id: str
-    expires_at: datetime
-
-
-def _unverified_expiry(token: str) -> datetime | None:
-    """For the error details only: when an (already rejected) token said it expires."""
-    try:
-        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
-        return datetime.fromtimestamp(int(exp), UTC) if exp is not None else None
-    except (jwt.PyJWTError, TypeError, ValueError, OverflowError):
-        return None
-
-
-def verify_access_token(token: str) -> VerifiedToken:
-    """Check signature (one pinned algorithm), expiry, audience, issuer and token type."""
-    # Looked up on each call: SimpleJWT rebinds api_settings when SIMPLE_JWT changes.
-    jwt_settings = simplejwt_settings.api_settings
-    verifying_key = jwt_settings.VERIFYING_KEY or jwt_settings.SIGNING_KEY
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise AuthFailure(AuthFailureReason.MALFORMED, "Token is not a well-formed JWT.") from None
-    if header.get("alg") != jwt_settings.ALGORITHM:
-        # Refuses `none` and HS/RS confusion before any key is used.
-        raise AuthFailure(
-            AuthFailureReason.INVALID_ALGORITHM,
-            f"Token algorithm {str(header.get('alg'))[:16]!r} is not accepted.",
-        )
-    try:
-        claims = jwt.decode(
-            token,
-            verifying_key,
-            algorithms=[jwt_settings.ALGORITHM],
-            audience=jwt_settings.AUDIENCE,
-            issuer=jwt_settings.ISSUER,
-            leeway=jwt_settings.LEEWAY,
-            options={
-                "require": ["exp", jwt_settings.USER_ID_CLAIM, jwt_settings.TOKEN_TYPE_CLAIM],
-                "verify_aud": jwt_settings.AUDIENCE is not None,
-                "verify_iss": jwt_settings.ISSUER is not None,
-            },
-        )
-    except jwt.ExpiredSignatureError:
-        raise AuthFailure(
-            AuthFailureReason.EXPIRED,
-            "Invalid or expired token",
-            expires_at=_unverified_expiry(token),
-        ) from None
-    except jwt.InvalidSignatureError:
-        raise AuthFailure(
-            AuthFailureReason.INVALID_SIGNATURE, "Token signature is invalid."
-        ) from None
-    except jwt.MissingRequiredClaimError as exc:
-        raise AuthFailure(
-            AuthFailureReason.MISSING_CLAIM, f"Token has no {exc.claim!r} claim."
-        ) from None
-    except jwt.InvalidAudienceError:
-        raise AuthFailure(AuthFailureReason.INVALID_AUDIENCE, "Token audience is wrong.") from None
-    except jwt.InvalidIssuerError:
-        raise AuthFailure(AuthFailureReason.INVALID_ISSUER, "Token issuer is wrong.") from None
-    except jwt.InvalidAlgorithmError:
-        raise AuthFailure(
-            AuthFailureReason.INVALID_ALGORITHM, "Token algorithm is not accepted."
-        ) from None
-    except (jwt.InvalidKeyError, jwt.DecodeError, jwt.InvalidTokenError):
-        raise AuthFailure(AuthFailureReason.MALFORMED, "Token could not be decoded.") from None
-
-    if claims.get(jwt_settings.TOKEN_TYPE_CLAIM) != "access":
-        raise AuthFailure(AuthFailureReason.WRONG_TOKEN_TYPE, "An access token is required here.")
-    return VerifiedToken(
-        user_id=str(claims[jwt_settings.USER_ID_CLAIM]),
-        expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
-    )
-
-
-async def authenticate_token_async(token: str) -> tuple[User, VerifiedToken]:
-    """Verify the token and load its active user. The signature is checked here (no I/O), and
-    the user is read in one query with those of the sockets authenticating at the same time
-    (events.batch: a connect storm costs a query per batch, not per socket)."""
-    verified = verify_access_token(token)
-    return active_user(await _user_batcher(verified.user_id)), verified
-
-
-def active_user(user: User | None) -> User:
-    """The token's user, if it may hold a socket; else the AuthFailure saying why not."""
-    if user is None:
-        raise AuthFailure(AuthFailureReason.USER_NOT_FOUND, "Token user does not exist.")
-    if not user.is_active:
-        raise AuthFailure(AuthFailureReason.USER_INACTIVE, "User account is disabled.")
-    return user
-
-
-def users_by_id(user_ids: list[str]) -> dict[str, User | None]:
-    """The users these token claims name, in one query (None for no such user). Only what a
-    socket uses is loaded: the instance lives as long as the connection."""
-    user_model = get_user_model()
-    id_field = simplejwt_settings.api_settings.USER_ID_FIELD
-    field = cast(
-        "Field[Any, Any]", user_model._meta.get_field(id_field)
-    )  # a column, not a relation
-    found: dict[str, User | None] = dict.fromkeys(user_ids)
-    wanted: dict[Any, list[str]] = defaultdict(list)  # value -> the claims naming it
-    for claim in user_ids:
-        try:
-            wanted[field.to_python(claim)].append(claim)
-        except (ValidationError, ValueError, TypeError):
-            continue  # a claim that cannot name a user names none
-    fields = {"pk", id_field, user_model.USERNAME_FIELD, "is_active"} - {"pk"}
-    if wanted:
-        for user in user_model.objects.only(*fields).filter(**{f"{id_field}__in": list(wanted)}):
-            for claim in wanted[getattr(user, id_field)]:
-                found[claim] = user
-    return found
-
-
-_user_batcher: Batcher[str, User | None] = Batcher(db(users_by_id, lane=CATCH_UP))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,27 +44,6 @@ class AuthContext:
     connection_id: str
     token: VerifiedToken
     request_id: str | None  # the `id` of the client's auth message, answered by the consumer
-
-
-class HandshakeTally:
-    """The frames of one handshake (the token, and any refused before it), counted as
-    realtime.flow counts a socket's: the consumer's metrics start from them. In the scope as
-    `handshake`, which the consumer drops once it has read it (nothing per socket kept)."""
-
-    __slots__ = ("bytes_in", "bytes_out", "errors", "frames_in", "frames_out")
-
-    def __init__(self) -> None:
-        self.frames_in = self.bytes_in = self.frames_out = self.bytes_out = self.errors = 0
-
-    def received(self, message: dict[str, Any]) -> None:
-        text = message.get("text")
-        self.frames_in += 1
-        self.bytes_in += utf8_size(text) if text is not None else len(message.get("bytes") or b"")
-
-    def error_sent(self, frame: dict[str, Any]) -> None:
-        self.frames_out += 1
-        self.bytes_out += utf8_size(frame["text"])
-        self.errors += 1
 
 
 class OriginRefusalLog:
@@ -365,7 +206,7 @@ class JWTAuthMiddleware:
         # (the slot is the token subject's, which is the user's id; released below if the
         # user may not connect after all).
         found, slot = await asyncio.gather(
-            _user_batcher(verified.user_id),
+            user_batcher(verified.user_id),
             throttle().acquire_slot(verified.user_id, connection_id),
             return_exceptions=True,
         )

@@ -92,6 +92,28 @@ class SocketState:
         self.flushed = 0.0  # when the collector last wrote this socket's row (monotonic)
 
 
+class HandshakeTally:
+    """The frames of one handshake (the token, and any refused before it), counted as
+    SocketState counts a socket's: the consumer's metrics start from them. Filled by
+    realtime.auth.JWTAuthMiddleware, in the scope as `handshake`, which the consumer drops once
+    it has read it (nothing per socket kept)."""
+
+    __slots__ = ("bytes_in", "bytes_out", "errors", "frames_in", "frames_out")
+
+    def __init__(self) -> None:
+        self.frames_in = self.bytes_in = self.frames_out = self.bytes_out = self.errors = 0
+
+    def received(self, message: dict[str, Any]) -> None:
+        text = message.get("text")
+        self.frames_in += 1
+        self.bytes_in += utf8_size(text) if text is not None else len(message.get("bytes") or b"")
+
+    def error_sent(self, frame: dict[str, Any]) -> None:
+        self.frames_out += 1
+        self.bytes_out += utf8_size(frame["text"])
+        self.errors += 1
+
+
 class FlowControlledConsumer(SingleTaskConsumer, AsyncWebsocketConsumer):
     """The writing half of realtime.consumers.base.RealtimeConsumer (on one task per socket,
     realtime.consumer_loop)."""

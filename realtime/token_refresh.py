@@ -16,9 +16,10 @@ import protocol
 from events import security
 from metrics import instruments
 from protocol import AuthFailureReason, CloseCode, ErrorCode
-from realtime.auth import AuthFailure, authenticate_token_async, record_for_socket
+from realtime.auth import record_for_socket
 from realtime.flow import FlowControlledConsumer
 from realtime.timers import ticker
+from realtime.tokens import AuthFailure, authenticate_token_async
 
 
 class TokenRefreshConsumer(FlowControlledConsumer):

@@ -28,14 +28,15 @@ from metrics import instruments
 from metrics.collector import collector
 from protocol import AuthFailureReason, ClientMessage, CloseCode, ErrorCode, ProtocolError
 from realtime.admission import RateLimitedConsumer
-from realtime.auth import AuthContext, AuthFailure, HandshakeTally, record_for_socket
+from realtime.auth import AuthContext, record_for_socket
 from realtime.connect_gate import socket_opened
 from realtime.connections import connections
 from realtime.convergence import stream_check
-from realtime.flow import utf8_size
+from realtime.flow import HandshakeTally, utf8_size
 from realtime.throttling import message_rate
 from realtime.timers import ticker
 from realtime.token_refresh import TokenRefreshConsumer
+from realtime.tokens import AuthFailure
 
 logger = logging.getLogger(__name__)
 

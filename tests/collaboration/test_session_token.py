@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from realtime.auth import verify_access_token
+from realtime.tokens import verify_access_token
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.auth import AuthFailure, verify_access_token
+from realtime.tokens import AuthFailure, verify_access_token
 from tests import factories
 
 pytestmark = pytest.mark.django_db
