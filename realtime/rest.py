@@ -9,6 +9,7 @@ import traceback
 from typing import Any
 
 from django.conf import settings
+from django.core.cache.backends.locmem import LocMemCache
 from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.request import Request
@@ -143,12 +144,15 @@ class _Throttle(SimpleRateThrottle):
     def allow_request(self, request: Any, view: Any) -> bool:
         try:
             allowed = super().allow_request(request, view)
-        except Exception:  # the cache (Redis) is away: serve, do not fail every request
+        except Exception:  # the cache (Redis) is away
             if not _Throttle.cache_error_logged:
                 _Throttle.cache_error_logged = True
-                logger.exception("REST throttling skipped: the cache does not answer")
+                logger.exception(
+                    "REST throttling skipped while the cache does not answer (sign-ins are "
+                    "counted in each process instead)"
+                )
             instruments.RATE_LIMITER_FALLBACKS.inc()
-            return True
+            allowed = self.allow_without_cache(request, view)
         if allowed:
             return True
         request.throttle_refusal = {
@@ -157,6 +161,10 @@ class _Throttle(SimpleRateThrottle):
             "scope": self.scope,
         }
         return False
+
+    def allow_without_cache(self, request: Any, view: Any) -> bool:
+        """While the shared cache does not answer: serve, do not fail every request."""
+        return True
 
 
 class UserThrottle(_Throttle):
@@ -185,3 +193,23 @@ class AddressThrottle(_Throttle):
 
     def get_cache_key(self, request: Any, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class SignInThrottle(AddressThrottle):
+    """SIGN_IN_RATE per client address: one budget for every way to sign in with a password
+    (the token endpoint, the page's sign-in, the admin's and the browsable API's login;
+    realtime.sign_in_limits), so no pathway is weaker than another. Over it, the password is
+    not checked. Every attempt counts, a right password too: the budget is what an address may
+    try, whatever it knows."""
+
+    scope = "sign_in"
+    # Where the budget is kept while the shared cache does not answer: this process only, so
+    # the limit holds per process instead of letting every guess through.
+    fallback_cache = LocMemCache("sign-in-fallback", {})
+
+    def get_rate(self) -> str:
+        return settings.SIGN_IN_RATE
+
+    def allow_without_cache(self, request: Any, view: Any) -> bool:
+        self.cache = self.fallback_cache
+        return bool(SimpleRateThrottle.allow_request(self, request, view))

@@ -7,10 +7,12 @@ sign-in is recorded by realtime.signals (Django's `user_login_failed`, for every
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from django.contrib.auth.models import User
 from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
 from rest_framework_simplejwt import views
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
@@ -18,6 +20,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from events import security
+from realtime.rest import SignInThrottle
 
 
 class LoginSerializer(TokenObtainPairSerializer):
@@ -59,9 +62,29 @@ class RefreshSerializer(TokenRefreshSerializer):
 
 
 class TokenObtainPairView(views.TokenObtainPairView):
-    """POST /api/auth/token/: an access and a refresh token, or 401 in the seed's envelope."""
+    """POST /api/auth/token/: an access and a refresh token, or 401 in the seed's envelope; 429
+    past the REST throttles or the per-address sign-in budget that every login form shares
+    (realtime.sign_in_limits), the password not checked."""
 
     serializer_class = LoginSerializer
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return [*super().get_throttles(), SignInThrottle()]
+
+    def throttled(self, request: Request, wait: float | None) -> NoReturn:
+        try:
+            data = request.data
+        except exceptions.ParseError:  # still refused for its rate, not its body
+            data = None
+        username = data.get("username") if isinstance(data, dict) else None
+        security.record(
+            security.Event.LOGIN_FAILED,
+            username=None if username is None else str(username),
+            remote_addr=request.META.get("REMOTE_ADDR"),
+            reason="rate_limited",
+            method="token",
+        )
+        raise exceptions.Throttled(wait)
 
 
 class TokenRefreshView(views.TokenRefreshView):

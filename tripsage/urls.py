@@ -2,6 +2,7 @@
 Redoc), the browsable API's login, Prometheus metrics, the health check."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import (
@@ -18,6 +19,7 @@ from metrics import access as metrics_access
 from metrics import apis as metrics_apis
 from metrics import views as metrics_views
 from realtime import online_api
+from realtime.sign_in_limits import limit_sign_ins
 from realtime.token_views import TokenObtainPairView, TokenRefreshView
 
 
@@ -52,10 +54,12 @@ urlpatterns = [
     path("", index, name="index"),
     path("healthz", healthz, name="healthz"),
     path("admin/realtime/dashboard/", metrics_views.dashboard, name="realtime-dashboard"),
+    # Every login form draws from the token endpoint's per-address sign-in budget (ASVS 6.3.4).
+    path("admin/login/", limit_sign_ins(admin.site.login)),
     path("admin/", admin.site.urls),
     # The pages (issue 17 item 5): my trips, sign-in and sign-out, who is online, the favicon.
     path("trips/", views.trip_list, name="trip-list"),
-    path("trips/sign-in/", views.SignInView.as_view(), name="sign-in"),
+    path("trips/sign-in/", limit_sign_ins(views.SignInView.as_view()), name="sign-in"),
     path("trips/sign-out/", views.SignOutView.as_view(), name="sign-out"),
     path("api/trips/online/", online_api.TripsOnlineApi.as_view(), name="trips-online"),
     path("favicon.ico", views.FaviconView.as_view(), name="favicon"),
@@ -129,6 +133,10 @@ urlpatterns = [
         "api/redoc/",
         SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
         name="redoc",
+    ),
+    path(
+        "api-auth/login/",
+        limit_sign_ins(auth_views.LoginView.as_view(template_name="rest_framework/login.html")),
     ),
     path("api-auth/", include("rest_framework.urls")),
     # This process's Prometheus registry, for METRICS_TOKEN / METRICS_ALLOWED_IPS (metrics.access).

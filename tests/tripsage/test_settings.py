@@ -371,3 +371,19 @@ def test_storm_settings_defaults() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["32", "3.0", "2", "200"]
+
+
+def test_the_sign_in_budget_is_ten_a_minute_and_a_bad_one_stops_start_up() -> None:
+    result = _settings_in_subprocess(
+        "tripsage.settings.base", {}, "settings.SIGN_IN_RATE, settings.REST_RATE_USER"
+    )
+    assert result.returncode == 0, result.stderr
+    # Stricter than what the REST throttles alone let an anonymous caller try on the token
+    # endpoint, and shared with it (tests/collaboration/test_sign_in_limits.py).
+    assert result.stdout.split() == ["10/min", "600/min"]
+    refused = _settings_in_subprocess(
+        "tripsage.settings.base", {"SIGN_IN_RATE": "ten a minute"}, "settings.SIGN_IN_RATE"
+    )
+    assert refused.returncode != 0
+    assert "SIGN_IN_RATE='ten a minute'" in refused.stderr
+    assert "like 10/min" in refused.stderr

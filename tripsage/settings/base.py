@@ -4,6 +4,7 @@ from the environment. Production hardening lives in production.py."""
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -512,6 +513,17 @@ REALTIME_THROTTLE_REDIS_TIMEOUT_SECONDS = env_float("REALTIME_THROTTLE_REDIS_TIM
 # REST (DRF): per user (anonymous: per address) and per address, shared through CACHES.
 REST_RATE_USER = env_str("REST_RATE_USER", "600/min")
 REST_RATE_IP = env_str("REST_RATE_IP", "1200/min")
+# Password attempts per client address, one budget for every way to sign in (the token endpoint,
+# the page's sign-in, the admin's and the browsable API's login; realtime.sign_in_limits), right
+# passwords included; over it, 429 with the password not checked. 10 a minute leaves a person
+# room for typos and a shared office address for its morning, and holds a guesser to 14,400 a
+# day per address instead of the 600 a minute REST_RATE_USER alone would allow.
+SIGN_IN_RATE = env_str("SIGN_IN_RATE", "10/min")
+if not re.fullmatch(r"[0-9]+/[smhd][a-z]*", SIGN_IN_RATE):  # what DRF's throttles can parse
+    raise ImproperlyConfigured(
+        f"SIGN_IN_RATE={SIGN_IN_RATE!r} is not a rate: write sign-ins per address per period, "
+        "like 10/min (s, min, hour or day)."
+    )
 # The throttles count by REMOTE_ADDR alone, which tripsage.proxies resolved from a trusted
 # proxy's X-Forwarded-For (TRUSTED_PROXIES). 0, not DRF's default None, which would count by
 # whatever X-Forwarded-For the client sent.

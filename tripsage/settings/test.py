@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tripsage.env import env_int
+from tripsage.env import env_int, env_str
 from tripsage.settings.base import *  # noqa: F403
 from tripsage.settings.base import BASE_DIR, DATABASES, SIMPLE_JWT
 
@@ -35,6 +35,8 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 
 # The suite connects from one address all the time; tests of this limit set their own.
 REALTIME_CONNECTS_PER_MINUTE_PER_IP = env_int("REALTIME_CONNECTS_PER_MINUTE_PER_IP", 1_000_000)
+# Sign-ins too (tests/collaboration/test_sign_in_limits.py sets its own).
+SIGN_IN_RATE = env_str("SIGN_IN_RATE", "1000000/min")
 
 # Every message a test's server builds is checked against its schema (tests also check every
 # frame they receive: tests/wsclient.py).
