@@ -24,6 +24,7 @@ from asgiref.sync import SyncToAsync
 from channels.testing import WebsocketCommunicator
 from django.core.management.commands import flush
 from django.db import connection, connections
+from django.db.backends.signals import connection_created
 from websockets.asyncio.client import ClientConnection
 
 from events.aio import database_pool
@@ -232,6 +233,20 @@ def server_frames(
             + "\n".join(failures),
             pytrace=False,
         )
+
+
+def _lock_timeout(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """No test waits a minute for a lock: a wait that long is a hang (the flush between tests
+    behind a transaction something left open, as stopped a CI run for 90 minutes), and an error
+    naming the lock says more than a run that ends at its time limit (pytest-timeout's signal
+    does not end a wait in libpq). This process's connections only: the servers the tests start
+    may sit behind PgBouncer, which refuses startup options."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '60s'")
+
+
+connection_created.connect(_lock_timeout, dispatch_uid="tests-lock-timeout")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -27,11 +27,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.environ.get("TRIPSAGE_TEST_SQLITE", str(BASE_DIR / ".pytest-db.sqlite3"))
     }
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # No test waits a minute for a lock: a wait that long is a hang (the flush between tests
-    # behind a transaction someone left open), and an error naming the lock says more than a CI
-    # run that stops at its time limit (pytest-timeout's signal cannot end a wait in libpq).
-    DATABASES["default"]["OPTIONS"]["options"] = "-c lock_timeout=60s"
 
 # The suite connects from one address all the time; tests of this limit set their own.
 REALTIME_CONNECTS_PER_MINUTE_PER_IP = env_int("REALTIME_CONNECTS_PER_MINUTE_PER_IP", 1_000_000)
