@@ -117,9 +117,13 @@ class RateLimitedConsumer(FlowControlledConsumer):
 
     async def _look(self, *, batched: bool) -> tuple[Decision, Decision]:
         limiter = throttle()
-        budget, refresh = await asyncio.gather(
-            limiter.message(self.user.pk, self.connection_type, 0, batched=batched),
-            limiter.refresh(self.user.pk, 0, batched=batched),
+        user_id = self.user.pk
+        budget, refresh = await limiter.look(
+            [
+                limiter.message_bucket(user_id, self.connection_type),
+                limiter.refresh_bucket(user_id),
+            ],
+            batched=batched,
         )
         return budget, refresh
 

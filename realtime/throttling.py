@@ -234,6 +234,33 @@ end
 return {allowed, string.format('%.6f', tokens), used}
 """
 
+# Looks (cost 0) at several buckets in one call, each as _BUCKET with cost 0 answers: KEYS in
+# pairs (the bucket, its window's counter), ARGV in fives as _BUCKET's. Writes nothing. Returns
+# {allowed, tokens, used} for each bucket, one after the other.
+_LOOKS = """
+local out = {}
+for i = 0, #KEYS / 2 - 1 do
+  local capacity = tonumber(ARGV[5 * i + 1])
+  local rate = tonumber(ARGV[5 * i + 2])
+  local now = tonumber(ARGV[5 * i + 3])
+  local state = redis.call('HMGET', KEYS[2 * i + 1], 't', 'at')
+  local tokens = tonumber(state[1])
+  local at = tonumber(state[2])
+  if tokens == nil or at == nil then
+    tokens = capacity
+    at = now
+  end
+  if now > at then
+    tokens = math.min(capacity, tokens + (now - at) * rate)
+  end
+  local used = tonumber(redis.call('GET', KEYS[2 * i + 2]) or '0')
+  out[3 * i + 1] = 1
+  out[3 * i + 2] = string.format('%.6f', tokens)
+  out[3 * i + 3] = used
+end
+return out
+"""
+
 # KEYS[1] the user's slots; ARGV now, lease seconds, limit, connection. Returns {allowed, held}.
 _SLOT = """
 local now = tonumber(ARGV[1])
@@ -273,6 +300,7 @@ class Throttle:
                 max_connections=settings.REDIS_MAX_CONNECTIONS,
             )
             self._bucket = self.client.register_script(_BUCKET)
+            self._looks = self.client.register_script(_LOOKS)
             self._slot = self.client.register_script(_SLOT)
             # The checks of sockets opening (or sending) at the same time share one pipeline.
             self._scripts: Batcher[tuple[int, Any, tuple[str, ...], tuple[Any, ...]], Any] = (
@@ -378,15 +406,53 @@ class Throttle:
                 return Decision(bool(allowed), float(tokens), rate, now, int(used))
         return self.buckets.take(key, rate, now, cost)
 
+    async def look(
+        self, buckets: list[tuple[str, Rate]], *, batched: bool = False
+    ) -> list[Decision]:
+        """Where several buckets stand, taking nothing: what `take` with cost 0 answers for each,
+        in one script call (a connect's opening status looks at two)."""
+        now = self.clock()
+        if self._use_redis():
+            keys: list[str] = []
+            args: list[Any] = []
+            for key, rate in buckets:
+                start = window_start(rate, now)
+                keys += [self.prefix + key, f"{self.prefix}{key}:w{int(start)}"]
+                args += [rate.burst, rate.per_second, now, 0, start + rate.window]
+            try:
+                if batched:
+                    answer = await self._script(self._looks, keys, args)
+                else:
+                    assert self.client is not None  # _use_redis
+                    answer = await self._looks(keys, args, client=self.client)
+            except _REDIS_ERRORS as error:
+                self._redis_failed(error, "a rate-limit look")
+            else:
+                self._redis_ok()
+                return [
+                    Decision(True, float(answer[3 * i + 1]), rate, now, int(answer[3 * i + 2]))
+                    for i, (_, rate) in enumerate(buckets)
+                ]
+        return [self.buckets.take(key, rate, now, 0) for key, rate in buckets]
+
+    def message_bucket(self, user_id: Any, connection_type: str) -> tuple[str, Rate]:
+        """The key and rate of a user's message budget on a connection type."""
+        return f"msg:{connection_type}:{user_id}", message_rate(connection_type)
+
+    def refresh_bucket(self, user_id: Any) -> tuple[str, Rate]:
+        """The key and rate of a user's `auth.refresh` bucket."""
+        return f"refresh:{user_id}", refresh_rate()
+
     async def message(
         self, user_id: Any, connection_type: str, cost: int = 1, *, batched: bool = False
     ) -> Decision:
-        rate = message_rate(connection_type)
-        return await self.take(f"msg:{connection_type}:{user_id}", rate, cost, batched=batched)
+        key, rate = self.message_bucket(user_id, connection_type)
+        return await self.take(key, rate, cost, batched=batched)
 
     async def refresh(self, user_id: Any, cost: int = 1, *, batched: bool = False) -> Decision:
         """One `auth.refresh` of the user's, on any socket (cost 0: look)."""
-        return await self.take(f"refresh:{user_id}", refresh_rate(), cost, batched=batched)
+        key, rate = self.refresh_bucket(user_id)
+        return await self.take(key, rate, cost, batched=batched)
 
     async def connect(self, ip: str) -> Decision:
         per_minute = settings.REALTIME_CONNECTS_PER_MINUTE_PER_IP

@@ -91,6 +91,26 @@ async def test_refreshes_have_their_own_bucket_per_user(limiter, settings):
     assert not (await throttle.refresh(1)).allowed
 
 
+async def test_one_look_at_several_buckets_answers_as_a_look_at_each_and_takes_nothing(limiter):
+    """The opening `rate_limit_status` looks at the message budget and the refresh bucket in
+    one script call: the same figures as a look at each, nothing spent, on Redis and in memory."""
+    throttle, clock = limiter
+    for _ in range(3):
+        await throttle.message(7, "chat")
+    await throttle.refresh(7)
+    clock.advance(0.5)
+    buckets = [throttle.message_bucket(7, "chat"), throttle.refresh_bucket(7)]
+    together = await throttle.look(buckets)
+    batched = await throttle.look(buckets, batched=True)
+    each = [await throttle.message(7, "chat", 0), await throttle.refresh(7, 0)]
+    for decisions in (together, batched):
+        assert [d.status_fields() for d in decisions] == [d.status_fields() for d in each]
+        assert [d.bucket_fields() for d in decisions] == [d.bucket_fields() for d in each]
+    assert together[0].status_fields()["current_usage"] == 3
+    # Nothing taken: the budget still holds what three messages left of it.
+    assert (await throttle.look(buckets))[0].status_fields() == each[0].status_fields()
+
+
 async def test_the_budget_refills_at_the_per_minute_rate(limiter):
     throttle, clock = limiter
     for _ in range(5):
