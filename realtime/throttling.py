@@ -197,53 +197,18 @@ class MemorySlots:
 
 # -- Redis ----------------------------------------------------------------------------------
 
-# KEYS[1] bucket, KEYS[2] the counter of the current window; ARGV capacity, tokens per second,
-# now, cost, the window's end. Returns {allowed, tokens, messages accepted in the window}.
+# One or more buckets, each: KEYS in pairs (the bucket, the counter of its current window), ARGV
+# in fives (capacity, tokens per second, now, cost, the window's end). Cost 0 looks and writes
+# nothing. Returns {allowed, tokens, messages accepted in the window} for each, one after another.
 _BUCKET = """
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
-local state = redis.call('HMGET', KEYS[1], 't', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then
-  tokens = capacity
-  at = now
-end
-if now > at then
-  tokens = math.min(capacity, tokens + (now - at) * rate)
-  at = now
-end
-local allowed = 0
-if tokens >= cost - 1e-6 then  -- float noise: 0.9999999 tokens is one token
-  allowed = 1
-  tokens = math.max(0, tokens - cost)
-end
-local used = 0
-if allowed == 1 and cost > 0 then
-  used = redis.call('INCRBY', KEYS[2], cost)
-  redis.call('PEXPIRE', KEYS[2], math.ceil((tonumber(ARGV[5]) - now) * 1000) + 1000)
-else
-  used = tonumber(redis.call('GET', KEYS[2]) or '0')
-end
-if cost > 0 then
-  redis.call('HSET', KEYS[1], 't', string.format('%.6f', tokens), 'at', string.format('%.6f', at))
-  redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
-end
-return {allowed, string.format('%.6f', tokens), used}
-"""
-
-# Looks (cost 0) at several buckets in one call, each as _BUCKET with cost 0 answers: KEYS in
-# pairs (the bucket, its window's counter), ARGV in fives as _BUCKET's. Writes nothing. Returns
-# {allowed, tokens, used} for each bucket, one after the other.
-_LOOKS = """
 local out = {}
 for i = 0, #KEYS / 2 - 1 do
+  local bucket, window = KEYS[2 * i + 1], KEYS[2 * i + 2]
   local capacity = tonumber(ARGV[5 * i + 1])
   local rate = tonumber(ARGV[5 * i + 2])
   local now = tonumber(ARGV[5 * i + 3])
-  local state = redis.call('HMGET', KEYS[2 * i + 1], 't', 'at')
+  local cost = tonumber(ARGV[5 * i + 4])
+  local state = redis.call('HMGET', bucket, 't', 'at')
   local tokens = tonumber(state[1])
   local at = tonumber(state[2])
   if tokens == nil or at == nil then
@@ -252,9 +217,25 @@ for i = 0, #KEYS / 2 - 1 do
   end
   if now > at then
     tokens = math.min(capacity, tokens + (now - at) * rate)
+    at = now
   end
-  local used = tonumber(redis.call('GET', KEYS[2 * i + 2]) or '0')
-  out[3 * i + 1] = 1
+  local allowed = 0
+  if tokens >= cost - 1e-6 then  -- float noise: 0.9999999 tokens is one token
+    allowed = 1
+    tokens = math.max(0, tokens - cost)
+  end
+  local used = 0
+  if allowed == 1 and cost > 0 then
+    used = redis.call('INCRBY', window, cost)
+    redis.call('PEXPIRE', window, math.ceil((tonumber(ARGV[5 * i + 5]) - now) * 1000) + 1000)
+  else
+    used = tonumber(redis.call('GET', window) or '0')
+  end
+  if cost > 0 then
+    redis.call('HSET', bucket, 't', string.format('%.6f', tokens), 'at', string.format('%.6f', at))
+    redis.call('PEXPIRE', bucket, math.ceil((capacity - tokens) / rate * 1000) + 1000)
+  end
+  out[3 * i + 1] = allowed
   out[3 * i + 2] = string.format('%.6f', tokens)
   out[3 * i + 3] = used
 end
@@ -300,7 +281,6 @@ class Throttle:
                 max_connections=settings.REDIS_MAX_CONNECTIONS,
             )
             self._bucket = self.client.register_script(_BUCKET)
-            self._looks = self.client.register_script(_LOOKS)
             self._slot = self.client.register_script(_SLOT)
             # The checks of sockets opening (or sending) at the same time share one pipeline.
             self._scripts: Batcher[tuple[int, Any, tuple[str, ...], tuple[Any, ...]], Any] = (
@@ -387,53 +367,49 @@ class Throttle:
         pipeline with the other checks of sockets opening meanwhile (a connect's checks);
         otherwise on its own, at once (a live message's: behind a storm's batch it waited
         several turns of a busy event loop, bench S7)."""
-        now = self.clock()
-        if self._use_redis():
-            start = window_start(rate, now)
-            # The window's key names its start: a new window starts from nothing.
-            keys = [self.prefix + key, f"{self.prefix}{key}:w{int(start)}"]
-            args = [rate.burst, rate.per_second, now, cost, start + rate.window]
-            try:
-                if batched:
-                    allowed, tokens, used = await self._script(self._bucket, keys, args)
-                else:
-                    assert self.client is not None  # _use_redis
-                    allowed, tokens, used = await self._bucket(keys, args, client=self.client)
-            except _REDIS_ERRORS as error:
-                self._redis_failed(error, "a rate-limit check")
-            else:
-                self._redis_ok()
-                return Decision(bool(allowed), float(tokens), rate, now, int(used))
-        return self.buckets.take(key, rate, now, cost)
+        return (await self._buckets([(key, rate)], cost, batched, "a rate-limit check"))[0]
 
     async def look(
         self, buckets: list[tuple[str, Rate]], *, batched: bool = False
     ) -> list[Decision]:
         """Where several buckets stand, taking nothing: what `take` with cost 0 answers for each,
         in one script call (a connect's opening status looks at two)."""
+        return await self._buckets(buckets, 0, batched, "a rate-limit look")
+
+    async def _buckets(
+        self, buckets: list[tuple[str, Rate]], cost: int, batched: bool, what: str
+    ) -> list[Decision]:
+        """`cost` from each bucket, in one script call (or in this process without Redis)."""
         now = self.clock()
         if self._use_redis():
             keys: list[str] = []
             args: list[Any] = []
             for key, rate in buckets:
                 start = window_start(rate, now)
+                # The window's key names its start: a new window starts from nothing.
                 keys += [self.prefix + key, f"{self.prefix}{key}:w{int(start)}"]
-                args += [rate.burst, rate.per_second, now, 0, start + rate.window]
+                args += [rate.burst, rate.per_second, now, cost, start + rate.window]
             try:
                 if batched:
-                    answer = await self._script(self._looks, keys, args)
+                    answer = await self._script(self._bucket, keys, args)
                 else:
                     assert self.client is not None  # _use_redis
-                    answer = await self._looks(keys, args, client=self.client)
+                    answer = await self._bucket(keys, args, client=self.client)
             except _REDIS_ERRORS as error:
-                self._redis_failed(error, "a rate-limit look")
+                self._redis_failed(error, what)
             else:
                 self._redis_ok()
                 return [
-                    Decision(True, float(answer[3 * i + 1]), rate, now, int(answer[3 * i + 2]))
+                    Decision(
+                        bool(answer[3 * i]),
+                        float(answer[3 * i + 1]),
+                        rate,
+                        now,
+                        int(answer[3 * i + 2]),
+                    )
                     for i, (_, rate) in enumerate(buckets)
                 ]
-        return [self.buckets.take(key, rate, now, 0) for key, rate in buckets]
+        return [self.buckets.take(key, rate, now, cost) for key, rate in buckets]
 
     def message_bucket(self, user_id: Any, connection_type: str) -> tuple[str, Rate]:
         """The key and rate of a user's message budget on a connection type."""
