@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -270,34 +271,71 @@ async def database_thread() -> Any:
     pool.shutdown()
 
 
-@pytest.fixture(scope="session")
-def daphne_factory(
-    django_db_setup: None, django_db_blocker: object, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., DaphneServer]]:
+@contextlib.contextmanager
+def daphne_servers(django_db_blocker: Any, tmp_dir: Path) -> Iterator[Callable[..., DaphneServer]]:
+    """A factory of daphne processes, every one of them stopped when the block ends."""
     started: list[DaphneServer] = []
-    tmp_dir = tmp_path_factory.mktemp("daphne")
 
     def factory(name: str, *args: str, **overrides: str) -> DaphneServer:
-        with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        with django_db_blocker.unblock():
             server = start_daphne(tmp_dir, name, *args, **overrides)
         started.append(server)
         return server
 
-    yield factory
-    for server in started:
-        server.stop()
+    try:
+        yield factory
+    finally:
+        for server in started:
+            server.stop()
 
 
 @pytest.fixture(scope="session")
-def server(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
+def _daphne_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("daphne")
+
+
+# Three lifetimes, so that a process lives no longer than what uses it: a test's own servers stop
+# at its end, a module's at the module's. Each idle process holds database connections (up to
+# DATABASE_THREADS + HTTP_MAX_CONCURRENT_REQUESTS) and wakes up for its timers: when every
+# server lived until the end of the session, fifty of them took PostgreSQL past max_connections
+# ("too many clients", tests/tripsage/test_database_budget.py) and slowed the tests after them.
+@pytest.fixture
+def daphne_factory(
+    django_db_setup: None, django_db_blocker: Any, _daphne_dir: Path
+) -> Iterator[Callable[..., DaphneServer]]:
+    """Servers for this test only."""
+    with daphne_servers(django_db_blocker, _daphne_dir) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def module_daphne_factory(
+    django_db_setup: None, django_db_blocker: Any, _daphne_dir: Path
+) -> Iterator[Callable[..., DaphneServer]]:
+    """Servers for a module-scoped fixture: stopped after the module's last test."""
+    with daphne_servers(django_db_blocker, _daphne_dir) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def session_daphne_factory(
+    django_db_setup: None, django_db_blocker: Any, _daphne_dir: Path
+) -> Iterator[Callable[..., DaphneServer]]:
+    """Servers that many modules share (`server`, `fast_server`, `pair`, the browser's `web`)."""
+    with daphne_servers(django_db_blocker, _daphne_dir) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def server(session_daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
     """The default server: production-like timings, Redis channel layer."""
-    return daphne_factory("default")
+    return session_daphne_factory("default")
 
 
 @pytest.fixture(scope="session")
-def fast_server(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
+def fast_server(session_daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
     """A second process with short timers, for auth timeout, heartbeat and token expiry."""
-    return daphne_factory(
+    return session_daphne_factory(
         "fast",
         REALTIME_AUTH_TIMEOUT_SECONDS="1",
         REALTIME_HEARTBEAT_SECONDS="0.5",
@@ -320,8 +358,10 @@ PRESENCE_TIMINGS = {
 
 
 @pytest.fixture(scope="session")
-def pair(daphne_factory: Callable[..., DaphneServer]) -> tuple[DaphneServer, DaphneServer]:
+def pair(
+    session_daphne_factory: Callable[..., DaphneServer],
+) -> tuple[DaphneServer, DaphneServer]:
     """Two server processes sharing the database and Redis, with short presence timings."""
-    return daphne_factory("pair-a", **PRESENCE_TIMINGS), daphne_factory(
+    return session_daphne_factory("pair-a", **PRESENCE_TIMINGS), session_daphne_factory(
         "pair-b", **PRESENCE_TIMINGS
     )

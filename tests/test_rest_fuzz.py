@@ -66,9 +66,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
+def fuzz_server(module_daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
     """A process of its own: thousands of requests from one user, with the REST limits lifted."""
-    return daphne_factory("rest-fuzz", REST_RATE_USER="1000000/min", REST_RATE_IP="1000000/min")
+    return module_daphne_factory(
+        "rest-fuzz", REST_RATE_USER="1000000/min", REST_RATE_IP="1000000/min"
+    )
 
 
 @pytest.fixture

@@ -53,10 +53,10 @@ class LogFile:
 
 @pytest.fixture(scope="module")
 def _server_with_log(
-    daphne_factory: Callable[..., DaphneServer], tmp_path_factory: pytest.TempPathFactory
+    module_daphne_factory: Callable[..., DaphneServer], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[DaphneServer, Path]:
     path = tmp_path_factory.mktemp("security") / "security.log"
-    return daphne_factory("security-log", SECURITY_LOG_FILE=str(path)), path
+    return module_daphne_factory("security-log", SECURITY_LOG_FILE=str(path)), path
 
 
 @pytest.fixture

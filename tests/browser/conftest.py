@@ -70,9 +70,9 @@ def _check_page_frames(monkeypatch: pytest.MonkeyPatch, server_frames: FrameChec
 
 
 @pytest.fixture(scope="session")
-def web(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
+def web(session_daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
     """The server the pages talk to (any Origin: the port is chosen at start)."""
-    return daphne_factory("browser", REALTIME_ALLOWED_ORIGINS="*")
+    return session_daphne_factory("browser", REALTIME_ALLOWED_ORIGINS="*")
 
 
 @pytest.fixture

@@ -101,9 +101,9 @@ class OpenSockets:
 
 
 @pytest.fixture(scope="module")
-def dash(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
+def dash(module_daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
     # Pings every 0.5 s (answered by the test's sockets), so latency is measured, not absent.
-    return daphne_factory(
+    return module_daphne_factory(
         "dashboard",
         REALTIME_ALLOWED_ORIGINS="*",
         METRICS_FLUSH_SECONDS="0.5",

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests import factories
-from tests.conftest import DaphneServer, start_daphne
+from tests.conftest import DaphneServer, daphne_servers
 from tests.redis_servers import RedisServer
 
 # The processes' timers. "short" (the suite): everything that heals on a timer heals within a
@@ -91,18 +91,12 @@ def start_process(
     tmp_path: Path,
 ) -> Iterator[Callable[..., DaphneServer]]:
     """Start a daphne process on the test's Redis (stopped when the test ends)."""
-    started: list[DaphneServer] = []
+    with daphne_servers(django_db_blocker, tmp_path) as factory:
 
-    def start(name: str, **overrides: str) -> DaphneServer:
-        env = {**CHAOS_TIMINGS, "REDIS_URL": redis.url, **overrides}
-        with django_db_blocker.unblock():  # type: ignore[attr-defined]
-            server = start_daphne(tmp_path, name, **env)
-        started.append(server)
-        return server
+        def start(name: str, **overrides: str) -> DaphneServer:
+            return factory(name, **{**CHAOS_TIMINGS, "REDIS_URL": redis.url, **overrides})
 
-    yield start
-    for server in started:
-        server.stop()
+        yield start
 
 
 @pytest.fixture

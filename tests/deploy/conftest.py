@@ -62,12 +62,12 @@ def bounded(seconds: float) -> Callable[[Any], Any]:
     return wrap
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def start_cluster(
     django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., Cluster]]:
     """Start a Cluster on the test database (tests.settings.test: the suite's JWT keys), stopped
-    at the end of the session; keyword arguments go to Cluster."""
+    after the last test of tests/deploy/; keyword arguments go to Cluster."""
     started: list[Cluster] = []
 
     def start(name: str, **options: Any) -> Cluster:
@@ -93,7 +93,7 @@ def start_cluster(
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(start_cluster: Callable[..., Cluster]) -> Cluster:
     return start_cluster("cluster", processes=3)
 

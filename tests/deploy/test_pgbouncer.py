@@ -135,9 +135,9 @@ server_reset_query =
 
 
 @pytest.fixture(scope="module")
-def bounced(bouncer: Bouncer, daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
+def bounced(bouncer: Bouncer, module_daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
     """A daphne whose every database connection goes through PgBouncer."""
-    return daphne_factory(
+    return module_daphne_factory(
         "pgbouncer",
         DATABASE_URL=bouncer.url(),
         DATABASE_PASSWORD=PASSWORD,

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 LIMIT = 5  # new sockets per minute per address, and REST requests per minute per address
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def guarded(start_cluster: Callable[..., Cluster]) -> Cluster:
     """Two processes behind nginx with small per-address limits (no Sentinels needed)."""
     env = {

@@ -24,10 +24,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FAST = {"METRICS_FLUSH_SECONDS": "0.5", "METRICS_LIVE_REFRESH_SECONDS": "1"}
 
 
-@pytest.fixture(scope="session")
-def metered(daphne_factory):
+@pytest.fixture(scope="module")
+def metered(module_daphne_factory):
     """Two processes flushing metrics every 0.5 s."""
-    return daphne_factory("metrics-a", **FAST), daphne_factory("metrics-b", **FAST)
+    return module_daphne_factory("metrics-a", **FAST), module_daphne_factory("metrics-b", **FAST)
 
 
 @pytest.fixture

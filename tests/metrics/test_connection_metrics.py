@@ -28,8 +28,8 @@ TEXT = "Zürich ✈ 東京 🧳"  # 1, 2, 3 and 4 UTF-8 bytes per character
 
 
 @pytest.fixture(scope="module")
-def fresh(daphne_factory):
-    return daphne_factory("metrics-socket", **FRESH)
+def fresh(module_daphne_factory):
+    return module_daphne_factory("metrics-socket", **FRESH)
 
 
 class Tally:

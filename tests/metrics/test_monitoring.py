@@ -271,8 +271,8 @@ def _is_exposition(body: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def token_server(daphne_factory) -> DaphneServer:
-    return daphne_factory("metrics-token", METRICS_TOKEN=TOKEN)
+def token_server(module_daphne_factory) -> DaphneServer:
+    return module_daphne_factory("metrics-token", METRICS_TOKEN=TOKEN)
 
 
 def test_the_right_bearer_token_reads_the_metrics(token_server):
@@ -304,9 +304,9 @@ def test_a_missing_token_is_asked_for(token_server):
 
 
 @pytest.fixture(scope="module")
-def behind_proxy(daphne_factory) -> DaphneServer:
+def behind_proxy(module_daphne_factory) -> DaphneServer:
     """A process whose proxy is 127.0.0.1 (the tests' own address), allowing 10.9.0.0/16."""
-    return daphne_factory(
+    return module_daphne_factory(
         "metrics-allow", TRUSTED_PROXIES="127.0.0.1", METRICS_ALLOWED_IPS="10.9.0.0/16,192.0.2.7"
     )
 
@@ -329,8 +329,8 @@ def test_the_proxy_itself_is_not_an_allowed_address(behind_proxy):
 
 
 @pytest.fixture(scope="module")
-def no_proxy(daphne_factory) -> DaphneServer:
-    return daphne_factory("metrics-noproxy", METRICS_ALLOWED_IPS="10.9.0.0/16")
+def no_proxy(module_daphne_factory) -> DaphneServer:
+    return module_daphne_factory("metrics-noproxy", METRICS_ALLOWED_IPS="10.9.0.0/16")
 
 
 def test_a_client_cannot_claim_an_allowed_address_itself(no_proxy):

@@ -46,11 +46,11 @@ WAITING = "tripsage_ws_connections_waiting"
 REFUSALS = "tripsage_rate_limit_refusals_total"
 
 
-@pytest.fixture(scope="session")
-def gated(daphne_factory):
+@pytest.fixture(scope="module")
+def gated(module_daphne_factory):
     """One process that lets LIMIT sockets open at once, with a short auth timeout (sockets that
     never send a token end soon) and a short retry hint (the storm converges quickly)."""
-    return daphne_factory(
+    return module_daphne_factory(
         "gated",
         REALTIME_MAX_OPENING_SOCKETS=str(LIMIT),
         REALTIME_OVERLOAD_RETRY_SECONDS=str(RETRY_SECONDS),
@@ -59,10 +59,10 @@ def gated(daphne_factory):
     )
 
 
-@pytest.fixture(scope="session")
-def waiting_room(daphne_factory):
+@pytest.fixture(scope="module")
+def waiting_room(module_daphne_factory):
     """LIMIT sockets open at once, up to 2 more wait for a place for at most 1.5 s."""
-    return daphne_factory(
+    return module_daphne_factory(
         "waiting-room",
         REALTIME_MAX_OPENING_SOCKETS=str(LIMIT),
         REALTIME_OVERLOAD_RETRY_SECONDS=str(RETRY_SECONDS),

@@ -31,9 +31,11 @@ LIMITED = {
 }
 
 
-@pytest.fixture(scope="session")
-def limited_pair(daphne_factory):
-    return daphne_factory("limited-a", **LIMITED), daphne_factory("limited-b", **LIMITED)
+@pytest.fixture(scope="module")
+def limited_pair(module_daphne_factory):
+    return module_daphne_factory("limited-a", **LIMITED), module_daphne_factory(
+        "limited-b", **LIMITED
+    )
 
 
 @pytest.fixture(autouse=True)
