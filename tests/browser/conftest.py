@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, WebSocket, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests import factories
 from tests.conftest import DaphneServer
@@ -75,6 +77,19 @@ def web(session_daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
     return session_daphne_factory("browser", REALTIME_ALLOWED_ORIGINS="*")
 
 
+def _not_loaded(server: DaphneServer, error: Exception) -> str:
+    """What a page that did not load leaves to go on: whether the server still answers its
+    health check, and the end of its log (once, a CI run's session server stopped serving pages
+    for five minutes and nothing said why)."""
+    try:
+        with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=5) as response:
+            health = f"/healthz answered {response.status}"
+    except OSError as failure:
+        health = f"/healthz did not answer: {failure!r}"
+    alive = "running" if server.process.poll() is None else f"exited {server.process.returncode}"
+    return f"{error}\nserver {alive}; {health}; the end of its log:\n{server.log()[-6000:]}"
+
+
 @pytest.fixture
 def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
     """Sign in as `username` in a browser context of its own (one user per context) and open
@@ -85,7 +100,10 @@ def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
         context = browser.new_context(base_url=server.http_url)
         contexts.append(context)
         page = context.new_page()
-        page.goto(f"/trips/{trip_id}/edit")
+        try:
+            page.goto(f"/trips/{trip_id}/edit")
+        except PlaywrightTimeoutError as error:
+            raise AssertionError(_not_loaded(server, error)) from None
         page.fill('#signin input[name="username"]', username)
         page.fill('#signin input[name="password"]', factories.PASSWORD)
         page.click('#signin button[type="submit"]')
