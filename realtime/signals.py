@@ -8,18 +8,32 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from events import security
 from events.broadcast import revoke_user_sockets
 
 
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="realtime-user-was-active")
+def _user_saving(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """Whether an inactive account being saved was active until now (one query, only when it
+    is saved inactive): its deactivation is recorded once, not at every later save."""
+    instance._tripsage_deactivating = (
+        instance.pk is not None
+        and not instance.is_active
+        and sender._default_manager.filter(pk=instance.pk, is_active=True).exists()
+    )
+
+
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="realtime-user-deactivated")
 def _user_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
     if not created and not instance.is_active:
+        # Every save of an inactive account closes its sockets (cheap, and safe whatever raced
+        # with the deactivation); only the deactivation itself is a security event.
         revoke_user_sockets(instance.pk)
-        _record_revoked(instance.pk, "deactivated")
+        if getattr(instance, "_tripsage_deactivating", False):
+            _record_revoked(instance.pk, "deactivated")
 
 
 @receiver(post_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="realtime-user-deleted")

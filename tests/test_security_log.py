@@ -270,6 +270,28 @@ async def test_membership_changes_are_recorded_with_who_and_from_where(logged_se
     assert not [r for r in after if intruder.pk in (r.get("user_id"), r.get("actor_id"))]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_revocation_is_recorded_when_the_account_is_deactivated_not_at_each_later_save(here):
+    user = factories.make_user("dora")
+    user.first_name = "Dora"
+    user.save()  # active: nothing to record
+    _deactivate(user.pk)
+    user.refresh_from_db()
+    user.last_name = "Explorer"
+    user.save()  # still inactive: revoked already
+    user.save(update_fields=["last_name"])
+    revoked = [r for r in lines(here.getvalue()) if r["event"] == "user.revoked"]
+    assert [(r["user_id"], r["reason"]) for r in revoked] == [(user.pk, "deactivated")]
+    user.is_active = True
+    user.save()
+    _deactivate(user.pk)  # deactivated again: recorded again
+    revoked = [r for r in lines(here.getvalue()) if r["event"] == "user.revoked"]
+    assert [r["reason"] for r in revoked] == ["deactivated", "deactivated"]
+    user.delete()
+    revoked = [r for r in lines(here.getvalue()) if r["event"] == "user.revoked"]
+    assert [r["reason"] for r in revoked] == ["deactivated", "deactivated", "deleted"]
+
+
 def test_a_record_is_one_json_line_that_client_input_cannot_break(here):
     security.record(
         security.Event.LOGIN_FAILED,
