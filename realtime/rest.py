@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import traceback
+import uuid
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCacheClient
 from django.db import InterfaceError, OperationalError
+from redis.commands.core import Script
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -130,11 +135,62 @@ def _echoable(value: Any) -> Any:
 logger = logging.getLogger(__name__)
 
 
+# One attempt against a sliding window, in one step: KEYS[1] the log of the attempts of the
+# window (a sorted set, scored by time); ARGV the time now, the window's seconds, the limit and
+# this attempt's member (unique). DRF's window: attempts at or before now - window are dropped;
+# under the limit, the attempt is logged and the log expires a window after it. Returns
+# {allowed, attempts in the window (this one included when logged), the oldest one's time}.
+_SLIDING_WINDOW = """
+local log = KEYS[1]
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local kind = redis.call('TYPE', log).ok
+if kind ~= 'zset' and kind ~= 'none' then
+  redis.call('DEL', log)  -- DRF's pickled list, written by a process of an earlier release
+end
+redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+local count = redis.call('ZCARD', log)
+local allowed = 0
+if count < tonumber(ARGV[3]) then
+  redis.call('ZADD', log, now, ARGV[4])
+  redis.call('PEXPIRE', log, math.ceil(window * 1000))
+  count = count + 1
+  allowed = 1
+end
+local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+return {allowed, count, oldest[2] or false}
+"""
+_sliding_window: Script | None = None
+
+
+def _redis_client(cache: Any, key: str) -> redis.Redis | None:
+    """The client of `cache` when it is Django's RedisCache, for `key`: its connection pool, so
+    Sentinel (SentinelCachePool) and the socket timeouts hold as for any cache call. None for
+    any other cache (LocMemCache keeps its `_cache` in a dict)."""
+    backend = cache._cache  # RedisCache's RedisCacheClient, also through the `cache` proxy
+    if not isinstance(backend, RedisCacheClient):
+        return None
+    client: redis.Redis = backend.get_client(key, write=True)
+    return client
+
+
+# DRF's read-modify-write of a throttle's history in a process-local cache (no Redis configured,
+# or the sign-in fallback while Redis does not answer): one request at a time, so that threads
+# serving requests at once cannot each read the budget unspent.
+_local_lock = threading.Lock()
+
+
 class _Throttle(SimpleRateThrottle):
+    """DRF's SimpleRateThrottle (its sliding window, keys and wait) made atomic: in Redis, each
+    check is one Lua script (trim, count, log) that every process shares; in a process-local
+    cache, DRF's own check under a lock."""
+
     cache_error_logged = False
     # Set by SimpleRateThrottle.__init__ from the rate; djangorestframework-stubs omit them.
     num_requests: int | None
     duration: int | None
+    # Redis's answer to the last check: (attempts in the window, the oldest one's time).
+    counted: tuple[int, float | None] | None = None
 
     def get_ident(self, request: Any) -> str:
         """REMOTE_ADDR, never X-Forwarded-For (whatever NUM_PROXIES says): tripsage.proxies
@@ -143,7 +199,7 @@ class _Throttle(SimpleRateThrottle):
 
     def allow_request(self, request: Any, view: Any) -> bool:
         try:
-            allowed = super().allow_request(request, view)
+            allowed = self.allow_in_cache(request, view)
         except Exception:  # the cache (Redis) is away
             if not _Throttle.cache_error_logged:
                 _Throttle.cache_error_logged = True
@@ -161,6 +217,48 @@ class _Throttle(SimpleRateThrottle):
             "scope": self.scope,
         }
         return False
+
+    def allow_in_cache(self, request: Any, view: Any) -> bool:
+        """One attempt against the window of `self.cache`: atomic in Redis (one script for
+        every process), under a lock in a process-local cache (this process only)."""
+        self.counted = None
+        if self.rate is None:
+            return True
+        assert self.duration is not None and self.num_requests is not None  # parsed from rate
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        cache_key = self.cache.make_and_validate_key(key)
+        client = _redis_client(self.cache, cache_key)
+        if client is None:
+            return self.allow_locally(request, view)
+        global _sliding_window
+        if _sliding_window is None:
+            _sliding_window = client.register_script(_SLIDING_WINDOW)
+        self.key, self.now = key, self.timer()
+        member = f"{self.now!r}:{uuid.uuid4().hex}"  # two attempts at one instant: two members
+        allowed, count, oldest = _sliding_window(
+            [cache_key], [repr(self.now), self.duration, self.num_requests, member], client=client
+        )
+        self.counted = (int(count), None if oldest is None else float(oldest))
+        return bool(allowed)
+
+    def allow_locally(self, request: Any, view: Any) -> bool:
+        """DRF's check, one request at a time."""
+        with _local_lock:
+            return bool(SimpleRateThrottle.allow_request(self, request, view))
+
+    def wait(self) -> float | None:
+        """DRF's wait (Retry-After) from Redis's count and oldest attempt, or DRF's own."""
+        if self.counted is None:
+            return super().wait()
+        assert self.duration is not None and self.num_requests is not None  # a rate was set
+        count, oldest = self.counted
+        remaining = self.duration - (self.now - oldest) if oldest is not None else self.duration
+        available = self.num_requests - count + 1
+        if available <= 0:
+            return None
+        return remaining / float(available)
 
     def allow_without_cache(self, request: Any, view: Any) -> bool:
         """While the shared cache does not answer: serve, do not fail every request."""
@@ -212,4 +310,5 @@ class SignInThrottle(AddressThrottle):
 
     def allow_without_cache(self, request: Any, view: Any) -> bool:
         self.cache = self.fallback_cache
-        return bool(SimpleRateThrottle.allow_request(self, request, view))
+        self.counted = None
+        return self.allow_locally(request, view)

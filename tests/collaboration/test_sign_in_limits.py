@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 from django.contrib.auth.hashers import get_hasher
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.test import Client, override_settings
+from rest_framework.test import APIClient
 
 from events import security
 from tests import factories
+from tests.conftest import require_redis_url
 
 pytestmark = pytest.mark.django_db
 
@@ -182,3 +185,84 @@ def test_a_refused_sign_in_is_in_the_security_log(address):
     }
     assert failed[-1]["method"] == "token" and failed[-1]["remote_addr"] == address
     assert "not-the-password" not in repr(lines)
+
+
+@pytest.fixture
+def redis_cache() -> Any:
+    """The configured cache, which the suite runs on Redis (the shared budget's cache)."""
+    require_redis_url()
+    assert isinstance(cache._cache, RedisCacheClient), "the suite's CACHES is RedisCache"
+    return cache
+
+
+def test_the_budget_is_one_sorted_set_in_redis_that_expires(address, redis_cache):
+    """The atomic check's log: one attempt per member, under the key DRF's throttle used."""
+    factories.make_user("alice")
+    client = Client(REMOTE_ADDR=address)
+    for _ in range(BUDGET + 2):
+        guess(client, "/api/auth/token/")
+    key = cache.make_and_validate_key(f"throttle_sign_in_{address}")
+    raw = redis_cache._cache.get_client(key)
+    assert raw.type(key) == b"zset"
+    assert raw.zcard(key) == BUDGET  # refused attempts are not logged (as in DRF)
+    assert 0 < raw.pttl(key) <= 60_000
+
+
+def test_the_window_slides_in_redis(address, redis_cache, monkeypatch):
+    """An attempt leaves the budget a window after it was made, not at a fixed minute's turn."""
+    from realtime.rest import SignInThrottle
+
+    now = [1_000_000.0]
+    monkeypatch.setattr(SignInThrottle, "timer", lambda self: now[0])
+    factories.make_user("alice")
+    client = Client(REMOTE_ADDR=address)
+    codes = []
+    for _ in range(BUDGET):
+        now[0] += 10
+        codes.append(guess(client, "/api/auth/token/").status_code)
+    refused = guess(client, "/api/auth/token/")
+    # The oldest attempt (at +10 s) leaves the window at +70 s: 40 s from now (+30 s, BUDGET 3).
+    assert codes == [401] * BUDGET and refused.status_code == 429
+    assert refused.json()["error"]["details"]["retry_after"] == 40 == int(refused["Retry-After"])
+    now[0] += 39
+    assert guess(client, "/api/auth/token/").status_code == 429
+    now[0] += 1.5
+    assert guess(client, "/api/auth/token/").status_code == 401
+
+
+def test_a_budget_left_by_drfs_throttle_is_replaced_not_an_error(address, redis_cache):
+    """A rolling upgrade: a process of the release before kept a pickled list under the key."""
+    cache.set(f"throttle_sign_in_{address}", [1.0, 2.0], 60)
+    factories.make_user("alice")
+    client = Client(REMOTE_ADDR=address)
+    answers = [guess(client, "/trips/sign-in/").status_code for _ in range(BUDGET + 1)]
+    assert answers == [200] * BUDGET + [429]
+
+
+def test_with_redis_refusing_connections_sign_ins_are_limited_in_process_and_other_requests_served(
+    address, monkeypatch, caplog
+):
+    """A real RedisCache whose Redis is away (nothing listens on port 1): sign-ins are counted in
+    this process, every other request is served, each fallback is counted."""
+    from metrics import instruments
+    from realtime.rest import SignInThrottle, _Throttle
+
+    away = RedisCache("redis://127.0.0.1:1/0", {"OPTIONS": {"socket_connect_timeout": 1.0}})
+    monkeypatch.setattr(_Throttle, "cache", away)
+    monkeypatch.setattr(SignInThrottle, "cache", away)
+    monkeypatch.setattr(_Throttle, "cache_error_logged", False)
+    SignInThrottle.fallback_cache.clear()
+    fallbacks = instruments.RATE_LIMITER_FALLBACKS._value.get()
+    alice = factories.make_user("alice")
+    client = Client(REMOTE_ADDR=address)
+    with caplog.at_level(logging.ERROR, logger="realtime.rest"):
+        answers = [guess(client, "/api/auth/token/").status_code for _ in range(BUDGET + 1)]
+        api = APIClient(REMOTE_ADDR=address)
+        api.force_authenticate(alice)
+        with override_settings(REST_RATE_USER="1/min", REST_RATE_IP="1/min"):
+            served = [api.get("/api/trips/").status_code for _ in range(3)]
+    assert answers == [401] * BUDGET + [429]
+    assert served == [200] * 3  # the REST throttles let requests through
+    assert instruments.RATE_LIMITER_FALLBACKS._value.get() > fallbacks
+    skipped = [r for r in caplog.records if "throttling skipped" in r.getMessage()]
+    assert len(skipped) == 1
