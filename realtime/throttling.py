@@ -12,7 +12,8 @@
 - New connections: one bucket per client IP holding REALTIME_CONNECTS_PER_MINUTE_PER_IP, refilled
   at that many per minute.
 - Concurrent sockets: one sorted set per user of connection ids, each with a lease the holding
-  process renews; a process that dies leaves slots that expire within one lease.
+  process renews; a process that dies leaves slots that expire within one lease (realtime.slots,
+  mixed into Throttle).
 
 Every check is one atomic round trip (a Lua script). With no Redis configured, or while Redis does
 not answer, the same buckets live in this process (logged once, counted in
@@ -27,7 +28,6 @@ import itertools
 import logging
 import math
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +41,8 @@ from events.aio import per_loop
 from events.batch import Batcher
 from metrics import instruments
 from realtime import redis_clients
+from realtime.slots import REDIS_ERRORS as _REDIS_ERRORS
+from realtime.slots import SLOT_SCRIPT, ConnectionSlots, MemorySlots
 
 logger = logging.getLogger(__name__)
 
@@ -176,25 +178,6 @@ class MemoryBuckets:
                 del self.windows[key]
 
 
-class MemorySlots:
-    def __init__(self) -> None:
-        self.held: dict[str, set[str]] = defaultdict(set)
-
-    def acquire(self, user: str, connection: str, limit: int) -> tuple[bool, int]:
-        held = self.held[user]
-        if connection not in held and len(held) >= limit:
-            return False, len(held)
-        held.add(connection)
-        return True, len(held)
-
-    def release(self, user: str, connection: str) -> None:
-        held = self.held.get(user)
-        if held is not None:
-            held.discard(connection)
-            if not held:
-                del self.held[user]
-
-
 # -- Redis ----------------------------------------------------------------------------------
 
 # One or more buckets, each: KEYS in pairs (the bucket, the counter of its current window), ARGV
@@ -242,24 +225,8 @@ end
 return out
 """
 
-# KEYS[1] the user's slots; ARGV now, lease seconds, limit, connection. Returns {allowed, held}.
-_SLOT = """
-local now = tonumber(ARGV[1])
-local lease = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local held = redis.call('ZCARD', KEYS[1])
-if redis.call('ZSCORE', KEYS[1], ARGV[4]) == false and held >= tonumber(ARGV[3]) then
-  return {0, held}
-end
-redis.call('ZADD', KEYS[1], now + lease, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], math.ceil(lease * 1000))
-return {1, redis.call('ZCARD', KEYS[1])}
-"""
 
-_REDIS_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
-
-
-class Throttle:
+class Throttle(ConnectionSlots):
     """One per event loop (`throttle()`): the buckets and slots of this process, in Redis when
     REALTIME_THROTTLE_REDIS_URL (default: REDIS_URL) is set."""
 
@@ -281,7 +248,7 @@ class Throttle:
                 max_connections=settings.REDIS_MAX_CONNECTIONS,
             )
             self._bucket = self.client.register_script(_BUCKET)
-            self._slot = self.client.register_script(_SLOT)
+            self._slot = self.client.register_script(SLOT_SCRIPT)
             # The checks of sockets opening (or sending) at the same time share one pipeline.
             self._scripts: Batcher[tuple[int, Any, tuple[str, ...], tuple[Any, ...]], Any] = (
                 Batcher(self._run_scripts, max_batch=200)
@@ -433,86 +400,6 @@ class Throttle:
     async def connect(self, ip: str) -> Decision:
         per_minute = settings.REALTIME_CONNECTS_PER_MINUTE_PER_IP
         return await self.take(f"ip:{ip}", Rate(per_minute, per_minute), batched=True)
-
-    # -- concurrent connections --------------------------------------------------------------
-
-    async def acquire_slot(self, user_id: Any, connection_id: str) -> tuple[bool, int]:
-        """Hold one of the user's REALTIME_MAX_CONNECTIONS_PER_USER sockets: (allowed, held)."""
-        user, limit = str(user_id), settings.REALTIME_MAX_CONNECTIONS_PER_USER
-        if self._use_redis():
-            lease = settings.REALTIME_CONNECTION_LEASE_SECONDS
-            try:
-                allowed, held = await self._script(
-                    self._slot,
-                    [f"{self.prefix}slots:{user}"],
-                    [self.clock(), lease, limit, connection_id],
-                )
-            except _REDIS_ERRORS as error:
-                self._redis_failed(error, "a connection-slot check")
-            else:
-                self._redis_ok()
-                if allowed:
-                    self.leased[connection_id] = user
-                    self._ensure_renewer()
-                return bool(allowed), int(held)
-        if self.client is None:  # no Redis configured: this process's sockets are all there is
-            return self.slots.acquire(user, connection_id, limit)
-        # Redis is away: the user's sockets on this process count (a per-process cap until it
-        # answers), and the new one is leased like any other, so that the renewer puts it in
-        # Redis once it answers and the cap holds across processes again.
-        held = sum(1 for owner in self.leased.values() if owner == user)
-        if connection_id not in self.leased:
-            if held >= limit:
-                return False, held
-            held += 1
-        self.leased[connection_id] = user
-        self._ensure_renewer()
-        return True, held
-
-    async def release_slot(self, user_id: Any, connection_id: str) -> None:
-        user = str(user_id)
-        self.slots.release(user, connection_id)
-        # A slot is leased only through Redis, so a lease implies a client.
-        if self.leased.pop(connection_id, None) is None or self.client is None:
-            return
-        try:
-            await self.client.zrem(f"{self.prefix}slots:{user}", connection_id)
-        except _REDIS_ERRORS as error:
-            self._redis_failed(error, "releasing a connection slot")  # the lease expires it
-
-    def _ensure_renewer(self) -> None:
-        if self.renewer is None or self.renewer.done():
-            self.renewer = asyncio.get_running_loop().create_task(self._renew())
-
-    async def _renew(self) -> None:
-        """Extend this process's leases a few times per lease period, in one pipeline."""
-        lease = settings.REALTIME_CONNECTION_LEASE_SECONDS
-        while self.leased and self.client is not None:  # leases exist only with a client
-            await asyncio.sleep(lease / 3)
-            expiry = self.clock() + lease
-            renewed = list(self.leased.items())
-            try:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    by_user: dict[str, dict[str, float]] = defaultdict(dict)
-                    for connection, user in renewed:
-                        by_user[user][connection] = expiry
-                    for user, connections in by_user.items():
-                        key = f"{self.prefix}slots:{user}"
-                        # Without xx: a slot Redis lost (restart, FLUSHALL, failover) is put
-                        # back from this process's live sockets.
-                        pipe.zadd(key, connections)
-                        pipe.pexpire(key, math.ceil(lease * 1000))
-                    await pipe.execute()
-                # A socket released while this was on its way sent its ZREM on another
-                # connection, which Redis may have applied first: remove it again.
-                gone = [(c, u) for c, u in renewed if c not in self.leased]
-                if gone:
-                    async with self.client.pipeline(transaction=False) as pipe:
-                        for connection, user in gone:
-                            pipe.zrem(f"{self.prefix}slots:{user}", connection)
-                        await pipe.execute()
-            except _REDIS_ERRORS as error:
-                self._redis_failed(error, "renewing connection slots")
 
 
 def message_rate(connection_type: str) -> Rate:
