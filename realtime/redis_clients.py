@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -129,6 +129,50 @@ def _split(host: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any
     return merged
 
 
+class _GuardedWrites:
+    """A write on a connection that was closed under it (a primary switch closes the pools'
+    connections in use too) fails as redis.ConnectionError, which every caller handles, instead
+    of redis-py 7.4's AttributeError on the writer `disconnect` cleared (redis/redis-py#4287,
+    fixed in 8.x; redis-py stays on 7.x for channels_redis#422). The writer is read once, and
+    nothing is awaited between its check and the write."""
+
+    _writer: asyncio.StreamWriter | None
+
+    async def _send_packed_command(self, command: Iterable[bytes]) -> None:
+        writer = self._writer
+        if writer is None or writer.transport.is_closing():
+            raise redis.ConnectionError("Connection closed while a command was being sent.")
+        writer.writelines(command)
+        await writer.drain()
+
+
+class GuardedConnection(_GuardedWrites, aioredis.Connection):
+    pass
+
+
+class GuardedSSLConnection(_GuardedWrites, aioredis.SSLConnection):
+    pass
+
+
+class GuardedUnixConnection(_GuardedWrites, aioredis.UnixDomainSocketConnection):
+    pass
+
+
+class GuardedSentinelConnection(_GuardedWrites, aiosentinel.SentinelManagedConnection):
+    pass
+
+
+class GuardedSentinelSSLConnection(_GuardedWrites, aiosentinel.SentinelManagedSSLConnection):
+    pass
+
+
+_GUARDED: dict[type, type] = {
+    aioredis.Connection: GuardedConnection,
+    aioredis.SSLConnection: GuardedSSLConnection,
+    aioredis.UnixDomainSocketConnection: GuardedUnixConnection,
+}
+
+
 class BlockingSentinelConnectionPool(
     aiosentinel.SentinelConnectionPool, aioredis.BlockingConnectionPool
 ):
@@ -154,6 +198,9 @@ def async_client(
             if pool_timeout is not None
             else aiosentinel.SentinelConnectionPool
         )
+        kwargs["connection_class"] = (
+            GuardedSentinelSSLConnection if kwargs.get("ssl") else GuardedSentinelConnection
+        )
         pool = pool_class(host["master_name"], sentinel, **kwargs)
         watch = _watch(host)
         if watch is not None:  # made outside a loop: it notices a switch when its connections break
@@ -162,6 +209,10 @@ def async_client(
         plain = (
             aioredis.BlockingConnectionPool if pool_timeout is not None else aioredis.ConnectionPool
         )
+        scheme = aioredis.connection.parse_url(host["address"]).get(
+            "connection_class", aioredis.Connection
+        )
+        kwargs["connection_class"] = _GUARDED[scheme]
         pool = plain.from_url(host["address"], **kwargs)
     return aioredis.Redis.from_pool(pool)
 

@@ -230,3 +230,36 @@ async def test_new_connections_name_the_client_without_looking_up_its_version(mo
     assert made and all(c.driver_info is redis_clients.DRIVER_INFO for c in made)
     assert redis_clients.DRIVER_INFO.formatted_name == "redis-py"
     assert redis_clients.DRIVER_INFO.lib_version == real_version("redis")
+
+
+@pytest.mark.parametrize("kind", ["plain", "sentinel"])
+async def test_a_connection_closed_under_a_command_fails_it_as_a_redis_error(
+    kind: str, tmp_path: Path
+) -> None:
+    """A switch of primary closes every connection of the pools, those in use too (so that
+    subscriptions move): a command that was writing on one must fail as a Redis connection error,
+    which every caller handles (the rate limiter falls back to this process), not as redis-py
+    7.4's AttributeError on the writer it cleared (redis/redis-py#4287, fixed in 8.x, which this
+    project cannot take yet: channels_redis#422). It answered SERVER_ERROR to an edit sent during
+    a failover (tests/deploy/test_failover.py, in a CI run)."""
+    group = SentinelGroup(tmp_path) if kind == "sentinel" else None
+    try:
+        host = _host(group) if group else redis_clients.settings_host(require_redis_url())
+        client = redis_clients.async_client(host, socket_timeout=1)
+        connection = await client.connection_pool.get_connection()
+        try:
+            await connection.connect()
+            # The command is on its way: its write is a task of its own (socket_timeout)...
+            sending = asyncio.create_task(connection.send_packed_command(b"PING\r\n"))
+            await asyncio.sleep(0)
+            # ...when the switch closes the connection (a pool's disconnect closes each of its
+            # connections; nowait, as an error on it does, clears the writer at once).
+            await connection.disconnect(nowait=True)
+            with pytest.raises(redis_py.ConnectionError):
+                await sending
+        finally:
+            await client.connection_pool.release(connection)
+            await client.aclose()
+    finally:
+        if group:
+            group.stop()
