@@ -24,6 +24,30 @@ def trip_role(*, trip_id: int, user_id: int) -> str | None:
     )
 
 
+def role_to_edit(*, trip_id: int, user_id: int) -> str:
+    """The user's role on the trip if it lets them edit, read now from the database (not what a
+    socket last heard): NotFound for a non-member, NotAllowed for a viewer, as an edit's row
+    lock (services.locks.lock_for_edit) answers them."""
+    role = trip_role(trip_id=trip_id, user_id=user_id)
+    if role is None:
+        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
+    if role not in (TripMember.Role.OWNER, TripMember.Role.EDITOR):
+        raise NotAllowed("Viewers cannot edit this trip.", role=role, trip_id=trip_id)
+    return role
+
+
+def lost_memberships(*, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Of these (trip id, user id) pairs, those that are no membership (any more)."""
+    wanted = set(pairs)
+    if not wanted:
+        return set()
+    found = TripMember.objects.filter(
+        trip_id__in={trip_id for trip_id, _ in wanted},
+        user_id__in={user_id for _, user_id in wanted},
+    ).values_list("trip_id", "user_id")
+    return wanted - set(found)
+
+
 def trip_for_member(*, trip_id: int, user: User) -> Trip:
     trip = Trip.objects.filter(pk=trip_id, members__user=user).first()
     if trip is None:

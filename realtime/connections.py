@@ -4,9 +4,10 @@ admin) is published once to USERS_GROUP (events.broadcast), and each process clo
 it holds for that user (or with those ids).
 
 The message is delivered at most once, so the database decides too: each process re-checks its
-sockets' users (deactivated or deleted) and the disconnects operators requested
+sockets' users (deactivated or deleted), their trip memberships (a removal's `member.removed` and
+`chat.member_removed` may be lost too) and the disconnects operators requested
 (metrics.services.request_disconnect) every REALTIME_REVOCATION_CHECK_SECONDS, and at once when
-its Redis subscription comes back after a loss (two queries for all of its sockets)."""
+its Redis subscription comes back after a loss (three queries for all of its sockets)."""
 
 from __future__ import annotations
 
@@ -140,6 +141,7 @@ class Connections:
                         await consumer.realtime_user_revoked({"user_id": user_id})
                     except Exception:
                         logger.exception("closing a revoked user's socket failed")
+        await self._close_lost_memberships()
         if self.by_id:
             # Every request since this process started (a margin for other hosts' clocks): a few
             # rows; `_close_connections` takes those of this process's sockets.
@@ -147,6 +149,24 @@ class Connections:
                 since=self.started - REQUEST_CLOCK_MARGIN
             )
             await self._close_connections(requested)
+
+    async def _close_lost_memberships(self) -> None:
+        """Close the trip and chat sockets whose user is no member of the trip any more, in case
+        the removal's event never reached them (one query for all of this process's sockets)."""
+        by_membership: dict[tuple[int, int], list[Any]] = {}
+        for consumer in list(self.by_id.values()):
+            trip_id = getattr(consumer, "trip_id", None)
+            if trip_id is not None and not getattr(consumer, "closing", False):
+                by_membership.setdefault((trip_id, consumer.user.pk), []).append(consumer)
+        if not by_membership:
+            return
+        lost = await db(selectors.lost_memberships, lane=CATCH_UP)(pairs=list(by_membership))
+        for pair in lost:
+            for consumer in by_membership[pair]:
+                try:
+                    await consumer.membership_lost()
+                except Exception:
+                    logger.exception("closing a removed member's socket failed")
 
     async def _close_connections(self, connection_ids: list[str]) -> None:
         """An operator's disconnect: the sockets with these ids that this process holds."""

@@ -20,13 +20,14 @@ from realtime.auth import JWTAuthMiddleware  # noqa: E402
 from realtime.checks import require_channel_layer  # noqa: E402
 from realtime.connect_gate import ConnectGate  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
-from tripsage import autobahn_debug  # noqa: E402
+from tripsage import autobahn_debug, websocket_failures  # noqa: E402
 from tripsage.http_limit import ConcurrencyLimit, close_request_connections  # noqa: E402
 from tripsage.proxies import TrustedProxyMiddleware  # noqa: E402
 from tripsage.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 require_channel_layer()
 autobahn_debug.install()  # autobahn's debug log arguments, built only when logged
+websocket_failures.install()  # a frame over daphne's 1 MiB is told 1009, not dropped (1006)
 request_finished.connect(close_request_connections)
 
 # Everything loaded so far lives as long as the process: keep it out of the collector's full

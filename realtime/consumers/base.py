@@ -434,6 +434,16 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
             CloseCode.CLOSED_BY_OPERATOR,
         )
 
+    async def membership_lost(self) -> None:
+        """The socket's user is no member of its trip any more (realtime.connections' re-check):
+        closed as for `member.removed`."""
+        trip_id = getattr(self, "trip_id", None)
+        if trip_id is None or self.closing:
+            return
+        await self.close_with(
+            protocol.not_a_member(trip_id, anymore=True).envelope(), CloseCode.AUTHORIZATION_FAILED
+        )
+
     async def realtime_user_revoked(self, event: dict[str, Any]) -> None:
         record_for_socket(self, security.Event.SOCKET_REVOKED, reason="user_inactive")
         failure = AuthFailure(AuthFailureReason.USER_INACTIVE, "User account is disabled.")

@@ -11,7 +11,6 @@ from django.contrib.auth.models import User
 import protocol
 from collaboration import selectors
 from collaboration.errors import NotFound
-from collaboration.models import TripMember
 from collaboration.services import conflicts, trips
 from events.aio import CATCH_UP, db
 from events.batch import Batcher
@@ -156,7 +155,9 @@ class TripConsumer(RealtimeConsumer):
         )
 
     async def on_editing_start(self, message: protocol.EditingStart) -> None:
-        self._require_editor(message)
+        # The database's role, not the one this socket last heard: a demotion's `member.updated`
+        # may be on its way, or lost (the channel layer delivers at most once).
+        self.role = await db(selectors.role_to_edit)(trip_id=self.trip_id, user_id=self.user_id)
         await tracker().editing_start(self.trip_id, self.connection_id, self.user, message.field)
 
     async def on_editing_stop(self, message: protocol.EditingStop) -> None:
@@ -227,15 +228,6 @@ class TripConsumer(RealtimeConsumer):
         await self.send_event(
             protocol.server_message("echo", request_id=message.id, data=message.data)
         )
-
-    def _require_editor(self, message: protocol.ClientMessage) -> None:
-        if self.role not in (TripMember.Role.OWNER, TripMember.Role.EDITOR):
-            raise ProtocolError(
-                ErrorCode.AUTHORIZATION_FAILED,
-                "Viewers cannot edit this trip.",
-                details={"role": self.role},
-                request_id=message.id,
-            )
 
     # -- group events -------------------------------------------------------------------------
 

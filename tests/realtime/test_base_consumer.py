@@ -26,7 +26,15 @@ from realtime.routing import websocket_urlpatterns
 from realtime.throttling import throttle
 from realtime.timers import ticker
 from tests import factories
-from tests.wsclient import closed_with, connect, open_socket, recv_json, recv_type, send_json
+from tests.wsclient import (
+    closed_with,
+    connect,
+    open_socket,
+    recv_json,
+    recv_type,
+    recv_until,
+    send_json,
+)
 from tripsage.routing import URLRouter
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -495,3 +503,52 @@ def test_a_consumer_made_after_a_storm_of_others_still_shares_its_keys():
 
     Untaught._attributes_shared = True  # as if taught already, with nothing taught
     assert last_of_a_storm(Taught) < last_of_a_storm(Untaught)
+
+
+DAPHNE_MAX_FRAME_BYTES = 1024 * 1024  # daphne's --websocket-max-frame-size and -message-size
+
+
+def _echo_frame_of(size: int, request_id: str) -> str:
+    """A valid `echo` text frame of exactly `size` UTF-8 bytes."""
+    frame = json.dumps({"type": "echo", "id": request_id, "data": ""})
+    return frame[:-2] + "x" * (size - len(frame)) + frame[-2:]
+
+
+async def test_a_frame_over_daphnes_limit_closes_that_socket_with_1009_and_no_other(
+    live, trip_socket_path
+):
+    """Up to daphne's 1 MiB, our own 64 KiB rule answers (MESSAGE_TOO_LARGE, the socket stays
+    open); one byte more and daphne ends that socket with 1009 before our code sees the frame.
+    The process goes on serving its other sockets, the closed one leaves nothing behind."""
+    path, token = trip_socket_path
+    log_from = len(live.log())
+    bystander, _ = await connect(live.ws_url, path, token)
+    sender, _ = await connect(live.ws_url, path, token)
+    await recv_until(bystander, lambda m: m["type"] == "presence.update")
+
+    await sender.send(_echo_frame_of(DAPHNE_MAX_FRAME_BYTES, "at-limit"))
+    error = await recv_type(sender, "error")
+    assert error["error"]["code"] == "MESSAGE_TOO_LARGE" and error["request_id"] is None
+    assert error["error"]["details"] == {"size": DAPHNE_MAX_FRAME_BYTES, "max_bytes": 65536}
+    await send_json(sender, {"type": "echo", "id": "still-open", "data": 1})
+    assert (await recv_type(sender, "echo"))["request_id"] == "still-open"
+
+    await sender.send(_echo_frame_of(DAPHNE_MAX_FRAME_BYTES + 1, "over"))
+    code, messages = await closed_with(sender)
+    assert code == 1009, (code, sender.close_reason)
+    assert [m for m in messages if m["type"] not in ("ping", "presence.update")] == []
+
+    # The others on the process see the socket leave and keep working.
+    left = await recv_until(
+        bystander, lambda m: m["type"] == "presence.update" and collaborator_sockets(m) == 1
+    )
+    assert left["collaborator_count"] == 1
+    await send_json(bystander, {"type": "echo", "id": "bystander", "data": "alive"})
+    assert (await recv_type(bystander, "echo"))["request_id"] == "bystander"
+    await bystander.close()
+    await _only_socket_left(live, path, token)
+    assert "Traceback" not in live.log()[log_from:]
+
+
+def collaborator_sockets(message: dict) -> int:
+    return sum(c["connections"] for c in message["collaborators"])

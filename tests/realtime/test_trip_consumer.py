@@ -4,13 +4,17 @@ real Redis and database, real WebSocket clients acting as the seed's two users."
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
 from rest_framework.test import APIClient
+from websockets.exceptions import ConnectionClosed
 
-from collaboration.models import Conflict, Trip
+from collaboration.models import ChatMessage, Conflict, Trip, TripMember
 from collaboration.services import members, trips
 from events import broadcast
 from tests import factories
@@ -579,6 +583,236 @@ async def test_removed_member_is_disconnected(live, crew):
     assert code == 4003
     assert messages[-2]["type"] == "member.removed"
     assert messages[-1]["error"]["code"] == "AUTHORIZATION_FAILED"
+
+
+def _rest(server, user, method, path, body=None):
+    """A REST call over HTTP to a daphne process, signed in as `user` with an access token."""
+    request = urllib.request.Request(
+        f"{server.http_url}{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {factories.access_token(user)}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+async def _changes_seen_by(ws, marker_value):
+    """What `ws` received up to the `trip.updated` of `marker_value` (an edit made after the
+    refused ones, so everything they could have caused has arrived by then)."""
+    seen = []
+    while True:
+        message = await recv_json(ws)
+        seen.append(message)
+        if message["type"] == "ping":
+            await send_json(ws, {"type": "pong", "request_id": message["id"]})
+        if message["type"] == "trip.updated" and message["value"] == marker_value:
+            return seen
+
+
+def _by(messages, username):
+    """The edits, editing indicators and chat posts of `username` among `messages`."""
+    return [
+        m
+        for m in messages
+        if (m["type"] == "trip.updated" and m["by"]["username"] == username)
+        or (m["type"] == "editing.update" and (username, "name") in editing(m))
+        or (m["type"] == "chat.message" and m["message"]["author"]["username"] == username)
+        or (m["type"] == "typing.update" and m["user"]["username"] == username)
+    ]
+
+
+@pytest.mark.parametrize("rest_on", ["same-process", "other-process"])
+async def test_an_editor_made_viewer_while_connected_can_edit_no_more_and_keeps_reading(
+    pair, crew, rest_on
+):
+    """The owner makes a connected editor a viewer over REST (handled by the editor's process, or
+    by the other one): every edit the editor sends once the change is committed is refused with
+    AUTHORIZATION_FAILED, nothing is written, the others see nothing of it, and the socket stays
+    open and keeps receiving (a viewer may read)."""
+    alice, bob, _, trip = crew
+    rest_server, bob_server = (pair[1], pair[1]) if rest_on == "same-process" else pair
+    a, _ = await join(pair[0], trip, alice)
+    b, b_snapshot = await join(bob_server, trip, bob)
+    assert b_snapshot["role"] == "editor"
+    version = b_snapshot["trip"]["version"]
+
+    status = await asyncio.to_thread(
+        _rest, rest_server, alice, "POST", f"/api/trips/{trip.pk}/members/",
+        {"username": "bob", "role": "viewer"},
+    )  # fmt: skip
+    assert status == 200
+    # At once, without waiting for the socket to hear of it.
+    await send_json(b, update_msg("name", "Bob's now", version, id_="edit-after"))
+    await send_json(b, {"type": "editing.start", "id": "indicator-after", "field": "name"})
+    refusals, told = {}, []
+    while len(refusals) < 2:
+        message = await recv_until(b, lambda m: m["type"] in ("error", "ack", "member.updated"))
+        assert message["type"] != "ack", f"a viewer's edit was applied: {message}"
+        if message["type"] == "error":
+            refusals[message["request_id"]] = message["error"]
+        else:
+            told.append(message)
+    assert {rid: e["code"] for rid, e in refusals.items()} == {
+        "edit-after": "AUTHORIZATION_FAILED", "indicator-after": "AUTHORIZATION_FAILED"
+    }  # fmt: skip
+    assert (await get_trip(trip.pk)).name != "Bob's now"
+    assert (await get_trip(trip.pk)).version == version
+
+    # Still open, told its new role, and still reading what the others change.
+    if not told:
+        told.append(await recv_until(b, is_type("member.updated")))
+    assert [(m["user"]["username"], m["role"]) for m in told] == [("bob", "viewer")]
+    await send_json(a, update_msg("notes", "after bob's demotion", version, id_="marker"))
+    seen_by_alice = await _changes_seen_by(a, "after bob's demotion")
+    assert (await recv_until(b, is_type("trip.updated", field="notes")))["by"]["id"] == alice.pk
+    assert b.close_code is None
+    assert _by(seen_by_alice, "bob") == []
+    fresh, snapshot = await join(pair[0], trip, alice)
+    assert ("bob", "name") not in editing(snapshot)
+    for ws in (a, b, fresh):
+        await ws.close()
+
+
+@pytest.mark.parametrize("rest_on", ["same-process", "other-process"])
+async def test_a_member_removed_while_connected_is_refused_and_both_sockets_close(
+    pair, crew, rest_on
+):
+    """The owner removes a connected editor over REST: whatever the editor sends once the removal
+    is committed (an edit, an editing indicator, a chat post, typing) changes nothing anyone
+    sees, and the member's trip and chat sockets close with AUTHORIZATION_FAILED and 4003."""
+    alice, bob, _, trip = crew
+    rest_server, bob_server = (pair[1], pair[1]) if rest_on == "same-process" else pair
+    a, _ = await join(pair[0], trip, alice)
+    a_chat, _ = await connect(pair[0].ws_url, f"/ws/chat/{trip.pk}/", await token_for(alice))
+    b, b_snapshot = await join(bob_server, trip, bob)
+    b_chat, _ = await connect(bob_server.ws_url, f"/ws/chat/{trip.pk}/", await token_for(bob))
+    version = b_snapshot["trip"]["version"]
+
+    status = await asyncio.to_thread(
+        _rest, rest_server, alice, "DELETE", f"/api/trips/{trip.pk}/members/{bob.pk}/"
+    )
+    assert status == 204
+    sent = [
+        (b, update_msg("name", "Bob's now", version, id_="edit-after")),
+        (b, {"type": "editing.start", "id": "indicator-after", "field": "name"}),
+        (b_chat, {"type": "chat.send", "id": "post-after", "text": "still here"}),
+        (b_chat, {"type": "typing.start", "id": "typing-after"}),
+    ]
+    for ws, message in sent:
+        try:
+            await send_json(ws, message)
+        except ConnectionClosed:
+            pass  # closed already: refused all the same
+    for ws, closing in ((b, "member.removed"), (b_chat, None)):
+        code, messages = await closed_with(ws)
+        assert code == 4003
+        assert messages[-1]["error"]["code"] == "AUTHORIZATION_FAILED"
+        assert [m for m in messages if m["type"] == "ack"] == []
+        for m in messages:
+            if m["type"] == "error":
+                assert m["error"]["code"] == "AUTHORIZATION_FAILED", m
+        if closing:
+            assert closing in [m["type"] for m in messages]
+
+    current = await get_trip(trip.pk)
+    assert current.name != "Bob's now" and current.version == version
+    assert await sync_to_async(ChatMessage.objects.filter(author=bob).exists)() is False
+    assert await sync_to_async(TripMember.objects.filter(trip=trip, user=bob).exists)() is False
+    await send_json(a, update_msg("notes", "after bob left", version, id_="marker"))
+    seen_by_alice = await _changes_seen_by(a, "after bob left")
+    await send_json(a_chat, {"type": "chat.send", "id": "marker-chat", "text": "after bob left"})
+    chat_seen = []
+    while not chat_seen or chat_seen[-1].get("request_id") != "marker-chat":
+        chat_seen.append(await recv_json(a_chat))
+    assert _by(seen_by_alice + chat_seen, "bob") == []
+    for ws in (a, a_chat):
+        await ws.close()
+
+
+def _losing(monkeypatch, *types):
+    """The channel layer loses every published event of these types (it delivers at most once);
+    returns what it lost."""
+    lost = []
+    real = broadcast._group_send
+
+    def group_send(group, event):
+        kind = json.loads(event["text"])["type"] if "text" in event else event["type"]
+        if kind in types:
+            lost.append(kind)
+        else:
+            real(group, event)
+
+    monkeypatch.setattr(broadcast, "_group_send", group_send)
+    return lost
+
+
+async def test_a_demotion_whose_event_the_layer_lost_still_refuses_every_edit(
+    live, crew, monkeypatch
+):
+    """The role is the database's, not what the socket last heard: with the `member.updated`
+    lost on its way, the demoted editor's edits and editing indicators are still refused."""
+    alice, bob, _, trip = crew
+    a, _ = await join(live, trip, alice)
+    b, b_snapshot = await join(live, trip, bob)
+    version = b_snapshot["trip"]["version"]
+    lost = _losing(monkeypatch, "member.updated")
+    await sync_to_async(members.trip_member_set)(
+        trip_id=trip.pk, actor=alice, user=bob, role="viewer"
+    )
+    assert lost == ["member.updated"]
+    await send_json(b, update_msg("name", "Bob's now", version, id_="edit-after"))
+    edit = await recv_until(b, lambda m: m["type"] in ("error", "ack"))
+    assert edit["type"] == "error" and edit["error"]["code"] == "AUTHORIZATION_FAILED", edit
+    await send_json(b, {"type": "editing.start", "id": "indicator-after", "field": "name"})
+    await send_json(b, {"type": "echo", "id": "then"})
+    answers = []
+    while not answers or answers[-1]["type"] != "echo":
+        answers.append(await recv_until(b, lambda m: m["type"] in ("error", "echo")))
+    assert [(m["type"], m["request_id"]) for m in answers] == [
+        ("error", "indicator-after"), ("echo", "then")
+    ]  # fmt: skip
+    assert answers[0]["error"]["code"] == "AUTHORIZATION_FAILED"
+    fresh, snapshot = await join(live, trip, alice)
+    assert ("bob", "name") not in editing(snapshot)
+    assert (await get_trip(trip.pk)).version == version
+    for ws in (a, b, fresh):
+        await ws.close()
+
+
+async def test_a_removal_whose_events_the_layer_lost_still_closes_both_sockets(
+    daphne_factory, crew, monkeypatch
+):
+    """With `member.removed` and the chat's removal lost on their way, the removed member's
+    trip and chat sockets still close (AUTHORIZATION_FAILED, 4003): the process's periodic
+    re-check reads the memberships of its sockets (REALTIME_REVOCATION_CHECK_SECONDS). Before
+    it, the chat socket went on reading the trip's chat for as long as it stayed open."""
+    alice, bob, _, trip = crew
+    server = await asyncio.to_thread(
+        daphne_factory, "recheck", REALTIME_REVOCATION_CHECK_SECONDS="1"
+    )
+    b, _ = await join(server, trip, bob)
+    b_chat, _ = await connect(server.ws_url, f"/ws/chat/{trip.pk}/", await token_for(bob))
+    a_chat, _ = await connect(server.ws_url, f"/ws/chat/{trip.pk}/", await token_for(alice))
+    lost = _losing(monkeypatch, "member.removed", "chat.member_removed")
+    await sync_to_async(members.trip_member_remove)(trip_id=trip.pk, actor=alice, user=bob)
+    assert sorted(lost) == ["chat.member_removed", "member.removed"]
+    monkeypatch.undo()
+    for ws in (b, b_chat):
+        code, messages = await closed_with(ws)
+        assert code == 4003
+        assert messages[-1]["error"]["code"] == "AUTHORIZATION_FAILED"
+        assert messages[-1]["error"]["message"] == "You are no longer a member of this trip."
+    # The member who stays keeps the chat.
+    await send_json(a_chat, {"type": "chat.send", "id": "still", "text": "after bob left"})
+    assert (await recv_until(a_chat, is_type("ack", request_id="still")))["status"] == "posted"
+    await a_chat.close()
 
 
 async def test_a_client_that_stops_reading_is_cut_off_and_others_keep_flowing(daphne_factory, crew):
