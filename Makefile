@@ -100,7 +100,7 @@ chaos: install
 	$(BIN)/python bench/chaos_report.py bench/results/chaos.jsonl
 
 # The fuzz tests' long form: 20,000 socket frames and 50 requests per REST operation and mode,
-# where the suite sends 4,000 and 8 (docs/checks.md). REST_FUZZ_EXAMPLES and FUZZ_FRAMES override.
+# where the suite sends 2,400 and 5 (docs/checks.md). REST_FUZZ_EXAMPLES and FUZZ_FRAMES override.
 REST_FUZZ_EXAMPLES ?= 50
 FUZZ_FRAMES ?= 20000
 fuzz: install

@@ -40,10 +40,10 @@ from metrics.models import ConnectionSession
 from tests import factories
 from tests.conftest import DaphneServer
 
-# Requests per operation and mode: the suite's 8 (about 400 requests) reach every operation in
+# Requests per operation and mode: the suite's 5 (about 250 requests) reach every operation in
 # both modes; `make fuzz` sends 50 each (about 2,500), and REST_FUZZ_EXAMPLES=500 make fuzz hunts
 # longer (docs/checks.md).
-EXAMPLES = int(os.environ.get("REST_FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("REST_FUZZ_EXAMPLES", "5"))
 
 # What PostgreSQL cannot store (NUL) and UTF-8 cannot encode (lone surrogates). JSON carries both
 # ("\u0000", "\ud800") and drf-spectacular's schemas forbid neither. schemathesis checks each case
