@@ -42,7 +42,8 @@ from tests.wsclient import OPENINGS, TIMEOUT, recv_json, send_json
 # message type and kind of damage drawn from the start; `make fuzz` sends 20,000 (docs/checks.md).
 FRAMES_PER_EXAMPLE = 40
 EXAMPLES = max(1, int(os.environ.get("FUZZ_FRAMES", "2400")) // FRAMES_PER_EXAMPLE)
-MIN_FRAMES = EXAMPLES * FRAMES_PER_EXAMPLE
+# A batch's frames for a socket the server has just closed are not sent: 96 % at least are.
+MIN_FRAMES = EXAMPLES * FRAMES_PER_EXAMPLE * 96 // 100
 
 # -- frames ------------------------------------------------------------------------------------
 
