@@ -24,16 +24,23 @@ def trip_role(*, trip_id: int, user_id: int) -> str | None:
     )
 
 
-def role_to_edit(*, trip_id: int, user_id: int) -> str:
-    """The user's role on the trip if it lets them edit, read now from the database (not what a
-    socket last heard): NotFound for a non-member, NotAllowed for a viewer, as an edit's row
-    lock (services.locks.lock_for_edit) answers them."""
-    role = trip_role(trip_id=trip_id, user_id=user_id)
+EDIT_ROLES = (TripMember.Role.OWNER, TripMember.Role.EDITOR)
+
+
+def require_edit_role(role: str | None, *, trip_id: int) -> str:
+    """`role` if it lets its holder edit the trip: NotFound for a non-member (None), the answer
+    of a trip that does not exist; NotAllowed for a viewer."""
     if role is None:
         raise NotFound("You are not a member of this trip.", trip_id=trip_id)
-    if role not in (TripMember.Role.OWNER, TripMember.Role.EDITOR):
+    if role not in EDIT_ROLES:
         raise NotAllowed("Viewers cannot edit this trip.", role=role, trip_id=trip_id)
     return role
+
+
+def role_to_edit(*, trip_id: int, user_id: int) -> str:
+    """The user's role on the trip if it lets them edit, read now from the database (not what a
+    socket last heard), refused as an edit's row lock (services.locks.lock_for_edit) refuses."""
+    return require_edit_role(trip_role(trip_id=trip_id, user_id=user_id), trip_id=trip_id)
 
 
 def lost_memberships(*, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:

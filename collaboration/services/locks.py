@@ -7,11 +7,11 @@ from django.db import connection
 from django.db.transaction import TransactionManagementError
 
 from collaboration import sql
-from collaboration.errors import NotAllowed, NotFound
+from collaboration.errors import NotFound
 from collaboration.models import Trip, TripMember
+from collaboration.selectors import require_edit_role
 
 Role = TripMember.Role
-EDIT_ROLES = (Role.OWNER, Role.EDITOR)
 
 
 def lock_trip(trip_id: int) -> Trip:
@@ -40,9 +40,4 @@ def lock_for_edit(trip_id: int, actor: User) -> tuple[Trip, str]:
         # The answer of a non-member, below: trip ids are not probed.
         raise NotFound("You are not a member of this trip.", trip_id=trip_id)
     # The raw query's extra column: an attribute of this instance that Trip does not declare.
-    role: str | None = vars(trip)["actor_role"]
-    if role is None:
-        raise NotFound("You are not a member of this trip.", trip_id=trip_id)
-    if role not in EDIT_ROLES:
-        raise NotAllowed("Viewers cannot edit this trip.", role=role, trip_id=trip_id)
-    return trip, role
+    return trip, require_edit_role(vars(trip)["actor_role"], trip_id=trip_id)

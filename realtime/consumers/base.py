@@ -438,7 +438,7 @@ class RealtimeConsumer(RateLimitedConsumer, TokenRefreshConsumer):
         """The socket's user is no member of its trip any more (realtime.connections' re-check):
         closed as for `member.removed`."""
         trip_id = getattr(self, "trip_id", None)
-        if trip_id is None or self.closing:
+        if trip_id is None:
             return
         await self.close_with(
             protocol.not_a_member(trip_id, anymore=True).envelope(), CloseCode.AUTHORIZATION_FAILED

@@ -17,7 +17,7 @@ from events.batch import Batcher
 from events.fanout import Direct, fanout
 from events.groups import trip_group
 from metrics import instruments
-from protocol import CloseCode, ConnectionType, ErrorCode, ProtocolError
+from protocol import ConnectionType, ErrorCode, ProtocolError
 from realtime.consumers.base import RealtimeConsumer
 from realtime.presence import tracker
 from realtime.streams import OrderedStream
@@ -48,7 +48,6 @@ class TripConsumer(RealtimeConsumer):
         "trip_id",
         "_live",
         "_snapshot",
-        "role",
         "snapshot_seq",
         "stream",
         "joined_presence",
@@ -70,7 +69,6 @@ class TripConsumer(RealtimeConsumer):
             # The same answer for "no such trip" and "not a member": ids are not probed.
             raise protocol.not_a_member(self.trip_id, request_id=self.auth.request_id)
         self._snapshot = snapshot
-        self.role = snapshot["role"]
         # The layer's stream of this trip starts here if it had none.
         fanout(self.channel_layer).expect(trip_group(self.trip_id), snapshot["seq"])
 
@@ -155,9 +153,9 @@ class TripConsumer(RealtimeConsumer):
         )
 
     async def on_editing_start(self, message: protocol.EditingStart) -> None:
-        # The database's role, not the one this socket last heard: a demotion's `member.updated`
-        # may be on its way, or lost (the channel layer delivers at most once).
-        self.role = await db(selectors.role_to_edit)(trip_id=self.trip_id, user_id=self.user_id)
+        # The database's role, not one this socket heard: a demotion's `member.updated` may be on
+        # its way, or lost (the channel layer delivers at most once).
+        await db(selectors.role_to_edit)(trip_id=self.trip_id, user_id=self.user_id)
         await tracker().editing_start(self.trip_id, self.connection_id, self.user, message.field)
 
     async def on_editing_stop(self, message: protocol.EditingStop) -> None:
@@ -267,13 +265,9 @@ class TripConsumer(RealtimeConsumer):
         try:
             snapshot = await db(selectors.trip_snapshot)(trip_id=self.trip_id, user=self.user)
         except NotFound:
-            await self.close_with(
-                protocol.not_a_member(self.trip_id, anymore=True).envelope(),
-                CloseCode.AUTHORIZATION_FAILED,
-            )
+            await self.membership_lost()
             return
         state = await tracker().current(self.trip_id)
-        self.role = snapshot["role"]
         self.stream.last_seq = max(self.stream.last_seq, snapshot["seq"])
         await self.send_event(
             protocol.server_message(
@@ -290,13 +284,8 @@ class TripConsumer(RealtimeConsumer):
             return
         if message["user"]["id"] != self.user.pk:
             return
-        if message["type"] == "member.updated":
-            self.role = message["role"]
-            return
-        await self.close_with(
-            protocol.not_a_member(self.trip_id, anymore=True).envelope(),
-            CloseCode.AUTHORIZATION_FAILED,
-        )
+        if message["type"] == "member.removed":
+            await self.membership_lost()
 
     async def trip_presence(self, event: dict[str, Any]) -> None:
         if self.closing:
